@@ -193,6 +193,7 @@ inline std::optional<std::vector<Tensor>> fold(const Node& n, const std::vector<
     Shape os = x.shape();
     os[axis] = 0;
     for (const Tensor* t : in) {
+      check(t != nullptr, ErrorCode::parse, w, "empty input name");
       check(t->rank() == x.rank() && t->dtype() == x.dtype(), ErrorCode::shape, w, "inputs differ in rank or dtype");
       os[axis] += t->shape()[axis];
     }
@@ -255,6 +256,7 @@ inline std::optional<std::vector<Tensor>> fold(const Node& n, const std::vector<
   }
   if (n.op == "ConstantOfShape") {
     const auto s = to_i64(x, w);
+    if (numel_of(Shape(s.begin(), s.end()), w) > 4096) return std::nullopt;
     Tensor value = n.has("value") ? n.attr<Tensor>("value") : Tensor::zeros({1}, DType::f32);
     return std::vector<Tensor>{remap(value, Shape(s.begin(), s.end()), [](const auto&) { return std::int64_t{0}; })};
   }

@@ -2,6 +2,7 @@
 // Shape and dtype inference for every op SparseLoom imports, interleaved with constant
 // folding of shape computations. After it, every tensor in Graph::values has a fixed shape,
 // which is what lets a backend compile a subgraph once and run it many times.
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,6 +22,24 @@ inline const std::set<std::string>& supported_ops() {
       "LayerNormalization", "ReduceMean", "QuantizeLinear", "DequantizeLinear", "Identity",
       "Shape", "Gather", "Slice", "Cast", "ConstantOfShape", "Range", "Split", "Dropout"};
   return ops;
+}
+
+struct Arity {
+  int min_in, max_in, max_out;
+};
+
+// Inputs and outputs each op may have, checked before any rule reads them.
+inline Arity arity(const std::string& op) {
+  static const std::map<std::string, Arity> table = {
+      {"Conv", {2, 3, 1}}, {"Gemm", {2, 3, 1}}, {"MatMul", {2, 2, 1}}, {"Add", {2, 2, 1}},
+      {"Sub", {2, 2, 1}}, {"Mul", {2, 2, 1}}, {"Div", {2, 2, 1}}, {"Pow", {2, 2, 1}},
+      {"Clip", {1, 3, 1}}, {"Dropout", {1, 3, 1}}, {"BatchNormalization", {5, 5, 1}},
+      {"LayerNormalization", {2, 3, 1}}, {"Reshape", {2, 2, 1}}, {"Concat", {1, 1 << 16, 1}},
+      {"Squeeze", {1, 2, 1}}, {"Unsqueeze", {1, 2, 1}}, {"ReduceMean", {1, 2, 1}},
+      {"QuantizeLinear", {2, 3, 1}}, {"DequantizeLinear", {2, 3, 1}}, {"Gather", {2, 2, 1}},
+      {"Slice", {3, 5, 1}}, {"Range", {3, 3, 1}}, {"Split", {1, 2, 1 << 16}}};
+  auto it = table.find(op);
+  return it == table.end() ? Arity{1, 1, 1} : it->second;
 }
 
 namespace detail {
@@ -286,6 +305,15 @@ inline void infer_shapes(Graph& g) {
   for (auto& n : g.nodes) {
     const std::string w = g.source + ": " + n.where();
     check(supported_ops().count(n.op) != 0, ErrorCode::unsupported, w, "op '" + n.op + "' is not supported");
+    const Arity a = arity(n.op);
+    check(static_cast<int>(n.inputs.size()) <= a.max_in && n.has_input(0) &&
+              static_cast<int>(n.inputs.size()) >= a.min_in,
+          ErrorCode::parse, w, "has " + std::to_string(n.inputs.size()) + " inputs, expected " +
+              std::to_string(a.min_in) + (a.max_in != a.min_in ? " to " + std::to_string(a.max_in) : std::string()));
+    for (int i = 0; i < a.min_in; ++i)
+      check(n.has_input(static_cast<std::size_t>(i)), ErrorCode::parse, w, "required input " + std::to_string(i) + " is empty");
+    check(!n.outputs.empty() && static_cast<int>(n.outputs.size()) <= a.max_out, ErrorCode::unsupported, w,
+          "has " + std::to_string(n.outputs.size()) + " outputs (optional extra outputs are not supported)");
     std::vector<const Tensor*> in;
     std::vector<Shape> shapes;
     for (const auto& name : n.inputs) {

@@ -12,7 +12,7 @@
 namespace sparseloom::ir {
 
 inline std::int64_t normalize_axis(std::int64_t axis, std::int64_t rank, const std::string& where) {
-  check(axis >= -rank && axis < std::max<std::int64_t>(rank, 1), ErrorCode::shape, where,
+  check(axis >= -rank && axis < rank, ErrorCode::shape, where,
         "axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
   return axis < 0 ? axis + rank : axis;
 }

@@ -26,6 +26,9 @@ struct ImportOptions {
   std::int64_t symbolic_dim = 1;
   bool fold_batchnorm = true;
   std::size_t max_file_bytes = std::size_t{2} << 30;
+  // Largest tensor any node may produce; a model asking for more is rejected at import
+  // rather than failing an allocation mid-request.
+  std::size_t max_tensor_bytes = std::size_t{4} << 30;
 };
 
 // The opsets we implement the default-domain semantics of.
@@ -54,18 +57,21 @@ inline Tensor tensor_from_proto(const ::onnx::TensorProto& p, const std::string&
   const DType dt = dtype_from_onnx(p.data_type(), where);
   Shape shape(p.dims().begin(), p.dims().end());
   const auto n = numel_of(shape, where);
-  Tensor t = Tensor::empty(shape, dt);
   const std::size_t bytes = static_cast<std::size_t>(n) * size_of(dt);
+  // Sizes are checked against the data actually present before anything is allocated.
   if (p.has_raw_data()) {
     check(p.raw_data().size() == bytes, ErrorCode::parse, where,
           "raw_data holds " + std::to_string(p.raw_data().size()) + " bytes, shape " +
               to_string(shape) + " of " + std::string(to_string(dt)) + " needs " + std::to_string(bytes));
+    Tensor t = Tensor::empty(shape, dt);
     if (bytes) std::memcpy(t.raw(), p.raw_data().data(), bytes);  // little-endian hosts only
     return t;
   }
+  const int present = dt == DType::f32 ? p.float_data_size() : dt == DType::i64 ? p.int64_data_size() : p.int32_data_size();
+  check(present == n, ErrorCode::parse, where,
+        "holds " + std::to_string(present) + " values, shape " + to_string(shape) + " needs " + std::to_string(n));
+  Tensor t = Tensor::empty(shape, dt);
   auto fill = [&](const auto& field, auto cast) {
-    check(static_cast<std::int64_t>(field.size()) == n, ErrorCode::parse, where,
-          "holds " + std::to_string(field.size()) + " values, shape " + to_string(shape) + " needs " + std::to_string(n));
     for (std::int64_t i = 0; i < n; ++i) cast(i, field.Get(static_cast<int>(i)));
   };
   switch (dt) {
@@ -200,6 +206,10 @@ inline ir::Graph import_bytes(std::string_view bytes, const std::string& source,
   }
   check(!g.outputs.empty(), ErrorCode::parse, source, "graph has no outputs");
   ir::infer_shapes(g);
+  for (const auto& [name, v] : g.values)
+    check(static_cast<std::size_t>(numel_of(v.shape)) * size_of(v.dtype) <= opt.max_tensor_bytes, ErrorCode::shape,
+          source + ": tensor '" + name + "'", "shape " + to_string(v.shape) + " exceeds the " +
+          std::to_string(opt.max_tensor_bytes) + "-byte tensor limit");
   if (opt.fold_batchnorm) ir::fold_batchnorm(g);
   return g;
 }
