@@ -29,6 +29,13 @@ struct BenchOptions {
   std::vector<int> threads = {1, 2};  // CPU threads
   std::vector<double> sparsities = {0.5, 0.7, 0.8, 0.9, 0.95};
   std::string json_path;
+  // Added for the CPU runner:
+  std::string isa_cap;               // "" (best) or "avx2": caps oneDNN and our kernels
+  bool peers = true;                 // time Eigen / LIBXSMM / oneDNN-int8 peers
+  double budget_ms = 150;            // timing budget per contender and configuration
+  bool verbose = false;              // print every prepare-time candidate
+  double quiet_wait_ms = 3000;       // wait up to this long for a quiet machine per record
+  std::vector<std::string> layers;   // empty: the whole layer set (--quick: a subset)
 };
 
 struct Record {
@@ -47,6 +54,14 @@ struct Record {
   double best_peer_ms = 0;
   double gflops = 0;              // dense-equivalent 2*M*K*N / time
   double max_abs_err = 0;         // vs a reference computed in the same run
+  double kernel_ms = 0;           // device kernel time only (OpenCL event profiling), beside ours_ms
+  // Added by the CPU runner:
+  std::string pattern;            // random | block4x1 | 2:4 (the zeros of W)
+  std::string ukernel;            // microkernel picked by the prepare-time trial
+  std::string isa_cap;            // "" or "avx2" (oneDNN and our kernels capped)
+  double onednn_dense_min_ms = 0, onednn_dense_max_ms = 0;
+  int reps = 0;
+  double foreign_load = 0;        // other processes' CPU use during this measurement, in cores
 };
 
 }  // namespace sparseloom::bench

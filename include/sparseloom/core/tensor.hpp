@@ -95,9 +95,10 @@ class Tensor {
   const Shape& shape() const noexcept { return shape_; }
   const Shape& strides() const noexcept { return strides_; }
   std::size_t rank() const noexcept { return shape_.size(); }
+  // Accessors sit on hot paths: the error message is only built when the check fails.
   std::int64_t dim(std::size_t i) const {
-    check(i < shape_.size(), ErrorCode::shape, "Tensor::dim",
-          "axis " + std::to_string(i) + " of a rank-" + std::to_string(rank()) + " tensor");
+    if (i >= shape_.size()) [[unlikely]]
+      throw Error(ErrorCode::shape, "Tensor::dim", "axis " + std::to_string(i) + " of a rank-" + std::to_string(rank()) + " tensor");
     return shape_[i];
   }
   std::int64_t numel() const { return numel_of(shape_); }
@@ -108,9 +109,9 @@ class Tensor {
 
   template <class T>
   T* data() const {
-    check(dtype_v<T> == dtype_, ErrorCode::invalid_argument, "Tensor::data",
-          std::string("tensor is ") + std::string(to_string(dtype_)) + ", asked for " +
-              std::string(to_string(dtype_v<T>)));
+    if (dtype_v<T> != dtype_) [[unlikely]]
+      throw Error(ErrorCode::invalid_argument, "Tensor::data",
+                  std::string("tensor is ") + std::string(to_string(dtype_)) + ", asked for " + std::string(to_string(dtype_v<T>)));
     return reinterpret_cast<T*>(raw());
   }
   template <class T>

@@ -184,13 +184,15 @@ inline Tensor quantize_linear(const Tensor& x_in, const Tensor& scale, const Ten
   const DType t = zp ? zp->dtype() : DType::u8;
   Tensor y = Tensor::empty(x.shape(), t);
   const int lo = t == DType::u8 ? 0 : -128, hi = t == DType::u8 ? 255 : 127;
-  for (std::int64_t i = 0; i < x.numel(); ++i) {
+  const float* px = x.data<float>();
+  const auto n = x.numel();
+  for (std::int64_t i = 0; i < n; ++i) {
     const auto c = q.channels > 1 ? (i / q.inner) % q.channels : 0;
     // nearbyint rounds half to even in the default rounding mode, as ONNX specifies.
-    const float v = std::nearbyint(x.data<float>()[i] / q.scale[c]) + static_cast<float>(q.zero_point[c]);
+    const float v = std::nearbyint(px[i] / q.scale[c]) + static_cast<float>(q.zero_point[c]);
     const int s = static_cast<int>(std::clamp(v, static_cast<float>(lo), static_cast<float>(hi)));
-    if (t == DType::u8) y.data<std::uint8_t>()[i] = static_cast<std::uint8_t>(s);
-    else y.data<std::int8_t>()[i] = static_cast<std::int8_t>(s);
+    if (t == DType::u8) y.raw()[i] = static_cast<std::byte>(static_cast<std::uint8_t>(s));
+    else y.raw()[i] = static_cast<std::byte>(static_cast<std::int8_t>(s));
   }
   return y;
 }
@@ -199,16 +201,16 @@ inline Tensor dequantize_linear(const Tensor& x_in, const Tensor& scale, const T
   const Tensor x = x_in.contiguous();
   const QuantParams q = quant_params(x, scale, zp, axis);
   Tensor y = Tensor::empty(x.shape(), DType::f32);
-  for (std::int64_t i = 0; i < x.numel(); ++i) {
+  check(x.dtype() == DType::u8 || x.dtype() == DType::i8 || x.dtype() == DType::i32, ErrorCode::unsupported,
+        "DequantizeLinear", "input dtype " + std::string(to_string(x.dtype())));
+  float* py = y.data<float>();
+  const auto n = x.numel();
+  for (std::int64_t i = 0; i < n; ++i) {
     const auto c = q.channels > 1 ? (i / q.inner) % q.channels : 0;
-    std::int32_t v = 0;
-    switch (x.dtype()) {
-      case DType::u8: v = x.data<std::uint8_t>()[i]; break;
-      case DType::i8: v = x.data<std::int8_t>()[i]; break;
-      case DType::i32: v = x.data<std::int32_t>()[i]; break;
-      default: throw Error(ErrorCode::unsupported, "DequantizeLinear", "input dtype " + std::string(to_string(x.dtype())));
-    }
-    y.data<float>()[i] = static_cast<float>(v - q.zero_point[c]) * q.scale[c];
+    const std::int32_t v = x.dtype() == DType::u8   ? std::to_integer<std::uint8_t>(x.raw()[i])
+                           : x.dtype() == DType::i8 ? static_cast<std::int8_t>(std::to_integer<std::uint8_t>(x.raw()[i]))
+                                                    : reinterpret_cast<const std::int32_t*>(x.raw())[i];
+    py[i] = static_cast<float>(v - q.zero_point[c]) * q.scale[c];
   }
   return y;
 }

@@ -1,0 +1,128 @@
+#pragma once
+// Convolutions of batch 1, NCHW, on top of the prepared matmuls:
+//  - 1x1, stride 1, no padding: Y (Cout x HW) = W (Cout x Cin) * X (Cin x HW), no copy;
+//  - k x k (and strided 1x1): im2col into a workspace (Cin*kh*kw x Ho*Wo), then the matmul;
+//  - depthwise (groups == Cin == Cout): a direct dense kernel.
+// Other grouped convolutions are not supported here (the backend splits them per group).
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "sparseloom/backends/cpu/format_choice.hpp"
+
+namespace sparseloom::cpu {
+
+struct Conv2dShape {
+  std::int64_t cin = 0, cout = 0, h = 0, w = 0;  // input C, output C, input H, W
+  std::int64_t kh = 1, kw = 1;
+  std::int64_t stride_h = 1, stride_w = 1;
+  std::int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  std::int64_t dil_h = 1, dil_w = 1;
+  std::int64_t groups = 1;
+
+  std::int64_t out_h() const { return (h + pad_top + pad_bottom - dil_h * (kh - 1) - 1) / stride_h + 1; }
+  std::int64_t out_w() const { return (w + pad_left + pad_right - dil_w * (kw - 1) - 1) / stride_w + 1; }
+  bool is_pointwise() const {
+    return kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 && pad_left == 0 &&
+           pad_bottom == 0 && pad_right == 0 && groups == 1;
+  }
+  bool is_depthwise() const { return groups > 1 && groups == cin && groups == cout; }
+};
+
+// im2col rows [c0, c1) of Cin (each expands to kh*kw rows of Ho*Wo columns).
+inline void im2col_f32(const Conv2dShape& s, const float* x, float* col, std::int64_t c0, std::int64_t c1) {
+  const std::int64_t oh = s.out_h(), ow = s.out_w();
+  for (std::int64_t c = c0; c < c1; ++c)
+    for (std::int64_t i = 0; i < s.kh; ++i)
+      for (std::int64_t j = 0; j < s.kw; ++j) {
+        float* dst = col + ((c * s.kh + i) * s.kw + j) * oh * ow;
+        for (std::int64_t y = 0; y < oh; ++y) {
+          const std::int64_t iy = y * s.stride_h - s.pad_top + i * s.dil_h;
+          float* d = dst + y * ow;
+          if (iy < 0 || iy >= s.h) {
+            std::memset(d, 0, static_cast<std::size_t>(ow) * sizeof(float));
+            continue;
+          }
+          const float* src = x + (c * s.h + iy) * s.w;
+          for (std::int64_t xo = 0; xo < ow; ++xo) {
+            const std::int64_t ix = xo * s.stride_w - s.pad_left + j * s.dil_w;
+            d[xo] = (ix >= 0 && ix < s.w) ? src[ix] : 0.f;
+          }
+        }
+      }
+}
+
+// A prepared f32 convolution (weights OIHW, dense f32; zeros are found and exploited).
+class Conv2dF32 {
+ public:
+  Conv2dF32(const Conv2dShape& s, const float* w, const Epilogue& epilogue, ThreadPool& pool,
+            const ChoiceOptions& opt = {})
+      : s_(s), epi_(epilogue, s.cout), threads_(opt.threads) {
+    check(s.cin > 0 && s.cout > 0 && s.h > 0 && s.w > 0 && s.out_h() > 0 && s.out_w() > 0, ErrorCode::shape,
+          "cpu::Conv2dF32", "empty input or output");
+    if (s.is_depthwise()) {
+      dw_.assign(w, w + s.cout * s.kh * s.kw);
+      return;
+    }
+    check(s.groups == 1, ErrorCode::unsupported, "cpu::Conv2dF32", "grouped convolution other than depthwise");
+    mm_.emplace(prepare_matmul(w, s.cout, s.cin * s.kh * s.kw, s.out_h() * s.out_w(), epilogue, pool, opt));
+    if (!s.is_pointwise()) col_.resize(static_cast<std::size_t>(s.cin * s.kh * s.kw * s.out_h() * s.out_w()));
+  }
+
+  // x: Cin x H x W, y: Cout x Ho x Wo. One run at a time per object (im2col workspace).
+  void run(const float* x, float* y, ThreadPool& pool) const {
+    if (!dw_.empty()) return run_depthwise(x, y, pool);
+    if (s_.is_pointwise()) return mm_->run(x, y, pool);
+    pool.run(threads_, [&](int t) {
+      im2col_f32(s_, x, col_.data(), s_.cin * t / threads_, s_.cin * (t + 1) / threads_);
+    });
+    mm_->run(col_.data(), y, pool);
+  }
+
+  const std::optional<PreparedMatmul>& matmul() const noexcept { return mm_; }
+  const Conv2dShape& shape() const noexcept { return s_; }
+
+ private:
+  void run_depthwise(const float* x, float* y, ThreadPool& pool) const {
+    const std::int64_t oh = s_.out_h(), ow = s_.out_w();
+    pool.run(threads_, [&](int t) {
+      std::vector<float> acc(static_cast<std::size_t>(ow));
+      for (std::int64_t c = s_.cout * t / threads_; c < s_.cout * (t + 1) / threads_; ++c) {
+        const float* wc = dw_.data() + c * s_.kh * s_.kw;
+        const float* xc = x + c * s_.h * s_.w;
+        const float sc = epi_.scale[static_cast<std::size_t>(c)], sh = epi_.shift[static_cast<std::size_t>(c)];
+        for (std::int64_t oy = 0; oy < oh; ++oy) {
+          std::fill(acc.begin(), acc.end(), 0.f);
+          for (std::int64_t i = 0; i < s_.kh; ++i) {
+            const std::int64_t iy = oy * s_.stride_h - s_.pad_top + i * s_.dil_h;
+            if (iy < 0 || iy >= s_.h) continue;
+            const float* xr = xc + iy * s_.w;
+            for (std::int64_t j = 0; j < s_.kw; ++j) {
+              const float wv = wc[i * s_.kw + j];
+              // Output columns whose input column is inside the image.
+              const std::int64_t off = j * s_.dil_w - s_.pad_left;
+              std::int64_t lo = 0, hi = ow;
+              while (lo < ow && lo * s_.stride_w + off < 0) ++lo;
+              while (hi > lo && (hi - 1) * s_.stride_w + off >= s_.w) --hi;
+              for (std::int64_t ox = lo; ox < hi; ++ox) acc[static_cast<std::size_t>(ox)] += wv * xr[ox * s_.stride_w + off];
+            }
+          }
+          float* yr = y + (c * oh + oy) * ow;
+          for (std::int64_t ox = 0; ox < ow; ++ox)
+            yr[ox] = std::min(std::max(sc * acc[static_cast<std::size_t>(ox)] + sh, epi_.lo), epi_.hi);
+        }
+      }
+    });
+  }
+
+  Conv2dShape s_;
+  EpilogueArrays epi_;
+  int threads_;
+  std::vector<float> dw_;
+  std::optional<PreparedMatmul> mm_;
+  mutable std::vector<float> col_;
+};
+
+}  // namespace sparseloom::cpu

@@ -1,0 +1,210 @@
+#pragma once
+// Per-layer format choice at prepare time: detect W's zero pattern, pack the plausible
+// formats (oneDNN dense always among them), time each on this machine with the layer's
+// thread count, keep the fastest. So a layer is never slower than dense *as measured at
+// prepare time*; timings are short (a few runs each), so near-ties may flip between runs.
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <random>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "sparseloom/backends/cpu/onednn_dense.hpp"
+#include "sparseloom/backends/cpu/spmm.hpp"
+
+namespace sparseloom::cpu {
+
+struct ChoiceOptions {
+  int threads = 1;                        // threads the layer will run on
+  Isa isa = cpu_features().best_isa();    // cap for our kernels (oneDNN has its own cap)
+  bool allow_dense = true;                // oneDNN dense as a candidate
+  std::vector<Format> formats;            // empty: every plausible format
+  double budget_ms = 3.0;                 // trial time per candidate (at least 3 runs)
+};
+
+// One timed candidate: format, microkernel (or oneDNN implementation) and its time.
+struct Candidate {
+  Format format;
+  std::string kernel;
+  double ms;
+};
+
+namespace detail {
+template <class F>
+double time_min_ms(F&& f, double budget_ms) {
+  using clock = std::chrono::steady_clock;
+  f();  // warm-up
+  double best = 1e300, spent = 0;
+  for (int i = 0; i < 3 || (spent < budget_ms && i < 50); ++i) {
+    const auto t0 = clock::now();
+    f();
+    const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    best = std::min(best, ms);
+    spent += ms;
+  }
+  return best;
+}
+
+inline std::vector<Format> plausible_formats(const SparsityPattern& p) {
+  std::vector<Format> f;
+  if (p.sparsity >= 0.3) f.push_back(Format::csr);
+  if (p.sparsity >= 0.3 && p.fill_4x1 >= 0.5) f.push_back(Format::bsr4x1);
+  if (p.sparsity >= 0.3 && p.fill_8x1 >= 0.5) f.push_back(Format::bsr8x1);
+  if (p.is_2of4) f.push_back(Format::sparse24);
+  return f;
+}
+
+struct KernelTrial {
+  std::string name;
+  std::int64_t kc = 0;
+};
+
+// K-chunk that keeps a kc x tile slice of X in half of a 32 KiB L1.
+inline std::int64_t l1_chunk(int n_tile) { return std::max<std::int64_t>(16, 16384 / (4 * n_tile) / 8 * 8); }
+
+// The (microkernel, K-chunk) pairs worth timing for format f in family isa.
+inline std::vector<KernelTrial> family_kernels(Format f, Isa isa) {
+  std::vector<KernelTrial> v;
+  if (f == Format::csr)
+    for (auto& u : csr_ukernels(isa))
+      for (std::int64_t kc : {std::int64_t{0}, l1_chunk(u.n_tile), 2 * l1_chunk(u.n_tile)}) v.push_back({u.name, kc});
+  if (f == Format::bsr4x1) for (auto& u : bsr_ukernels(isa, 4)) v.push_back({u.name});
+  if (f == Format::bsr8x1) for (auto& u : bsr_ukernels(isa, 8)) v.push_back({u.name});
+  if (f == Format::sparse24)
+    for (auto& u : sparse24_ukernels(isa))
+      for (std::int64_t kc : {std::int64_t{0}, l1_chunk(u.n_tile), 2 * l1_chunk(u.n_tile)}) v.push_back({u.name, kc});
+  // INT8 rows of X are 4x narrower, so the same L1 holds a 4x longer K-chunk.
+  if (f == Format::int8_1x4)
+    for (auto& u : qu8s8_ukernels(isa))
+      for (std::int64_t kc : {std::int64_t{0}, 4 * l1_chunk(u.n_tile), 8 * l1_chunk(u.n_tile)}) v.push_back({u.name, kc});
+  return v;
+}
+}  // namespace detail
+
+// A prepared f32 matmul layer: Y (m x n) = epilogue(W * X) in the format that measured fastest.
+class PreparedMatmul {
+ public:
+  using Impl = std::variant<SpmmF32, DenseF32>;
+  PreparedMatmul(Impl impl, int threads, SparsityPattern pattern, std::vector<Candidate> tried)
+      : impl_(std::move(impl)), threads_(threads), pattern_(pattern), tried_(std::move(tried)) {}
+
+  // X (k x n) -> Y (m x n), row-major; `pool` must have at least threads() threads.
+  void run(const float* x, float* y, ThreadPool& pool) const {
+    if (auto* s = std::get_if<SpmmF32>(&impl_)) s->run(x, y, pool);
+    else std::get<DenseF32>(impl_).run(x, y, threads_);
+  }
+  Format format() const { return std::holds_alternative<DenseF32>(impl_) ? Format::dense : std::get<SpmmF32>(impl_).format(); }
+  std::string kernel() const {
+    return std::holds_alternative<DenseF32>(impl_) ? "onednn:" + std::get<DenseF32>(impl_).impl()
+                                                   : std::get<SpmmF32>(impl_).ukernel_name();
+  }
+  std::size_t weight_bytes() const {
+    return std::visit([](const auto& i) { return i.weight_bytes(); }, impl_);
+  }
+  int threads() const noexcept { return threads_; }
+  const SparsityPattern& pattern() const noexcept { return pattern_; }
+  const std::vector<Candidate>& candidates() const noexcept { return tried_; }
+
+ private:
+  Impl impl_;
+  int threads_;
+  SparsityPattern pattern_;
+  std::vector<Candidate> tried_;
+};
+
+// Packs dense row-major W (m x k) for X with n columns, choosing the format and microkernel
+// by a short measured trial on `pool` (see ChoiceOptions).
+inline PreparedMatmul prepare_matmul(const float* w, std::int64_t m, std::int64_t k, std::int64_t n,
+                                     const Epilogue& epilogue, ThreadPool& pool, const ChoiceOptions& opt = {}) {
+  check(opt.threads >= 1 && opt.threads <= pool.size(), ErrorCode::invalid_argument, "cpu::prepare_matmul",
+        "threads must be in [1, pool size]");
+  const auto pattern = detect_pattern(w, m, k);
+  std::vector<float> x(static_cast<std::size_t>(k * n)), y(static_cast<std::size_t>(m * n));
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  for (auto& v : x) v = d(rng);
+
+  std::vector<Candidate> tried;
+  std::optional<PreparedMatmul::Impl> best;
+  double best_ms = 1e300;
+  const Isa isa = std::min(opt.isa, cpu_features().best_isa());
+  const auto formats = opt.formats.empty() ? detail::plausible_formats(pattern) : opt.formats;
+  for (Format f : formats) {
+    if (f == Format::dense) continue;
+    if (f == Format::sparse24 && !pattern.is_2of4) continue;
+    for (const auto& kt : detail::family_kernels(f, detail::usable_isa(isa, [f](Isa i) { return detail::family_kernels(f, i); }))) {
+      SpmmF32 s(f, w, m, k, n, epilogue, opt.threads, isa, kt.name, kt.kc);
+      const double ms = detail::time_min_ms([&] { s.run(x.data(), y.data(), pool); }, opt.budget_ms);
+      tried.push_back({f, s.ukernel_name(), ms});
+      if (ms < best_ms) best_ms = ms, best.emplace(std::move(s));
+    }
+  }
+  const bool want_dense = opt.allow_dense &&
+                          (opt.formats.empty() || std::find(opt.formats.begin(), opt.formats.end(), Format::dense) != opt.formats.end());
+  if (want_dense || !best) {
+    DenseF32 dn(w, m, k, n, epilogue);
+    const double ms = detail::time_min_ms([&] { dn.run(x.data(), y.data(), opt.threads); }, opt.budget_ms);
+    tried.push_back({Format::dense, "onednn:" + dn.impl(), ms});
+    if (ms < best_ms || !best) best_ms = ms, best.emplace(std::move(dn));
+  }
+  return PreparedMatmul(std::move(*best), opt.threads, pattern, std::move(tried));
+}
+
+// A prepared INT8 layer (u8 X, s8 W): our 1x4 sparse kernel or oneDNN's dense u8 x s8.
+class PreparedMatmulQu8 {
+ public:
+  using Impl = std::variant<SpmmQu8, DenseQu8>;
+  PreparedMatmulQu8(Impl impl, int threads, std::vector<Candidate> tried)
+      : impl_(std::move(impl)), threads_(threads), tried_(std::move(tried)) {}
+  void run(const std::uint8_t* x, float* y, ThreadPool& pool) const {
+    if (auto* s = std::get_if<SpmmQu8>(&impl_)) s->run(x, y, pool);
+    else std::get<DenseQu8>(impl_).run(x, y, threads_);
+  }
+  Format format() const { return std::holds_alternative<DenseQu8>(impl_) ? Format::int8_dense : Format::int8_1x4; }
+  std::string kernel() const {
+    return std::holds_alternative<DenseQu8>(impl_) ? "onednn:" + std::get<DenseQu8>(impl_).impl()
+                                                   : std::get<SpmmQu8>(impl_).ukernel_name();
+  }
+  const std::vector<Candidate>& candidates() const noexcept { return tried_; }
+
+ private:
+  Impl impl_;
+  int threads_;
+  std::vector<Candidate> tried_;
+};
+
+// Same choice for an INT8 layer: quantised W (s8, per-row scale), activations quantised by xq.
+inline PreparedMatmulQu8 prepare_matmul_qu8(const std::int8_t* q, const float* w_scale, std::int64_t m,
+                                            std::int64_t k, std::int64_t n, ActivationQuant xq,
+                                            const Epilogue& epilogue, ThreadPool& pool,
+                                            const ChoiceOptions& opt = {}) {
+  std::vector<std::uint8_t> x(static_cast<std::size_t>(k * n));
+  std::vector<float> y(static_cast<std::size_t>(m * n));
+  std::mt19937 rng(7);
+  for (auto& v : x) v = static_cast<std::uint8_t>(rng());
+  std::vector<Candidate> tried;
+  std::optional<PreparedMatmulQu8::Impl> best;
+  double best_ms = 1e300;
+  const Isa isa = detail::usable_isa(std::min(opt.isa, cpu_features().best_isa()), [](Isa i) { return qu8s8_ukernels(i); });
+  std::int64_t nnz = 0;
+  for (std::int64_t i = 0; i < m * k; ++i) nnz += q[i] != 0;
+  if (static_cast<double>(nnz) <= 0.7 * static_cast<double>(m * k)) {
+    for (const auto& kt : detail::family_kernels(Format::int8_1x4, isa)) {
+      SpmmQu8 s(q, w_scale, m, k, n, xq, epilogue, opt.threads, isa, kt.name, kt.kc);
+      const double ms = detail::time_min_ms([&] { s.run(x.data(), y.data(), pool); }, opt.budget_ms);
+      tried.push_back({Format::int8_1x4, s.ukernel_name(), ms});
+      if (ms < best_ms) best_ms = ms, best.emplace(std::move(s));
+    }
+  }
+  if (opt.allow_dense || !best) {
+    DenseQu8 dn(q, w_scale, m, k, n, xq, epilogue);
+    const double ms = detail::time_min_ms([&] { dn.run(x.data(), y.data(), opt.threads); }, opt.budget_ms);
+    tried.push_back({Format::int8_dense, "onednn:" + dn.impl(), ms});
+    if (ms < best_ms || !best) best_ms = ms, best.emplace(std::move(dn));
+  }
+  return PreparedMatmulQu8(std::move(*best), opt.threads, std::move(tried));
+}
+
+}  // namespace sparseloom::cpu

@@ -1,0 +1,177 @@
+#pragma once
+// Accuracy of any stitched variant of one task without measuring it (the paper's estimator,
+// with STITCHING-NOTES' lesson that adjacent-block interactions matter):
+//  1. zero-shot screening from single-block swaps into the base:
+//       acc(s) ~ acc(base) - sum_b [acc(base) - single(b, s_b)]
+//  2. a ridge model on the residual of (1) with per-(block, variant) terms and per-(cut,
+//     variant pair) interaction terms, fitted on a small sample of measured stitches.
+// Plain variants are measured, so they are returned exactly.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "sparseloom/core/types.hpp"
+#include "sparseloom/estimator/linear_solve.hpp"
+
+namespace sparseloom::estimator {
+
+struct AccuracySample {
+  StitchedVariant s;
+  double accuracy_pct = 0;
+};
+
+enum class SampleStrategy { random, pair_cover };
+
+class AccuracyModel {
+ public:
+  AccuracyModel() = default;
+  AccuracyModel(int blocks, int variants, int base) : blocks_(blocks), variants_(variants), base_(base) {
+    single_.assign(static_cast<std::size_t>(blocks), std::vector<double>(static_cast<std::size_t>(variants), 0.0));
+    plain_.assign(static_cast<std::size_t>(variants), 0.0);
+  }
+
+  int blocks() const { return blocks_; }
+  int variants() const { return variants_; }
+
+  // plain[v]: measured accuracy of each plain variant; single[b][v]: the base with block b
+  // taken from v (single[b][base] = plain[base]).
+  void set_measurements(std::vector<double> plain, std::vector<std::vector<double>> single) {
+    check(static_cast<int>(plain.size()) == variants_ && static_cast<int>(single.size()) == blocks_, ErrorCode::invalid_argument,
+          "AccuracyModel", "measurement table has the wrong size");
+    plain_ = std::move(plain);
+    single_ = std::move(single);
+  }
+
+  double zero_shot(const StitchedVariant& s) const {
+    if (s.is_plain()) return plain_.at(s.choice.front());
+    double acc = plain_[base_];
+    for (int b = 0; b < blocks_; ++b) acc -= plain_[base_] - single_[b][s.choice[b]];
+    return acc;
+  }
+
+  // Fits the residual model; samples may include plain variants and single swaps.
+  void fit(const std::vector<AccuracySample>& samples, double lambda = 2.0) {
+    std::vector<std::vector<double>> x;
+    std::vector<double> y;
+    for (const auto& a : samples) {
+      x.push_back(features(a.s));
+      y.push_back(a.accuracy_pct - zero_shot(a.s));
+    }
+    w_ = x.empty() ? std::vector<double>() : ridge(x, y, lambda);
+  }
+
+  double predict(const StitchedVariant& s) const {
+    check(static_cast<int>(s.choice.size()) == blocks_, ErrorCode::invalid_argument, "AccuracyModel",
+          "stitch has " + std::to_string(s.choice.size()) + " blocks, the model " + std::to_string(blocks_));
+    if (s.is_plain()) return plain_.at(s.choice.front());
+    double acc = zero_shot(s);
+    if (!w_.empty()) {
+      const auto f = features(s);
+      for (std::size_t i = 0; i < f.size(); ++i) acc += f[i] * w_[i];
+    }
+    return std::clamp(acc, 0.0, 100.0);
+  }
+
+  std::size_t num_features() const {
+    return static_cast<std::size_t>(blocks_ * variants_ + (blocks_ - 1) * variants_ * variants_);
+  }
+
+  // A fitting sample of n stitched (non-plain) variants. pair_cover first makes every
+  // (cut, variant pair) appear at least once, then fills up at random.
+  static std::vector<StitchedVariant> sample(int blocks, int variants, std::size_t n, SampleStrategy strategy,
+                                             std::uint64_t seed, const std::set<std::vector<int>>& exclude = {}) {
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<int> pick(0, variants - 1);
+    std::set<std::vector<int>> chosen;
+    std::vector<StitchedVariant> out;
+    auto accept = [&](std::vector<int> c) {
+      StitchedVariant s{c};
+      if (s.is_plain() || exclude.count(c) || chosen.count(c) || out.size() >= n) return false;
+      chosen.insert(c);
+      out.push_back(std::move(s));
+      return true;
+    };
+    if (strategy == SampleStrategy::pair_cover) {
+      // Uncovered (cut, a, b); each new stitch greedily covers one pair per cut.
+      std::vector<std::set<std::pair<int, int>>> todo(static_cast<std::size_t>(blocks - 1));
+      for (int c = 0; c + 1 < blocks; ++c)
+        for (int a = 0; a < variants; ++a)
+          for (int b = 0; b < variants; ++b) todo[c].insert({a, b});
+      for (int guard = 0; guard < 100000 && out.size() < n; ++guard) {
+        bool any = false;
+        for (const auto& t : todo) any |= !t.empty();
+        if (!any) break;
+        std::vector<int> c(static_cast<std::size_t>(blocks));
+        c[0] = pick(rng);
+        for (int k = 0; k + 1 < blocks; ++k) {
+          int nb = pick(rng);
+          // prefer a successor that covers an open pair
+          for (int tries = 0; tries < variants; ++tries) {
+            const int cand = (nb + tries) % variants;
+            if (todo[k].count({c[k], cand})) { nb = cand; break; }
+          }
+          c[k + 1] = nb;
+        }
+        if (accept(c))
+          for (int k = 0; k + 1 < blocks; ++k) todo[k].erase({c[k], c[k + 1]});
+      }
+    }
+    for (int guard = 0; guard < 1000000 && out.size() < n; ++guard) {
+      std::vector<int> c(static_cast<std::size_t>(blocks));
+      for (auto& v : c) v = pick(rng);
+      accept(c);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<double> features(const StitchedVariant& s) const {
+    std::vector<double> f(num_features(), 0.0);
+    for (int b = 0; b < blocks_; ++b) f[static_cast<std::size_t>(b * variants_ + s.choice[b])] = 1.0;
+    const std::size_t off = static_cast<std::size_t>(blocks_ * variants_);
+    for (int b = 0; b + 1 < blocks_; ++b)
+      if (s.choice[b] != s.choice[b + 1])
+        f[off + static_cast<std::size_t>((b * variants_ + s.choice[b]) * variants_ + s.choice[b + 1])] = 1.0;
+    return f;
+  }
+
+  int blocks_ = 0, variants_ = 0, base_ = 0;
+  std::vector<double> plain_;
+  std::vector<std::vector<double>> single_;
+  std::vector<double> w_;
+};
+
+// Spearman rank correlation (average ranks for ties).
+inline double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  auto ranks = [](const std::vector<double>& v) {
+    std::vector<std::size_t> idx(v.size());
+    for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    std::sort(idx.begin(), idx.end(), [&](auto x, auto y) { return v[x] < v[y]; });
+    std::vector<double> r(v.size());
+    for (std::size_t i = 0; i < idx.size();) {
+      std::size_t j = i;
+      while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
+      for (std::size_t k = i; k <= j; ++k) r[idx[k]] = (static_cast<double>(i + j) / 2.0) + 1.0;
+      i = j + 1;
+    }
+    return r;
+  };
+  const auto ra = ranks(a), rb = ranks(b);
+  const double n = static_cast<double>(a.size());
+  double ma = 0, mb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) { ma += ra[i]; mb += rb[i]; }
+  ma /= n;
+  mb /= n;
+  double sab = 0, saa = 0, sbb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    sab += (ra[i] - ma) * (rb[i] - mb);
+    saa += (ra[i] - ma) * (ra[i] - ma);
+    sbb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0.0;
+}
+
+}  // namespace sparseloom::estimator

@@ -1,0 +1,158 @@
+#pragma once
+// Measured costs the latency estimator works from: per (task, block, variant, processor) a
+// latency distribution, per (task, block, variant) resident bytes, per (task, cut) the cost of
+// moving the cut tensor between processors, and per (task, block) the cost of a repair at a
+// switch. Persisted as JSON keyed by model hash + device + threads, so a second run does not
+// re-profile.
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "sparseloom/core/json.hpp"
+
+namespace sparseloom::estimator {
+
+inline constexpr int kProfileSchema = 1;
+
+struct LatencyStats {
+  double median_ms = 0, p90_ms = 0, min_ms = 0;
+  int samples = 0;
+};
+
+// Median / p90 / min of a set of timings.
+inline LatencyStats summarize(std::vector<double> ms) {
+  LatencyStats s;
+  if (ms.empty()) return s;
+  std::sort(ms.begin(), ms.end());
+  s.samples = static_cast<int>(ms.size());
+  s.min_ms = ms.front();
+  s.median_ms = ms[ms.size() / 2];
+  s.p90_ms = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
+  return s;
+}
+
+// Times fn() after warm-up until `reps` samples or `budget_ms` are used.
+template <class F>
+LatencyStats time_it(F&& fn, int reps = 15, int warmup = 2, double budget_ms = 200) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> ms;
+  double spent = 0;
+  for (int i = 0; i < reps && (spent < budget_ms || ms.size() < 3); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    const double d = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    ms.push_back(d);
+    spent += d;
+  }
+  return summarize(std::move(ms));
+}
+
+struct TaskProfile {
+  std::string task;
+  std::string model_hash;
+  // [block][variant][processor]
+  std::vector<std::vector<std::vector<LatencyStats>>> block;
+  std::vector<std::vector<double>> bytes;          // [block][variant] resident bytes
+  std::vector<double> transfer_ms;                  // [cut]: moving the cut tensor between processors
+  std::vector<double> repair_ms;                    // [block]: applying the repair at a switch
+  std::vector<double> repair_bytes;                 // [block]: per-stitch repair data at a switch
+};
+
+struct ProcessorProfile {
+  std::string name, kind, backend, device;
+  int threads = 1;
+};
+
+struct ProfileTable {
+  std::vector<ProcessorProfile> processors;
+  std::vector<TaskProfile> tasks;
+  double profiling_seconds = 0;
+};
+
+inline json::Json to_json(const ProfileTable& t) {
+  json::Json j;
+  j["schema_version"] = kProfileSchema;
+  j["profiling_seconds"] = t.profiling_seconds;
+  for (const auto& p : t.processors)
+    j["processors"].push_back({{"name", p.name}, {"kind", p.kind}, {"backend", p.backend}, {"device", p.device}, {"threads", p.threads}});
+  for (const auto& tp : t.tasks) {
+    json::Json jt{{"task", tp.task}, {"model_hash", tp.model_hash}, {"bytes", tp.bytes}, {"transfer_ms", tp.transfer_ms},
+                  {"repair_ms", tp.repair_ms}, {"repair_bytes", tp.repair_bytes}};
+    for (const auto& b : tp.block) {
+      json::Json jb = json::Json::array();
+      for (const auto& v : b) {
+        json::Json jv = json::Json::array();
+        for (const auto& s : v) jv.push_back({s.median_ms, s.p90_ms, s.min_ms, s.samples});
+        jb.push_back(jv);
+      }
+      jt["latency"].push_back(jb);
+    }
+    j["tasks"].push_back(jt);
+  }
+  return j;
+}
+
+inline ProfileTable profile_from_json(const json::Json& doc, const std::string& source) {
+  const json::Field root(doc, source);
+  json::check_schema(root, kProfileSchema);
+  ProfileTable t;
+  t.profiling_seconds = root.get_or<double>("profiling_seconds", 0);
+  const auto procs = root["processors"];
+  for (std::size_t i = 0; i < procs.size(); ++i)
+    t.processors.push_back({procs[i].get<std::string>("name"), procs[i].get<std::string>("kind"),
+                            procs[i].get<std::string>("backend"), procs[i].get<std::string>("device"), procs[i].get<int>("threads")});
+  const auto tasks = root["tasks"];
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    const auto jt = tasks[i];
+    TaskProfile tp;
+    tp.task = jt.get<std::string>("task");
+    tp.model_hash = jt.get<std::string>("model_hash");
+    tp.bytes = jt.get<std::vector<std::vector<double>>>("bytes");
+    tp.transfer_ms = jt.get<std::vector<double>>("transfer_ms");
+    tp.repair_ms = jt.get<std::vector<double>>("repair_ms");
+    tp.repair_bytes = jt.get<std::vector<double>>("repair_bytes");
+    const auto lat = jt.get<std::vector<std::vector<std::vector<std::vector<double>>>>>("latency");
+    for (const auto& b : lat) {
+      tp.block.emplace_back();
+      for (const auto& v : b) {
+        tp.block.back().emplace_back();
+        for (const auto& s : v) {
+          check(s.size() == 4, ErrorCode::parse, jt.where("latency"), "each entry is [median, p90, min, samples]");
+          tp.block.back().back().push_back({s[0], s[1], s[2], static_cast<int>(s[3])});
+        }
+      }
+    }
+    check(tp.bytes.size() == tp.block.size(), ErrorCode::parse, jt.where("bytes"), "one row per block expected");
+    t.tasks.push_back(std::move(tp));
+  }
+  return t;
+}
+
+inline void save(const ProfileTable& t, const std::filesystem::path& p) {
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream f(p);
+  check(f.good(), ErrorCode::io, p.string(), "cannot open for writing");
+  f << to_json(t).dump(1);
+}
+
+inline ProfileTable load_profile(const std::filesystem::path& p) { return profile_from_json(json::load(p), p.string()); }
+
+// FNV-1a over the bytes of the task's model files: the profile cache key.
+inline std::string hash_files(const std::vector<std::filesystem::path>& files) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    char buf[65536];
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+      for (std::streamsize i = 0; i < in.gcount(); ++i) h = (h ^ static_cast<unsigned char>(buf[i])) * 1099511628211ull;
+    }
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+}  // namespace sparseloom::estimator

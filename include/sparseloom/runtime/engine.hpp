@@ -1,0 +1,1110 @@
+#pragma once
+// The multi-task Engine: processors with their own workers and bounded queues, tasks with SLOs
+// that may change while it runs, admission control, per-request execution of each task's
+// current stitched variant block by block on its planned processors, re-planning on change,
+// and metrics. Policies are template parameters: the request path has no virtual call.
+//
+//   Engine<Runner, Estimator, Optimizer, Preloader = LoadAllPreloader, Exec = Threaded>
+//
+// Exec picks how blocks execute and what the clock is:
+//  - Threaded: worker threads per processor run blocks through the runner; SteadyClock.
+//  - DiscreteEvent: one thread, a simulated clock; a block takes the runner's modelled time
+//    (ModelledBlockRunner::simulate) or the estimator's. Requests, queues, admission,
+//    re-planning, preloading and metrics are the same code (the simulator, issue 12).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "sparseloom/concepts/policies.hpp"
+#include "sparseloom/core/error.hpp"
+#include "sparseloom/core/tensor.hpp"
+#include "sparseloom/core/types.hpp"
+#include "sparseloom/runtime/arrivals.hpp"
+#include "sparseloom/runtime/block_runner.hpp"
+#include "sparseloom/runtime/clock.hpp"
+#include "sparseloom/runtime/metrics.hpp"
+#include "sparseloom/runtime/preloader.hpp"
+#include "sparseloom/runtime/request.hpp"
+
+namespace sparseloom::runtime {
+
+enum class ProcessorKind : std::uint8_t { cpu, gpu, npu };
+constexpr std::string_view to_string(ProcessorKind k) noexcept {
+  switch (k) {
+    case ProcessorKind::cpu: return "cpu";
+    case ProcessorKind::gpu: return "gpu";
+    case ProcessorKind::npu: return "npu";
+  }
+  return "unknown";
+}
+
+struct ProcessorSpec {
+  std::string name;
+  ProcessorKind kind = ProcessorKind::cpu;
+  int workers = 1;                   // threads taking blocks off this processor's queue
+  std::size_t queue_capacity = 1024; // bounds admissions; an admitted request's next block always gets in
+};
+
+struct TaskSpec {
+  std::string name;
+  Slo slo;
+};
+
+struct EngineOptions {
+  std::size_t memory_budget_bytes = 0;  // 0 = unlimited; passed to the optimizer and preloader
+  bool admission_control = true;        // reject requests predicted to miss their deadline
+  int max_attempts = 2;                 // plans a request may run on after device failures
+  // Re-planning on observed change (checked every monitor_period_ms).
+  double monitor_period_ms = 10;
+  double rate_window_ms = 500;          // arrival rates measured over this window
+  double rate_change_ratio = 0.5;       // re-plan when |observed - planned| > ratio x planned
+  int rate_min_arrivals = 20;           // ... and the window holds enough arrivals to tell
+  double slowdown_ratio = 3;            // a processor is slow when measured/predicted exceeds this
+  int slowdown_min_samples = 8;
+  double slowdown_ema_alpha = 0.2;
+  // Discrete-event mode: modelled time of a cold block load.
+  double sim_load_ms_per_mib = 0.5;
+};
+
+struct Threaded {
+  static constexpr bool discrete_event = false;
+  using clock_type = SteadyClock;
+};
+struct DiscreteEvent {
+  static constexpr bool discrete_event = true;
+  using clock_type = SimClock;
+};
+
+namespace detail {
+
+using BlockKey = std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>;
+
+// The estimator as the optimizer should see it after blocks failed to compile: those
+// (task, block, variant, processor) cannot be placed.
+template <class E>
+struct MaskedEstimator {
+  const E* e;
+  const std::set<BlockKey>* banned;
+  int num_tasks() const { return e->num_tasks(); }
+  int num_blocks(TaskIndex t) const { return e->num_blocks(t); }
+  int num_variants(TaskIndex t) const { return e->num_variants(t); }
+  int num_processors() const { return e->num_processors(); }
+  bool can_place(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
+    return !banned->contains({t, b, v, p}) && e->can_place(t, b, v, p);
+  }
+  double accuracy_pct(TaskIndex t, const StitchedVariant& s) const { return e->accuracy_pct(t, s); }
+  double latency_ms(TaskIndex t, const StitchedVariant& s, const Placement& pl) const { return e->latency_ms(t, s, pl); }
+  double block_latency_ms(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
+    return e->block_latency_ms(t, b, v, p);
+  }
+  double memory_bytes(TaskIndex t, const StitchedVariant& s) const { return e->memory_bytes(t, s); }
+  double block_bytes(TaskIndex t, BlockIndex b, VariantIndex v) const { return e->block_bytes(t, b, v); }
+};
+
+}  // namespace detail
+
+template <BlockRunner L, sparseloom::Estimator E, sparseloom::Optimizer<E> O, Preloader<L> P = LoadAllPreloader,
+          class Exec = Threaded>
+class Engine {
+  using ClockT = typename Exec::clock_type;
+  static constexpr bool kSim = Exec::discrete_event;
+
+ public:
+  Engine(L& lib, const E& estimator, O optimizer, std::vector<ProcessorSpec> processors, std::vector<TaskSpec> tasks,
+         EngineOptions options = {}, P preloader = P{})
+      : lib_(lib), est_(estimator), opt_(std::move(optimizer)), pre_(std::move(preloader)), opts_(options),
+        ledger_(names_of(tasks)) {
+    validate(processors, tasks);
+    ledger_.now_fn = [](const void* c) { return static_cast<const ClockT*>(c)->now_ms(); };
+    ledger_.clock = &clock_;
+    for (auto& spec : processors) {
+      auto pr = std::make_unique<Proc>();
+      pr->spec = std::move(spec);
+      pr->idle_slots = pr->spec.workers;
+      procs_.push_back(std::move(pr));
+    }
+    for (const auto& t : tasks) {
+      auto lv = std::make_unique<TaskLive>();
+      lv->store(t.slo);
+      live_.push_back(std::move(lv));
+      state_.slos.push_back(t.slo);
+    }
+    state_.processor_available.assign(procs_.size(), true);
+    state_.processor_speed.assign(procs_.size(), 1.0);
+    state_.memory_budget_bytes = static_cast<double>(opts_.memory_budget_bytes);
+    if constexpr (requires { pre_.set_memory_budget(std::size_t{}); }) pre_.set_memory_budget(opts_.memory_budget_bytes);
+    replan("start");
+    if constexpr (!kSim) {
+      for (std::size_t p = 0; p < procs_.size(); ++p)
+        for (int w = 0; w < procs_[p]->spec.workers; ++w)
+          procs_[p]->workers.emplace_back([this, p] { worker_loop(static_cast<ProcessorIndex>(p)); });
+      monitor_ = std::thread([this] { monitor_loop(); });
+    } else {
+      schedule_monitor();
+    }
+  }
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Stops intake; requests not finished are recorded `rejected` ("engine shut down"); blocks
+  // already running finish first. Call drain() before to finish them instead.
+  ~Engine() { shutdown(); }
+
+  // Submits one request of task t; deadline_ms is relative to now (default: the task's SLO).
+  // Never blocks on the queues: a request that cannot be admitted comes back `rejected`.
+  RequestHandle submit(TaskIndex t, std::vector<Tensor> input = {}, std::optional<double> deadline_ms = {}) {
+    check(t >= 0 && static_cast<std::size_t>(t) < live_.size(), ErrorCode::invalid_argument, "Engine::submit",
+          "task " + std::to_string(t) + " out of range (" + std::to_string(live_.size()) + " tasks)");
+    const double now = clock_.now_ms();
+    auto& lv = *live_[static_cast<std::size_t>(t)];
+    auto ctl = std::make_shared<detail::RequestCtl>(&ledger_);
+    ctl->rec.id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    ctl->rec.task = t;
+    ctl->rec.arrival_ms = now;
+    ctl->rec.deadline_ms = now + (deadline_ms ? *deadline_ms : lv.deadline_ms.load(std::memory_order_relaxed));
+    ledger_.add();
+    ledger_.metrics.issue(t);
+    lv.arrivals.fetch_add(1, std::memory_order_relaxed);
+    RequestHandle handle(ctl);
+    if (closed_.load()) {
+      reject_new(*ctl, now, "the engine is draining or shut down");
+      return handle;
+    }
+    auto snap = current();
+    const auto& route = snap->routes[static_cast<std::size_t>(t)];
+    if (!route.valid) {
+      reject_new(*ctl, now, "no feasible plan: " + route.reason);
+      return handle;
+    }
+    auto job = std::make_unique<Job>();
+    job->rec = ctl->rec;
+    job->ctl = std::move(ctl);
+    job->criticality = lv.criticality.load(std::memory_order_relaxed);
+    job->input = std::move(input);
+    job->current = job->input;
+    job->snap = std::move(snap);
+    admit(std::move(job), now);
+    return handle;
+  }
+
+  // Changes a task's SLO (deadline, floor, rate, criticality) and re-plans before returning.
+  void set_slo(TaskIndex t, const Slo& slo) {
+    check(t >= 0 && static_cast<std::size_t>(t) < live_.size(), ErrorCode::invalid_argument, "Engine::set_slo",
+          "task out of range");
+    std::lock_guard lk(planner_mu_);
+    live_[static_cast<std::size_t>(t)]->store(slo);
+    state_.slos[static_cast<std::size_t>(t)] = slo;
+    replan_locked("SLO of task " + std::to_string(t) + " changed");
+  }
+
+  // Takes a processor out of (or back into) service and re-plans before returning.
+  void set_processor_available(ProcessorIndex p, bool available) {
+    check(p >= 0 && static_cast<std::size_t>(p) < procs_.size(), ErrorCode::invalid_argument,
+          "Engine::set_processor_available", "processor out of range");
+    std::lock_guard lk(planner_mu_);
+    auto& pr = *procs_[static_cast<std::size_t>(p)];
+    pr.available.store(available);
+    if (available) {
+      pr.speed_ema.store(1.0);
+      pr.speed_samples.store(0);
+      pr.slow_flagged.store(false);
+      state_.processor_speed[static_cast<std::size_t>(p)] = 1.0;
+    }
+    replan_locked("processor " + pr.spec.name + (available ? " available" : " unavailable"));
+  }
+
+  // Stops intake and waits until every admitted request has finished (served, or rejected at
+  // dispatch when it can no longer make its deadline). True if all finished within the timeout.
+  // Discrete-event mode: runs the simulation (scheduled arrivals included) until it is empty,
+  // then stops intake; the timeout does not apply.
+  template <class Rep = long, class Period = std::milli>
+  bool drain(std::chrono::duration<Rep, Period> timeout = std::chrono::seconds(30)) {
+    if constexpr (kSim) {
+      run_until_idle();
+      closed_.store(true);
+      return ledger_.pending_count() == 0;
+    } else {
+      closed_.store(true);
+      return ledger_.wait_idle(timeout);
+    }
+  }
+
+  // Requests not finished yet.
+  std::size_t pending() { return ledger_.pending_count(); }
+
+  Plan plan() const { return current()->plan; }
+  std::uint64_t plan_version() const { return current()->plan.version; }
+  double now_ms() const { return clock_.now_ms(); }
+  const std::vector<std::string>& task_names() const { return ledger_task_names_; }
+
+  EngineMetrics metrics() const {
+    std::vector<ProcessorMetrics> ps;
+    for (const auto& pr : procs_) {
+      ProcessorMetrics m;
+      m.name = pr->spec.name;
+      m.kind = std::string(to_string(pr->spec.kind));
+      m.workers = pr->spec.workers;
+      m.busy_ms = pr->busy_ms.load();
+      m.blocks = pr->blocks.load();
+      m.failures = pr->failures.load();
+      m.available = pr->available.load();
+      m.observed_slowdown = pr->speed_ema.load();
+      ps.push_back(std::move(m));
+    }
+    return ledger_.metrics.summarize(clock_.now_ms(), std::move(ps), opts_.memory_budget_bytes);
+  }
+
+  // --- discrete-event mode ---
+  // Schedules arrivals (times relative to the current simulated time), each submitted with an
+  // empty input and its task's deadline.
+  void schedule(const std::vector<Arrival>& arrivals)
+    requires kSim
+  {
+    const double base = clock_.now_ms();
+    for (const auto& a : arrivals) {
+      Event ev;
+      ev.kind = EventKind::arrival;
+      ev.t = base + a.time_ms;
+      ev.task = a.task;
+      push_event(std::move(ev));
+    }
+  }
+  // Processes every event up to t_ms, then sets the clock to t_ms.
+  void run_until(double t_ms)
+    requires kSim
+  {
+    while (!events_.empty() && events_.front().t <= t_ms) step();
+    clock_.advance_to(t_ms);
+  }
+  // Processes events until only the periodic monitor is left.
+  void run_until_idle()
+    requires kSim
+  {
+    while (busy_events_ > 0) step();
+  }
+
+ private:
+  // ---------------------------------------------------------------------------------------
+  struct Route {
+    bool valid = false;
+    StitchedVariant variant;
+    Placement placement;
+    std::vector<double> block_ms;  // predicted per block; sums to the estimator's latency
+    double accuracy_pct = 0;
+    std::string reason;
+  };
+  struct Snapshot {
+    Plan plan;
+    std::vector<Route> routes;  // one per task
+  };
+  struct Job {
+    std::shared_ptr<detail::RequestCtl> ctl;
+    RequestRecord rec;  // the draft written on completion
+    double criticality = 1;
+    std::vector<Tensor> input, current;
+    std::shared_ptr<const Snapshot> snap;
+    BlockIndex next = 0;
+    bool started = false;  // a block of the current attempt ran
+    const Route& route() const { return snap->routes[static_cast<std::size_t>(rec.task)]; }
+  };
+  struct Entry {
+    double deadline = 0;
+    std::uint64_t seq = 0;
+    double work_ms = 0;  // predicted time of the blocks it runs here (in the backlog)
+    double enqueued_ms = 0;
+    std::unique_ptr<Job> job;
+  };
+  // Heap order: earliest deadline first, then arrival order.
+  struct EntryLater {
+    bool operator()(const Entry& a, const Entry& b) const {
+      return a.deadline > b.deadline || (a.deadline == b.deadline && a.seq > b.seq);
+    }
+  };
+  struct Proc {
+    ProcessorSpec spec;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<Entry> heap;
+    bool stop = false;
+    std::atomic<double> backlog_ms{0};
+    std::atomic<bool> available{true};
+    std::atomic<double> busy_ms{0};
+    std::atomic<std::uint64_t> blocks{0}, failures{0};
+    std::atomic<double> speed_ema{1};
+    std::atomic<int> speed_samples{0};
+    std::atomic<bool> slow_flagged{false};
+    std::vector<std::thread> workers;
+    int idle_slots = 0;  // discrete-event mode
+  };
+  struct TaskLive {
+    std::atomic<double> deadline_ms{100}, min_accuracy{0}, criticality{1};
+    std::atomic<std::uint64_t> arrivals{0};
+    void store(const Slo& s) {
+      deadline_ms.store(s.deadline_ms);
+      min_accuracy.store(s.min_accuracy_pct);
+      criticality.store(s.criticality);
+    }
+  };
+  enum class EventKind : std::uint8_t { arrival, dispatch, block_end, monitor };
+  struct Event {
+    double t = 0;
+    std::uint64_t seq = 0;
+    EventKind kind = EventKind::dispatch;
+    ProcessorIndex p = 0;
+    TaskIndex task = 0;
+    std::unique_ptr<Job> job;
+    double t_start = 0;
+  };
+  struct EventLater {
+    bool operator()(const Event& a, const Event& b) const { return a.t > b.t || (a.t == b.t && a.seq > b.seq); }
+  };
+
+  // --- construction -----------------------------------------------------------------------
+  std::vector<std::string> names_of(const std::vector<TaskSpec>& tasks) {
+    for (const auto& t : tasks) ledger_task_names_.push_back(t.name);
+    return ledger_task_names_;
+  }
+
+  void validate(const std::vector<ProcessorSpec>& ps, const std::vector<TaskSpec>& ts) const {
+    const auto nt = static_cast<int>(ts.size()), np = static_cast<int>(ps.size());
+    check(nt > 0 && np > 0, ErrorCode::invalid_argument, "Engine", "needs at least one task and one processor");
+    check(lib_.num_tasks() == nt && est_.num_tasks() == nt, ErrorCode::invalid_argument, "Engine",
+          std::to_string(nt) + " tasks given, runner has " + std::to_string(lib_.num_tasks()) + ", estimator " +
+              std::to_string(est_.num_tasks()));
+    check(lib_.num_processors() == np && est_.num_processors() == np, ErrorCode::invalid_argument, "Engine",
+          std::to_string(np) + " processors given, runner has " + std::to_string(lib_.num_processors()) +
+              ", estimator " + std::to_string(est_.num_processors()));
+    for (int t = 0; t < nt; ++t)
+      check(lib_.num_blocks(t) == est_.num_blocks(t) && lib_.num_blocks(t) > 0 &&
+                lib_.num_variants(t) == est_.num_variants(t),
+            ErrorCode::invalid_argument, "Engine: task " + ts[static_cast<std::size_t>(t)].name,
+            "runner and estimator disagree on blocks or variants");
+    for (const auto& p : ps)
+      check(p.workers >= 1 && p.queue_capacity >= 1, ErrorCode::invalid_argument, "Engine: processor " + p.name,
+            "needs workers >= 1 and queue_capacity >= 1");
+  }
+
+  // --- planning ---------------------------------------------------------------------------
+  std::shared_ptr<const Snapshot> current() const {
+    std::lock_guard lk(snap_mu_);
+    return snap_;
+  }
+
+  void replan(const std::string& reason) {
+    std::lock_guard lk(planner_mu_);
+    replan_locked(reason);
+  }
+
+  void replan_locked(std::string reason) {
+    SystemState st = state_;
+    for (std::size_t p = 0; p < procs_.size(); ++p) st.processor_available[p] = procs_[p]->available.load();
+    Plan plan;
+    bool ok = true;
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      if constexpr (sparseloom::Optimizer<O, detail::MaskedEstimator<E>>) {
+        if (!banned_.empty())
+          plan = opt_.plan(st, detail::MaskedEstimator<E>{&est_, &banned_});
+        else
+          plan = opt_.plan(st, est_);
+      } else {
+        plan = opt_.plan(st, est_);
+      }
+    } catch (const std::exception& e) {
+      ok = false;
+      reason += std::string("; optimizer failed, keeping the previous plan: ") + e.what();
+    }
+    const double decision_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (!ok) {
+      if (auto old = current()) plan = old->plan;
+    }
+    plan.decision_ms = decision_ms;
+    plan.version = ++version_;
+    auto snap = std::make_shared<Snapshot>();
+    for (TaskIndex t = 0; t < static_cast<TaskIndex>(live_.size()); ++t) snap->routes.push_back(make_route(plan, t));
+    try {
+      pre_.on_plan(lib_, plan);
+    } catch (const std::exception& e) {
+      reason += std::string("; preloading: ") + e.what();  // acquire() loads (or fails) per block
+    }
+    snap->plan = std::move(plan);
+    const double now = clock_.now_ms();
+    ledger_.metrics.memory(now, lib_.resident_bytes());
+    ledger_.metrics.decision({now, decision_ms, version_, std::move(reason)});
+    std::lock_guard lk(snap_mu_);
+    snap_ = std::move(snap);
+  }
+
+  Route make_route(const Plan& plan, TaskIndex t) const {
+    Route r;
+    if (static_cast<std::size_t>(t) >= plan.tasks.size()) {
+      r.reason = "the plan has no entry for this task";
+      return r;
+    }
+    const auto& tp = plan.tasks[static_cast<std::size_t>(t)];
+    const auto nb = static_cast<std::size_t>(lib_.num_blocks(t));
+    if (tp.variant.choice.size() != nb || tp.placement.processor.size() != nb) {
+      r.reason = tp.reason.empty() ? "the plan does not cover every block" : tp.reason;
+      return r;
+    }
+    double sum = 0;
+    for (std::size_t b = 0; b < nb; ++b) {
+      const auto v = tp.variant.choice[b];
+      const auto p = tp.placement.processor[b];
+      if (v < 0 || v >= lib_.num_variants(t) || p < 0 || static_cast<std::size_t>(p) >= procs_.size()) {
+        r.reason = "the plan names a variant or processor out of range";
+        return r;
+      }
+      if (banned_.contains({t, static_cast<BlockIndex>(b), v, p})) {
+        r.reason = "the plan uses a block that failed to compile";
+        return r;
+      }
+      r.block_ms.push_back(est_.block_latency_ms(t, static_cast<BlockIndex>(b), v, p));
+      sum += r.block_ms.back();
+    }
+    r.variant = tp.variant;
+    r.placement = tp.placement;
+    // Scale block times so they sum to the estimator's latency (transfers and repairs included).
+    const double total = est_.latency_ms(t, r.variant, r.placement);
+    if (sum > 0 && total > 0)
+      for (auto& ms : r.block_ms) ms *= total / sum;
+    r.accuracy_pct = est_.accuracy_pct(t, r.variant);
+    r.valid = true;
+    r.reason = tp.reason;
+    return r;
+  }
+
+  bool route_usable(const Route& r) const {
+    if (!r.valid) return false;
+    for (auto p : r.placement.processor)
+      if (!procs_[static_cast<std::size_t>(p)]->available.load()) return false;
+    return true;
+  }
+
+  double speed(ProcessorIndex p) const {
+    return std::max(1.0, procs_[static_cast<std::size_t>(p)]->speed_ema.load(std::memory_order_relaxed));
+  }
+
+  // Predicted service time of what is left of a job, at observed processor speeds.
+  double remaining_ms(const Job& j) const {
+    const auto& r = j.route();
+    double ms = 0;
+    for (std::size_t b = static_cast<std::size_t>(j.next); b < r.block_ms.size(); ++b)
+      ms += r.block_ms[b] * speed(r.placement.processor[b]);
+    return ms;
+  }
+
+  // Predicted time of the consecutive blocks a job runs on processor p from its next block.
+  double work_here_ms(const Job& j, ProcessorIndex p) const {
+    const auto& r = j.route();
+    double ms = 0;
+    for (std::size_t b = static_cast<std::size_t>(j.next); b < r.block_ms.size() && r.placement.processor[b] == p; ++b)
+      ms += r.block_ms[b] * speed(p);
+    return ms;
+  }
+
+  // --- terminal states --------------------------------------------------------------------
+  void reject_new(detail::RequestCtl& c, double now, std::string why) {
+    RequestRecord r = c.rec;
+    r.state = RequestState::rejected;
+    r.finish_ms = now;
+    r.reason = std::move(why);
+    detail::finish(c, std::move(r));
+  }
+
+  void end(std::unique_ptr<Job> j, RequestState s, std::string why, std::vector<Tensor> outputs = {}) {
+    j->rec.state = s;
+    j->rec.finish_ms = clock_.now_ms();
+    j->rec.reason = std::move(why);
+    j->rec.plan_version = j->snap->plan.version;
+    detail::finish(*j->ctl, std::move(j->rec), std::move(outputs));
+  }
+
+  void complete(std::unique_ptr<Job> j, double t_end) {
+    const auto& r = j->route();
+    const double floor = live_[static_cast<std::size_t>(j->rec.task)]->min_accuracy.load();
+    j->rec.accuracy_pct = r.accuracy_pct;
+    RequestState s = RequestState::on_time;
+    std::string why;
+    if (r.accuracy_pct < floor) {
+      s = RequestState::below_accuracy;
+      why = "served at " + std::to_string(r.accuracy_pct) + " % under a floor of " + std::to_string(floor) + " %";
+    } else if (t_end > j->rec.deadline_ms) {
+      s = RequestState::late;
+      why = "finished " + std::to_string(t_end - j->rec.deadline_ms) + " ms after its deadline";
+    }
+    auto out = std::move(j->current);
+    end(std::move(j), s, std::move(why), std::move(out));
+  }
+
+  // --- queues -----------------------------------------------------------------------------
+  void admit(std::unique_ptr<Job> job, double now) {
+    const auto& r = job->route();
+    const ProcessorIndex p0 = r.placement.processor.front();
+    auto& pr = *procs_[static_cast<std::size_t>(p0)];
+    const double service = remaining_ms(*job);
+    double others = 0;  // the request also waits behind the other processors it uses
+    for (auto q : r.placement.processor)
+      if (q != p0) others = std::max(others, procs_[static_cast<std::size_t>(q)]->backlog_ms.load());
+    const double deadline = job->rec.deadline_ms;
+    std::vector<std::unique_ptr<Job>> shed;
+    std::string why;
+    bool admitted = false;
+    {
+      std::lock_guard lk(pr.mu);
+      const auto fits = [&](double backlog, std::size_t queued) {
+        const bool in_time = !opts_.admission_control || now + std::max(backlog, others) + service <= deadline;
+        return in_time && queued < pr.spec.queue_capacity;
+      };
+      if (pr.stop) {
+        why = "the engine is shut down";
+      } else if (fits(pr.backlog_ms.load(), pr.heap.size()) || (opts_.admission_control && shed_for(pr, *job, now, service, others, shed))) {
+        push_locked(p0, std::move(job), now);
+        admitted = true;
+      } else {
+        const bool full = pr.heap.size() >= pr.spec.queue_capacity;
+        why = full ? "queue of " + pr.spec.name + " is full"
+                   : "predicted finish " + std::to_string(now + std::max(pr.backlog_ms.load(), others) + service - deadline) +
+                         " ms after its deadline";
+      }
+    }
+    if (admitted) kick(p0);
+    for (auto& v : shed) end(std::move(v), RequestState::rejected, "shed: a more critical request needed " + pr.spec.name);
+    if (!admitted) end(std::move(job), RequestState::rejected, "admission: " + why);
+  }
+
+  // Under overload: removes queued, not yet started requests less critical than j (least
+  // critical first, then latest deadline) until j fits; removes none if it cannot fit.
+  bool shed_for(Proc& pr, const Job& j, double now, double service, double others,
+                std::vector<std::unique_ptr<Job>>& shed) {
+    std::vector<std::size_t> cand;
+    for (std::size_t i = 0; i < pr.heap.size(); ++i) {
+      const auto& e = pr.heap[i];
+      if (e.job && !e.job->started && e.job->next == 0 && e.job->criticality < j.criticality) cand.push_back(i);
+    }
+    std::sort(cand.begin(), cand.end(), [&](std::size_t a, std::size_t b) {
+      const auto &ja = *pr.heap[a].job, &jb = *pr.heap[b].job;
+      return ja.criticality < jb.criticality || (ja.criticality == jb.criticality && ja.rec.deadline_ms > jb.rec.deadline_ms);
+    });
+    double backlog = pr.backlog_ms.load();
+    std::size_t queued = pr.heap.size(), k = 0;
+    const auto fits = [&] {
+      return now + std::max(backlog, others) + service <= j.rec.deadline_ms && queued < pr.spec.queue_capacity;
+    };
+    while (!fits() && k < cand.size()) {
+      backlog -= pr.heap[cand[k]].work_ms;
+      --queued;
+      ++k;
+    }
+    if (!fits()) return false;
+    cand.resize(k);
+    std::sort(cand.begin(), cand.end());
+    for (auto it = cand.rbegin(); it != cand.rend(); ++it) {
+      shed.push_back(std::move(pr.heap[*it].job));
+      pr.heap.erase(pr.heap.begin() + static_cast<std::ptrdiff_t>(*it));
+    }
+    std::make_heap(pr.heap.begin(), pr.heap.end(), EntryLater{});
+    pr.backlog_ms.store(std::max(0.0, backlog));
+    return true;
+  }
+
+  void push_locked(ProcessorIndex p, std::unique_ptr<Job> j, double now) {
+    auto& pr = *procs_[static_cast<std::size_t>(p)];
+    Entry e;
+    e.deadline = j->rec.deadline_ms;
+    e.seq = seq_.fetch_add(1, std::memory_order_relaxed);
+    e.work_ms = work_here_ms(*j, p);
+    e.enqueued_ms = now;
+    e.job = std::move(j);
+    pr.backlog_ms.store(pr.backlog_ms.load() + e.work_ms);
+    pr.heap.push_back(std::move(e));
+    std::push_heap(pr.heap.begin(), pr.heap.end(), EntryLater{});
+  }
+
+  // Hands a running job to processor p's queue (no admission: it was admitted already, so it
+  // never waits on a full queue and no cycle of full queues can deadlock).
+  void hand_off(ProcessorIndex p, std::unique_ptr<Job> j) {
+    {
+      std::lock_guard lk(j->ctl->mu);
+      j->ctl->running = false;  // while queued, cancel() finishes it at once
+    }
+    auto& pr = *procs_[static_cast<std::size_t>(p)];
+    {
+      std::lock_guard lk(pr.mu);
+      if (!pr.stop) {
+        push_locked(p, std::move(j), clock_.now_ms());
+      }
+    }
+    if (j) {
+      end(std::move(j), RequestState::rejected, "the engine shut down before it finished");
+      return;
+    }
+    kick(p);
+  }
+
+  void kick(ProcessorIndex p) {
+    if constexpr (kSim) {
+      Event ev;
+      ev.kind = EventKind::dispatch;
+      ev.t = clock_.now_ms();
+      ev.p = p;
+      push_event(std::move(ev));
+    } else {
+      procs_[static_cast<std::size_t>(p)]->cv.notify_one();
+    }
+  }
+
+  // --- per-block steps, shared by both execution modes -------------------------------------
+  // A job taken off a queue: false if it finished meanwhile (cancelled).
+  bool begin(Job& j) {
+    auto& c = *j.ctl;
+    {
+      std::lock_guard lk(c.mu);
+      if (is_terminal(c.rec.state)) return false;
+      if (!c.cancel_requested) {
+        c.running = true;
+        return true;
+      }
+    }
+    RequestRecord r = j.rec;
+    r.state = RequestState::cancelled;
+    r.finish_ms = clock_.now_ms();
+    r.reason = "cancelled by the caller while queued";
+    detail::finish(c, std::move(r));
+    return false;
+  }
+
+  bool cancel_requested(const Job& j) const {
+    std::lock_guard lk(j.ctl->mu);
+    return j.ctl->cancel_requested;
+  }
+
+  // Checks before a block runs on p. False if the job left (rerouted or finished).
+  bool ready(ProcessorIndex p, std::unique_ptr<Job>& j, double now) {
+    if (!procs_[static_cast<std::size_t>(p)]->available.load()) {
+      reroute(std::move(j), "processor " + procs_[static_cast<std::size_t>(p)]->spec.name + " is unavailable", false);
+      return false;
+    }
+    if (!j->started && opts_.admission_control && now + remaining_ms(*j) > j->rec.deadline_ms) {
+      end(std::move(j), RequestState::rejected, "admission: cannot meet its deadline when dispatched");
+      return false;
+    }
+    return true;
+  }
+
+  // Makes the next block resident (Preloader::acquire). False if the job left. `loaded` is
+  // true when it waited for a cold load.
+  bool acquire(ProcessorIndex p, std::unique_ptr<Job>& j, bool& loaded) {
+    const auto t = j->rec.task;
+    const auto b = j->next;
+    const auto v = j->route().variant.choice[static_cast<std::size_t>(b)];
+    try {
+      loaded = pre_.acquire(lib_, t, b, v, p);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::device) {
+        {
+          std::lock_guard lk(planner_mu_);
+          if constexpr (sparseloom::Optimizer<O, detail::MaskedEstimator<E>>) {
+            banned_.insert({t, b, v, p});
+          } else {
+            procs_[static_cast<std::size_t>(p)]->available.store(false);  // cannot mask: avoid the processor
+          }
+          replan_locked(std::string("block failed to compile: ") + e.what());
+        }
+        reroute(std::move(j), e.what(), true);
+      } else {
+        end(std::move(j), RequestState::failed, e.what());
+      }
+      return false;
+    } catch (const std::exception& e) {
+      end(std::move(j), RequestState::failed, e.what());
+      return false;
+    }
+    if (loaded) ledger_.metrics.memory(clock_.now_ms(), lib_.resident_bytes());
+    return true;
+  }
+
+  void release(ProcessorIndex p, const Job& j) {
+    const auto b = j.next;
+    pre_.release(lib_, j.rec.task, b, j.route().variant.choice[static_cast<std::size_t>(b)], p);
+  }
+
+  // A block ran on p from t0 to t1; the processor was occupied with it for `occupied` ms (the
+  // run plus the engine's own work around it, cold-load stalls excluded): that is what the
+  // observed slow-down compares with the prediction, so admission sees the engine's cost too.
+  // True if the job's next block runs on p right away.
+  bool after_block(ProcessorIndex p, std::unique_ptr<Job>& j, std::vector<Tensor> out, double t0, double t1,
+                   double occupied) {
+    auto& pr = *procs_[static_cast<std::size_t>(p)];
+    pr.busy_ms.fetch_add(t1 - t0, std::memory_order_relaxed);
+    pr.blocks.fetch_add(1, std::memory_order_relaxed);
+    const double predicted = j->route().block_ms[static_cast<std::size_t>(j->next)];
+    if (predicted > 0) {
+      const double a = opts_.slowdown_ema_alpha;
+      pr.speed_ema.store((1 - a) * pr.speed_ema.load(std::memory_order_relaxed) + a * (occupied / predicted),
+                         std::memory_order_relaxed);
+      pr.speed_samples.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (j->rec.start_ms < 0) j->rec.start_ms = t0;
+    j->started = true;
+    j->current = std::move(out);
+    ++j->next;
+    if (static_cast<std::size_t>(j->next) == j->route().block_ms.size()) {
+      complete(std::move(j), t1);
+      return false;
+    }
+    if (cancel_requested(*j)) {
+      end(std::move(j), RequestState::cancelled, "cancelled by the caller between blocks");
+      return false;
+    }
+    const auto np = j->route().placement.processor[static_cast<std::size_t>(j->next)];
+    if (np == p) return true;
+    hand_off(np, std::move(j));
+    return false;
+  }
+
+  // A block run threw. A device error takes the processor out and re-plans; the request is
+  // retried on the new plan if its deadline allows.
+  void on_run_error(ProcessorIndex p, std::unique_ptr<Job> j, bool device, const std::string& what) {
+    if (!device) {
+      end(std::move(j), RequestState::failed, what);
+      return;
+    }
+    auto& pr = *procs_[static_cast<std::size_t>(p)];
+    {
+      std::lock_guard lk(planner_mu_);
+      if (pr.available.exchange(false)) {
+        pr.failures.fetch_add(1);
+        replan_locked("processor " + pr.spec.name + " failed: " + what);
+      }
+    }
+    reroute(std::move(j), what, true);
+  }
+
+  // Moves a job onto the current plan: continues where it was if the stitch is unchanged,
+  // else starts over from its input. Ends it failed (after an error) or rejected when no
+  // usable plan or no time is left.
+  void reroute(std::unique_ptr<Job> j, const std::string& why, bool after_error) {
+    std::shared_ptr<const Snapshot> snap;
+    {
+      std::lock_guard lk(planner_mu_);  // a re-plan in progress lands first
+      snap = current();
+    }
+    const auto bad = after_error ? RequestState::failed : RequestState::rejected;
+    if (after_error && ++j->rec.attempts > opts_.max_attempts) {
+      end(std::move(j), bad, why + "; out of attempts");
+      return;
+    }
+    const auto& r = snap->routes[static_cast<std::size_t>(j->rec.task)];
+    if (!route_usable(r)) {
+      end(std::move(j), bad, why + "; no usable plan for the task");
+      return;
+    }
+    if (!(j->started && r.variant == j->route().variant)) {
+      j->next = 0;
+      j->current = j->input;
+      j->started = false;
+    }
+    j->snap = std::move(snap);
+    if (clock_.now_ms() + remaining_ms(*j) > j->rec.deadline_ms) {
+      end(std::move(j), bad, why + "; no time left to retry");
+      return;
+    }
+    const auto np = j->route().placement.processor[static_cast<std::size_t>(j->next)];
+    hand_off(np, std::move(j));
+  }
+
+  // --- threaded execution -----------------------------------------------------------------
+  void worker_loop(ProcessorIndex p) {
+    auto& pr = *procs_[static_cast<std::size_t>(p)];
+    for (;;) {
+      Entry e;
+      {
+        std::unique_lock lk(pr.mu);
+        pr.cv.wait(lk, [&] { return !pr.heap.empty() || pr.stop; });
+        if (pr.stop) {
+          auto rest = std::move(pr.heap);
+          pr.heap.clear();
+          pr.backlog_ms.store(0);
+          lk.unlock();
+          for (auto& x : rest)
+            if (x.job) end(std::move(x.job), RequestState::rejected, "the engine shut down before it finished");
+          return;
+        }
+        std::pop_heap(pr.heap.begin(), pr.heap.end(), EntryLater{});
+        e = std::move(pr.heap.back());
+        pr.heap.pop_back();
+        pr.backlog_ms.store(std::max(0.0, pr.backlog_ms.load() - e.work_ms));
+      }
+      run_entry(p, std::move(e));
+    }
+  }
+
+  void run_entry(ProcessorIndex p, Entry e) {
+    const double waited = clock_.now_ms() - e.enqueued_ms;
+    ledger_.metrics.handoff(waited);
+    auto j = std::move(e.job);
+    if (!begin(*j)) return;
+    j->rec.queue_ms += waited;
+    double mark = clock_.now_ms();  // when this processor started working on the job's block
+    for (;;) {
+      const double now = clock_.now_ms();
+      if (!ready(p, j, now)) return;
+      bool loaded = false;
+      const double ta = clock_.now_ms();
+      if (!acquire(p, j, loaded)) return;
+      const double t0 = clock_.now_ms();
+      const double stall = loaded ? t0 - ta : 0.0;
+      j->rec.load_stall_ms += stall;
+      std::vector<Tensor> out;
+      try {
+        out = lib_.run(j->rec.task, j->route().variant, j->next, p, std::span<const Tensor>(j->current));
+      } catch (const Error& err) {
+        release(p, *j);
+        on_run_error(p, std::move(j), err.code() == ErrorCode::device, err.what());
+        return;
+      } catch (const std::exception& err) {
+        release(p, *j);
+        on_run_error(p, std::move(j), false, err.what());
+        return;
+      }
+      const double t1 = clock_.now_ms();
+      release(p, *j);
+      const double occupied = t1 - mark - stall;
+      mark = t1;
+      if (!after_block(p, j, std::move(out), t0, t1, occupied)) return;
+    }
+  }
+
+  void monitor_loop() {
+    std::unique_lock lk(mon_mu_);
+    while (!mon_stop_) {
+      mon_cv_.wait_for(lk, std::chrono::duration<double, std::milli>(opts_.monitor_period_ms), [&] { return mon_stop_; });
+      if (mon_stop_) break;
+      lk.unlock();
+      monitor_tick(clock_.now_ms());
+      lk.lock();
+    }
+  }
+
+  // Re-plans on a measured change: arrival rates off the planned ones, a processor slowed down.
+  void monitor_tick(double now) {
+    for (std::size_t p = 0; p < procs_.size(); ++p) {
+      auto& pr = *procs_[p];
+      const double ema = pr.speed_ema.load();
+      if (!pr.slow_flagged.load() && pr.available.load() && pr.speed_samples.load() >= opts_.slowdown_min_samples &&
+          ema > opts_.slowdown_ratio) {
+        pr.slow_flagged.store(true);
+        std::lock_guard lk(planner_mu_);
+        state_.processor_speed[p] = ema;
+        replan_locked("processor " + pr.spec.name + " slowed down " + std::to_string(ema) + "x");
+      }
+    }
+    RateSample s{now, {}};
+    for (const auto& lv : live_) s.counts.push_back(lv->arrivals.load(std::memory_order_relaxed));
+    rate_hist_.push_back(std::move(s));
+    while (rate_hist_.size() > 2 && now - rate_hist_[1].t >= opts_.rate_window_ms) rate_hist_.pop_front();
+    const auto& old = rate_hist_.front();
+    const double span = now - old.t;
+    if (span < opts_.rate_window_ms || now - last_rate_replan_ < opts_.rate_window_ms) return;
+    std::lock_guard lk(planner_mu_);
+    std::string why;
+    for (std::size_t t = 0; t < live_.size(); ++t) {
+      const double n = static_cast<double>(rate_hist_.back().counts[t] - old.counts[t]);
+      const double observed = n * 1000.0 / span;
+      const double planned = state_.slos[t].rate_rps;
+      const bool enough = n >= opts_.rate_min_arrivals || planned * span / 1000.0 >= opts_.rate_min_arrivals;
+      if (enough && std::abs(observed - planned) > opts_.rate_change_ratio * std::max(planned, 1e-9)) {
+        why += (why.empty() ? "" : ", ") + ledger_task_names_[t] + " " + std::to_string(planned) + " -> " +
+               std::to_string(observed) + " rps";
+        state_.slos[t].rate_rps = observed;
+      }
+    }
+    if (!why.empty()) {
+      last_rate_replan_ = now;
+      replan_locked("arrival rate changed: " + why);
+    }
+  }
+
+  void shutdown() {
+    closed_.store(true);
+    if constexpr (!kSim) {
+      {
+        std::lock_guard lk(mon_mu_);
+        mon_stop_ = true;
+      }
+      mon_cv_.notify_all();
+      if (monitor_.joinable()) monitor_.join();
+      for (auto& pr : procs_) {
+        {
+          std::lock_guard lk(pr->mu);
+          pr->stop = true;
+        }
+        pr->cv.notify_all();
+      }
+      for (auto& pr : procs_)
+        for (auto& w : pr->workers) w.join();
+      // Every request has finished by now; a caller's cancel() may still be leaving the ledger.
+      ledger_.wait_idle(std::chrono::seconds(10));
+    } else {
+      for (auto& pr : procs_) {
+        pr->stop = true;
+        for (auto& x : pr->heap)
+          if (x.job) end(std::move(x.job), RequestState::rejected, "the engine shut down before it finished");
+        pr->heap.clear();
+      }
+      for (auto& ev : events_)
+        if (ev.job) end(std::move(ev.job), RequestState::rejected, "the engine shut down before it finished");
+      events_.clear();
+    }
+  }
+
+  // --- discrete-event execution ----------------------------------------------------------
+  void push_event(Event ev) {
+    ev.seq = seq_.fetch_add(1, std::memory_order_relaxed);
+    if (ev.kind != EventKind::monitor) ++busy_events_;
+    events_.push_back(std::move(ev));
+    std::push_heap(events_.begin(), events_.end(), EventLater{});
+  }
+
+  void schedule_monitor() {
+    Event ev;
+    ev.kind = EventKind::monitor;
+    ev.t = clock_.now_ms() + opts_.monitor_period_ms;
+    push_event(std::move(ev));
+  }
+
+  void step() {
+    std::pop_heap(events_.begin(), events_.end(), EventLater{});
+    Event ev = std::move(events_.back());
+    events_.pop_back();
+    if (ev.kind != EventKind::monitor) --busy_events_;
+    clock_.advance_to(ev.t);
+    switch (ev.kind) {
+      case EventKind::arrival: submit(ev.task); break;
+      case EventKind::monitor:
+        monitor_tick(clock_.now_ms());
+        schedule_monitor();
+        break;
+      case EventKind::dispatch: sim_dispatch(ev.p); break;
+      case EventKind::block_end: {
+        auto& pr = *procs_[static_cast<std::size_t>(ev.p)];
+        release(ev.p, *ev.job);
+        ++pr.idle_slots;
+        if (after_block(ev.p, ev.job, std::move(ev.job->current), ev.t_start, clock_.now_ms(),
+                        clock_.now_ms() - ev.t_start))
+          sim_start(ev.p, std::move(ev.job));
+        sim_dispatch(ev.p);
+        break;
+      }
+    }
+  }
+
+  void sim_dispatch(ProcessorIndex p) {
+    auto& pr = *procs_[static_cast<std::size_t>(p)];
+    while (pr.idle_slots > 0 && !pr.heap.empty()) {
+      std::pop_heap(pr.heap.begin(), pr.heap.end(), EntryLater{});
+      Entry e = std::move(pr.heap.back());
+      pr.heap.pop_back();
+      pr.backlog_ms.store(std::max(0.0, pr.backlog_ms.load() - e.work_ms));
+      const double waited = clock_.now_ms() - e.enqueued_ms;
+      ledger_.metrics.handoff(waited);
+      auto j = std::move(e.job);
+      if (!begin(*j)) continue;
+      j->rec.queue_ms += waited;
+      sim_start(p, std::move(j));
+    }
+  }
+
+  // Starts the job's next block on p in simulated time (takes a slot until its block_end).
+  void sim_start(ProcessorIndex p, std::unique_ptr<Job> j) {
+    const double now = clock_.now_ms();
+    if (!ready(p, j, now)) return;
+    bool loaded = false;
+    if (!acquire(p, j, loaded)) return;
+    double stall = 0;
+    if (loaded) {
+      const auto b = j->next;
+      const auto v = j->route().variant.choice[static_cast<std::size_t>(b)];
+      stall = static_cast<double>(lib_.block_bytes(j->rec.task, b, v, p)) / (1024.0 * 1024.0) * opts_.sim_load_ms_per_mib;
+      j->rec.load_stall_ms += stall;
+    }
+    double ms = 0;
+    try {
+      if constexpr (ModelledBlockRunner<L>)
+        ms = lib_.simulate(j->rec.task, j->route().variant, j->next, p);
+      else
+        ms = j->route().block_ms[static_cast<std::size_t>(j->next)];
+    } catch (const Error& err) {
+      release(p, *j);
+      on_run_error(p, std::move(j), err.code() == ErrorCode::device, err.what());
+      return;
+    } catch (const std::exception& err) {
+      release(p, *j);
+      on_run_error(p, std::move(j), false, err.what());
+      return;
+    }
+    --procs_[static_cast<std::size_t>(p)]->idle_slots;
+    Event ev;
+    ev.kind = EventKind::block_end;
+    ev.p = p;
+    ev.t_start = now + stall;
+    ev.t = now + stall + ms;
+    ev.job = std::move(j);
+    push_event(std::move(ev));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  L& lib_;
+  const E& est_;
+  O opt_;
+  P pre_;
+  EngineOptions opts_;
+  ClockT clock_;
+  std::vector<std::string> ledger_task_names_;
+  detail::Ledger ledger_;
+  std::vector<std::unique_ptr<Proc>> procs_;
+  std::vector<std::unique_ptr<TaskLive>> live_;
+
+  std::mutex planner_mu_;  // state_, opt_, version_, banned_; serialises re-plans
+  SystemState state_;
+  std::uint64_t version_ = 0;
+  std::set<detail::BlockKey> banned_;
+
+  mutable std::mutex snap_mu_;
+  std::shared_ptr<const Snapshot> snap_;
+
+  std::atomic<bool> closed_{false};
+  std::atomic<std::uint64_t> next_id_{0}, seq_{0};
+
+  std::thread monitor_;
+  std::mutex mon_mu_;
+  std::condition_variable mon_cv_;
+  bool mon_stop_ = false;
+  struct RateSample {
+    double t;
+    std::vector<std::uint64_t> counts;
+  };
+  std::deque<RateSample> rate_hist_;  // monitor thread only
+  double last_rate_replan_ = 0;
+
+  std::vector<Event> events_;  // discrete-event mode: a heap
+  std::size_t busy_events_ = 0;
+};
+
+}  // namespace sparseloom::runtime

@@ -1,0 +1,125 @@
+#pragma once
+// The Preloader's hook points in the Engine, and the default policy (load what the plan uses).
+//  - on_plan(lib, plan): after every (re-)plan, before requests run on it: load ahead.
+//  - acquire(lib, t, b, v, p): before a block runs; makes it resident (a cold load is a stall
+//    the engine counts in that request's latency) and pins it. Returns true if it loaded.
+//    Throws Error(ErrorCode::infeasible) if the block cannot be made resident within budget.
+//  - release(lib, t, b, v, p): after the block ran; unpins it.
+//  - set_memory_budget(bytes) (optional): the engine passes EngineOptions::memory_budget_bytes.
+// All four may be called from several threads at once; the policy serialises its calls into
+// the runner's load/unload/is_resident/resident_bytes.
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <set>
+#include <tuple>
+
+#include "sparseloom/core/error.hpp"
+#include "sparseloom/core/types.hpp"
+#include "sparseloom/runtime/block_runner.hpp"
+
+namespace sparseloom::runtime {
+
+template <class P, class L>
+concept Preloader = BlockRunner<L> && requires(P& pre, L& lib, const Plan& plan, TaskIndex t, BlockIndex b,
+                                               VariantIndex v, ProcessorIndex p) {
+  pre.on_plan(lib, plan);
+  { pre.acquire(lib, t, b, v, p) } -> std::convertible_to<bool>;
+  pre.release(lib, t, b, v, p);
+};
+
+// Loads every block the plan uses; under a budget, evicts unpinned blocks the plan does not
+// use (then unpinned ones it does) to make room, and never exceeds the budget. No hotness, no
+// prediction: the baseline until the hot-subgraph preloader lands.
+class LoadAllPreloader {
+ public:
+  LoadAllPreloader() = default;
+  explicit LoadAllPreloader(std::size_t budget_bytes) : budget_(budget_bytes) {}
+  // Movable before use (the Engine takes it by value); the state moves, the mutex does not.
+  LoadAllPreloader(LoadAllPreloader&& o) noexcept
+      : budget_(o.budget_), in_plan_(std::move(o.in_plan_)), loaded_(std::move(o.loaded_)), pins_(std::move(o.pins_)) {}
+
+  void set_memory_budget(std::size_t bytes) {
+    std::lock_guard lk(mu_);
+    budget_ = bytes;
+  }
+
+  template <BlockRunner L>
+  void on_plan(L& lib, const Plan& plan) {
+    std::lock_guard lk(mu_);
+    in_plan_.clear();
+    for (std::size_t t = 0; t < plan.tasks.size(); ++t) {
+      const auto& tp = plan.tasks[t];
+      const auto n = std::min(tp.variant.choice.size(), tp.placement.processor.size());
+      for (std::size_t b = 0; b < n; ++b)
+        in_plan_.insert({static_cast<TaskIndex>(t), static_cast<BlockIndex>(b), tp.variant.choice[b],
+                         tp.placement.processor[b]});
+    }
+    for (const auto& k : in_plan_) {
+      const auto& [t, b, v, p] = k;
+      if (lib.is_resident(t, b, v, p)) continue;
+      if (!make_room(lib, lib.block_bytes(t, b, v, p), /*allow_in_plan=*/false)) continue;  // acquire retries
+      lib.load(t, b, v, p);
+      loaded_.insert(k);
+    }
+  }
+
+  template <BlockRunner L>
+  bool acquire(L& lib, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+    std::lock_guard lk(mu_);
+    const Key k{t, b, v, p};
+    ++pins_[k];
+    if (lib.is_resident(t, b, v, p)) return false;
+    if (!make_room(lib, lib.block_bytes(t, b, v, p), /*allow_in_plan=*/true)) {
+      unpin(k);
+      throw Error(ErrorCode::infeasible, "LoadAllPreloader",
+                  "block " + std::to_string(b) + " of task " + std::to_string(t) + " (variant " +
+                      std::to_string(v) + ", processor " + std::to_string(p) +
+                      ") does not fit the memory budget of " + std::to_string(budget_) + " bytes");
+    }
+    lib.load(t, b, v, p);
+    loaded_.insert(k);
+    return true;
+  }
+
+  template <BlockRunner L>
+  void release(L&, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+    std::lock_guard lk(mu_);
+    unpin({t, b, v, p});
+  }
+
+ private:
+  using Key = std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>;
+
+  void unpin(const Key& k) {
+    auto it = pins_.find(k);
+    if (it != pins_.end() && --it->second <= 0) pins_.erase(it);
+  }
+
+  // Evicts blocks we loaded that nobody runs until `bytes` more fit. False if they cannot.
+  template <class L>
+  bool make_room(L& lib, std::size_t bytes, bool allow_in_plan) {
+    if (budget_ == 0) return true;
+    if (bytes > budget_) return false;
+    for (int pass = 0; pass < (allow_in_plan ? 2 : 1); ++pass) {
+      for (auto it = loaded_.begin(); it != loaded_.end() && lib.resident_bytes() + bytes > budget_;) {
+        const bool used = in_plan_.contains(*it);
+        if (pins_.contains(*it) || (pass == 0 && used)) {
+          ++it;
+          continue;
+        }
+        const auto& [t, b, v, p] = *it;
+        lib.unload(t, b, v, p);
+        it = loaded_.erase(it);
+      }
+    }
+    return lib.resident_bytes() + bytes <= budget_;
+  }
+
+  std::mutex mu_;
+  std::size_t budget_ = 0;  // 0 = unlimited
+  std::set<Key> in_plan_, loaded_;
+  std::map<Key, int> pins_;
+};
+
+}  // namespace sparseloom::runtime

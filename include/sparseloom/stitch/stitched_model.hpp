@@ -1,0 +1,229 @@
+#pragma once
+// Runs stitched variants of one task on one backend. Every (block, variant) is compiled once;
+// a stitch only chooses among them, so stitches share packed weights. Stitch-time repair
+// (STITCHING-NOTES; DESIGN.md "Resolutions") is held per stitch:
+//  - bn_affine: a per-channel scale/shift on the first BN-folded conv output of the block after
+//    each switch, from calibration statistics (native vs under the stitch), applied as that
+//    layer's epilogue through RunOptions::affine: weights untouched, a few KB per stitch;
+//  - residual_map: the zoo's least-squares adapter of (block i-1, its variant) applied to the
+//    cut tensor entering block i, fitted once per (block, variant) and shared by all stitches.
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "sparseloom/concepts/backend.hpp"
+#include "sparseloom/core/parallel.hpp"
+#include "sparseloom/core/types.hpp"
+#include "sparseloom/zoo/task_zoo.hpp"
+
+namespace sparseloom::stitch {
+
+struct StitchRepair {
+  std::vector<AffineMap> affine;                    // per block (empty map: none)
+  std::vector<const zoo::ResidualMap*> pre_map;     // per block, applied to its input
+  double seconds = 0;                               // time to compute it
+  std::size_t bytes = 0;                            // per-stitch repair data (affine vectors)
+  std::size_t shared_adapter_bytes = 0;             // adapters it uses (held once per adapter)
+};
+
+// Per-channel mean and population std of an N x C x ... tensor stream, accumulated in double.
+class ChannelStats {
+ public:
+  void add(const Tensor& t_in) {
+    const Tensor t = t_in.contiguous();
+    const auto c = t.dim(1);
+    if (sum_.empty()) { sum_.assign(c, 0); sq_.assign(c, 0); }
+    check(static_cast<std::int64_t>(sum_.size()) == c, ErrorCode::shape, "ChannelStats", "channel count changed");
+    std::int64_t inner = 1;
+    for (std::size_t i = 2; i < t.rank(); ++i) inner *= t.dim(i);
+    const float* p = t.data<float>();
+    for (std::int64_t n = 0; n < t.dim(0); ++n)
+      for (std::int64_t ch = 0; ch < c; ++ch)
+        for (std::int64_t k = 0; k < inner; ++k) {
+          const double v = p[(n * c + ch) * inner + k];
+          sum_[ch] += v;
+          sq_[ch] += v * v;
+        }
+    count_ += t.dim(0) * inner;
+  }
+  void merge(const ChannelStats& o) {
+    if (sum_.empty()) { *this = o; return; }
+    for (std::size_t i = 0; i < sum_.size(); ++i) { sum_[i] += o.sum_[i]; sq_[i] += o.sq_[i]; }
+    count_ += o.count_;
+  }
+  double mean(std::size_t c) const { return sum_[c] / static_cast<double>(count_); }
+  double stddev(std::size_t c) const { return std::sqrt(std::max(0.0, sq_[c] / static_cast<double>(count_) - mean(c) * mean(c))); }
+  std::size_t channels() const { return sum_.size(); }
+
+ private:
+  std::vector<double> sum_, sq_;
+  std::int64_t count_ = 0;
+};
+
+inline Tensor apply_residual_map(const Tensor& x_in, const zoo::ResidualMap& m) {
+  const Tensor x = x_in.contiguous();
+  const auto d = m.w.dim(0);
+  check(x.shape().back() == d, ErrorCode::shape, "residual_map", "cut tensor width differs from the adapter's");
+  Tensor y = Tensor::empty(x.shape(), DType::f32);
+  const float *px = x.data<float>(), *w = m.w.data<float>(), *b = m.b.data<float>();
+  float* py = y.data<float>();
+  for (std::int64_t t = 0; t < x.numel() / d; ++t) {
+    for (std::int64_t j = 0; j < d; ++j) py[t * d + j] = b[j];
+    for (std::int64_t k = 0; k < d; ++k) {
+      const float a = px[t * d + k];
+      for (std::int64_t j = 0; j < d; ++j) py[t * d + j] += a * w[k * d + j];
+    }
+  }
+  return y;
+}
+
+template <Backend B>
+class StitchedModel {
+ public:
+  using Exe = typename B::Executable;
+
+  StitchedModel(const zoo::TaskZoo& zoo, const B& backend, CompileOptions opt = {}) : zoo_(&zoo) {
+    exes_.resize(zoo.blocks.size());
+    for (std::size_t b = 0; b < zoo.blocks.size(); ++b)
+      for (const auto& g : zoo.blocks[b]) exes_[b].push_back(backend.compile(g, opt));
+  }
+
+  const zoo::TaskZoo& zoo() const { return *zoo_; }
+  const Exe& executable(int block, int variant) const { return exes_.at(block).at(variant); }
+
+  // One request through the stitch (input x in the model's input shape).
+  Tensor run(const StitchedVariant& s, const StitchRepair* r, Tensor x) const {
+    check(s.choice.size() == exes_.size(), ErrorCode::invalid_argument, zoo_->manifest.task,
+          "stitch has " + std::to_string(s.choice.size()) + " blocks, the task " + std::to_string(exes_.size()));
+    for (std::size_t b = 0; b < exes_.size(); ++b) x = run_block(s, r, static_cast<int>(b), std::move(x));
+    return x;
+  }
+
+  Tensor run_block(const StitchedVariant& s, const StitchRepair* r, int b, Tensor x) const {
+    const int v = s.choice[b];
+    check(v >= 0 && v < static_cast<int>(exes_[b].size()), ErrorCode::invalid_argument, zoo_->manifest.task,
+          "variant index " + std::to_string(v) + " out of range");
+    RunOptions ro;
+    if (r) {
+      if (r->pre_map[b]) x = apply_residual_map(x, *r->pre_map[b]);
+      if (!r->affine[b].empty()) ro.affine = &r->affine[b];
+    }
+    return std::move(exes_[b][v].run(std::span<const Tensor>(&x, 1), ro).front());
+  }
+
+  // Stitch-time repair from the committed calibration set; no gradients.
+  StitchRepair repair(const StitchedVariant& s, int threads = 1) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto& m = zoo_->manifest;
+    const int nb = static_cast<int>(exes_.size());
+    StitchRepair r;
+    r.affine.resize(nb);
+    r.pre_map.assign(nb, nullptr);
+    const int base = zoo_->base();
+    const auto n = zoo_->calib_x.dim(0);
+    std::vector<Tensor> acts(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) acts[i] = zoo_->input(zoo_->calib_x, i);
+    for (int b = 0; b < nb; ++b) {
+      const bool sw = b > 0 && s.choice[b] != s.choice[b - 1];
+      const auto& spec = m.blocks[b].repair;
+      if (sw && spec.kind == zoo::RepairKind::residual_map && s.choice[b - 1] != base) {
+        auto it = zoo_->residual_maps.find({b, s.choice[b - 1]});
+        check(it != zoo_->residual_maps.end(), ErrorCode::parse, m.task, "missing residual adapter for block " + std::to_string(b));
+        r.pre_map[b] = &it->second;
+        r.shared_adapter_bytes += it->second.w.nbytes() + it->second.b.nbytes();
+      }
+      if (sw && spec.kind == zoo::RepairKind::bn_affine) {
+        const ChannelStats nat = native_stats(b, s.choice[b], threads);
+        const ChannelStats st = observe(b, s.choice[b], acts, spec.tensor, threads);
+        ChannelAffine a;
+        for (std::size_t c = 0; c < nat.channels(); ++c) {
+          const double f = nat.stddev(c) / (st.stddev(c) + 1e-5);
+          a.scale.push_back(static_cast<float>(f));
+          a.shift.push_back(static_cast<float>(nat.mean(c) - st.mean(c) * f));
+        }
+        r.bytes += 2 * a.scale.size() * sizeof(float);
+        r.affine[b][spec.tensor] = std::move(a);
+      }
+      if (b + 1 < nb) {
+        parallel_for(threads, n, [&](std::int64_t i0, std::int64_t i1) {
+          for (auto i = i0; i < i1; ++i) acts[i] = run_block(s, &r, b, acts[i]);
+        });
+      }
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  }
+
+  // Top-1 accuracy (%) on the first `limit` committed test samples (all when limit < 0).
+  double accuracy_pct(const StitchedVariant& s, const StitchRepair* r, int threads = 1, std::int64_t limit = -1) const {
+    const auto n = limit < 0 ? zoo_->test_x.dim(0) : std::min(limit, zoo_->test_x.dim(0));
+    std::vector<int> correct(static_cast<std::size_t>(n), 0);
+    parallel_for(threads, n, [&](std::int64_t i0, std::int64_t i1) {
+      for (auto i = i0; i < i1; ++i) {
+        const Tensor y = run(s, r, zoo_->input(zoo_->test_x, i)).contiguous();
+        const float* p = y.data<float>();
+        std::int64_t best = 0;
+        for (std::int64_t k = 1; k < y.numel(); ++k)
+          if (p[k] > p[best]) best = k;
+        correct[i] = best == zoo_->label(i);
+      }
+    });
+    std::int64_t c = 0;
+    for (int v : correct) c += v;
+    return n ? 100.0 * static_cast<double>(c) / static_cast<double>(n) : 0.0;
+  }
+
+  StitchedVariant plain(int variant) const { return {std::vector<int>(exes_.size(), variant)}; }
+
+ private:
+  // Statistics of `tensor` inside block b of variant v, when v runs natively on the calib set.
+  ChannelStats native_stats(int b, int v, int threads) const {
+    std::lock_guard lock(mu_);
+    auto key = std::make_pair(b, v);
+    if (auto it = native_.find(key); it != native_.end()) return it->second;
+    const auto n = zoo_->calib_x.dim(0);
+    std::vector<Tensor> acts(static_cast<std::size_t>(n));
+    const StitchedVariant native = plain(v);
+    parallel_for(threads, n, [&](std::int64_t i0, std::int64_t i1) {
+      for (auto i = i0; i < i1; ++i) {
+        Tensor x = zoo_->input(zoo_->calib_x, i);
+        for (int k = 0; k < b; ++k) x = run_block(native, nullptr, k, std::move(x));
+        acts[i] = std::move(x);
+      }
+    });
+    return native_[key] = observe(b, v, acts, zoo_->manifest.blocks[b].repair.tensor, threads);
+  }
+
+  ChannelStats observe(int b, int v, const std::vector<Tensor>& acts, const std::string& tensor, int threads) const {
+    const auto n = static_cast<std::int64_t>(acts.size());
+    const int t = std::max(1, threads);
+    std::vector<ChannelStats> part(static_cast<std::size_t>(t));
+    std::vector<std::int64_t> seen(static_cast<std::size_t>(t), 0);
+    const std::int64_t chunk = (n + t - 1) / t;
+    parallel_for(t, t, [&](std::int64_t p0, std::int64_t p1) {
+      for (auto p = p0; p < p1; ++p) {
+        RunOptions ro;
+        ro.observe = [&](const std::string& name, const Tensor& x) {
+          if (name == tensor) { part[p].add(x); ++seen[p]; }
+        };
+        for (auto i = p * chunk; i < std::min(n, (p + 1) * chunk); ++i)
+          exes_[b][v].run(std::span<const Tensor>(&acts[i], 1), ro);
+      }
+    });
+    ChannelStats all;
+    std::int64_t total = 0;
+    for (int p = 0; p < t; ++p) { all.merge(part[p]); total += seen[p]; }
+    check(total == n, ErrorCode::parse, zoo_->manifest.task,
+          "repair tensor '" + tensor + "' is not produced by block " + std::to_string(b));
+    return all;
+  }
+
+  const zoo::TaskZoo* zoo_;
+  std::vector<std::vector<Exe>> exes_;
+  mutable std::mutex mu_;
+  mutable std::map<std::pair<int, int>, ChannelStats> native_;
+};
+
+}  // namespace sparseloom::stitch

@@ -1,0 +1,103 @@
+#pragma once
+// Loads one task of a zoo: its manifest, every variant imported and partitioned into blocks,
+// the committed test and calibration data (native dtype, preprocessed on use) and the
+// residual-map adapters of transformer tasks.
+#include <filesystem>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sparseloom/core/npy.hpp"
+#include "sparseloom/onnx/import.hpp"
+#include "sparseloom/stitch/partition.hpp"
+#include "sparseloom/zoo/manifest.hpp"
+
+namespace sparseloom::zoo {
+
+struct ResidualMap {
+  Tensor w;  // (d, d): x' = x @ w + b per token
+  Tensor b;  // (d,)
+};
+
+struct TaskZoo {
+  Manifest manifest;
+  std::vector<ir::Graph> variants;               // whole graphs, manifest order
+  std::vector<std::vector<ir::Graph>> blocks;    // [block][variant]
+  Tensor test_x, test_y, calib_x;                // raw (uint8/int16), labels int64
+  // Adapter applied to the cut tensor entering block i, keyed (i, variant of block i-1).
+  std::map<std::pair<int, int>, ResidualMap> residual_maps;
+
+  int num_blocks() const { return static_cast<int>(manifest.blocks.size()); }
+  int num_variants() const { return static_cast<int>(variants.size()); }
+  int base() const { return manifest.variant_index(manifest.base); }
+
+  // Sample i of raw data (N, ...) as the model's f32 input: (raw * scale - mean) / std.
+  Tensor input(const Tensor& raw, std::int64_t i) const {
+    check(i >= 0 && i < raw.dim(0), ErrorCode::invalid_argument, manifest.task, "sample index out of range");
+    Tensor x = Tensor::empty(manifest.input_shape, DType::f32);
+    const auto per = raw.numel() / raw.dim(0);
+    check(per == x.numel(), ErrorCode::shape, manifest.task,
+          "data sample has " + std::to_string(per) + " values, the model input " + to_string(manifest.input_shape));
+    const float s = static_cast<float>(manifest.pre_scale), m = static_cast<float>(manifest.pre_mean),
+                d = static_cast<float>(manifest.pre_std);
+    float* o = x.data<float>();
+    for (std::int64_t k = 0; k < per; ++k) {
+      const float r = raw.dtype() == DType::u8 ? static_cast<float>(raw.data<std::uint8_t>()[i * per + k])
+                                               : static_cast<float>(raw.data<std::int16_t>()[i * per + k]);
+      o[k] = (r * s - m) / d;
+    }
+    return x;
+  }
+  std::int64_t label(std::int64_t i) const { return test_y.data<std::int64_t>()[i]; }
+};
+
+inline std::vector<std::string> block_boundaries(const Manifest& m) {
+  std::vector<std::string> b{m.blocks.front().input};
+  for (const auto& blk : m.blocks) b.push_back(blk.output);
+  return b;
+}
+
+inline TaskZoo load_task(const std::filesystem::path& dir) {
+  TaskZoo z;
+  z.manifest = load_manifest(dir);
+  const auto& m = z.manifest;
+  const auto bounds = block_boundaries(m);
+  z.blocks.resize(m.blocks.size());
+  for (const auto& v : m.variants) {
+    z.variants.push_back(onnx_io::import_file(dir / v.file));
+    auto parts = stitch::partition(z.variants.back(), bounds);
+    for (std::size_t b = 0; b < parts.size(); ++b) z.blocks[b].push_back(std::move(parts[b]));
+  }
+  const DType raw = m.raw_dtype == "uint8" ? DType::u8 : DType::i16;
+  z.test_x = npy::load(dir / m.test_x);
+  z.test_y = npy::load(dir / m.test_y);
+  z.calib_x = npy::load(dir / m.calib_x);
+  check(z.test_x.dtype() == raw && z.calib_x.dtype() == raw, ErrorCode::parse, (dir / m.test_x).string(),
+        "data dtype differs from the manifest's raw_dtype " + m.raw_dtype);
+  check(z.test_y.dtype() == DType::i64 && z.test_y.rank() == 1 && z.test_y.dim(0) == z.test_x.dim(0), ErrorCode::parse,
+        (dir / m.test_y).string(), "labels must be int64 with one per test sample");
+  check(z.test_x.dim(0) == m.test_count, ErrorCode::parse, (dir / m.test_x).string(), "sample count differs from the manifest");
+  for (std::size_t i = 0; i < m.blocks.size(); ++i) {
+    const auto& r = m.blocks[i].repair;
+    if (r.kind != RepairKind::residual_map) continue;
+    for (const auto& [vname, files] : r.adapter_files) {
+      ResidualMap map{npy::load(dir / files.first), npy::load(dir / files.second)};
+      check(map.w.rank() == 2 && map.w.dim(0) == map.w.dim(1) && map.b.numel() == map.w.dim(0), ErrorCode::shape,
+            (dir / files.first).string(), "adapter must be (d, d) with a (d,) bias");
+      z.residual_maps[{static_cast<int>(i), m.variant_index(vname)}] = std::move(map);
+    }
+  }
+  return z;
+}
+
+inline std::vector<std::filesystem::path> list_tasks(const std::filesystem::path& zoo_dir) {
+  std::vector<std::filesystem::path> out;
+  check(std::filesystem::is_directory(zoo_dir), ErrorCode::io, zoo_dir.string(), "zoo directory does not exist");
+  for (const auto& e : std::filesystem::directory_iterator(zoo_dir))
+    if (e.is_directory() && std::filesystem::exists(e.path() / "manifest.json")) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace sparseloom::zoo

@@ -1,0 +1,114 @@
+// Convolutions (1x1, k x k with stride/padding/dilation, depthwise) and the per-layer format
+// choice, against a direct double reference.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "sparseloom/backends/cpu/conv.hpp"
+
+using namespace sparseloom::cpu;
+
+namespace {
+
+std::vector<float> random_vec(std::size_t n, double sparsity, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f), u(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng) >= sparsity ? d(rng) : 0.f;
+  return v;
+}
+
+void check_conv(const Conv2dShape& s, double sparsity, int threads) {
+  const std::int64_t cpg = s.cin / s.groups, opg = s.cout / s.groups;
+  auto w = random_vec(static_cast<std::size_t>(s.cout * cpg * s.kh * s.kw), sparsity, 1);
+  auto x = random_vec(static_cast<std::size_t>(s.cin * s.h * s.w), 0.0, 2);
+  std::vector<float> bias(static_cast<std::size_t>(s.cout));
+  for (std::size_t i = 0; i < bias.size(); ++i) bias[i] = 0.01f * static_cast<float>(i);
+  const Epilogue e = Epilogue::relu().with_bias(bias);
+  ThreadPool pool(threads);
+  ChoiceOptions opt;
+  opt.threads = threads;
+  opt.budget_ms = 0.2;
+  Conv2dF32 conv(s, w.data(), e, pool, opt);
+  const std::int64_t oh = s.out_h(), ow = s.out_w();
+  std::vector<float> y(static_cast<std::size_t>(s.cout * oh * ow), std::nanf(""));
+  conv.run(x.data(), y.data(), pool);
+  std::size_t bad = 0;
+  for (std::int64_t o = 0; o < s.cout; ++o) {
+    const std::int64_t g = o / opg;
+    for (std::int64_t oy = 0; oy < oh; ++oy)
+      for (std::int64_t ox = 0; ox < ow; ++ox) {
+        double acc = 0, mag = 0;
+        for (std::int64_t c = 0; c < cpg; ++c)
+          for (std::int64_t i = 0; i < s.kh; ++i)
+            for (std::int64_t j = 0; j < s.kw; ++j) {
+              const std::int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h, ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
+              if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
+              const double p = static_cast<double>(w[static_cast<std::size_t>(((o * cpg + c) * s.kh + i) * s.kw + j)]) *
+                               x[static_cast<std::size_t>(((g * cpg + c) * s.h + iy) * s.w + ix)];
+              acc += p;
+              mag += std::fabs(p);
+            }
+        const double ref = std::max(0.0, acc + bias[static_cast<std::size_t>(o)]);
+        const float got = y[static_cast<std::size_t>((o * oh + oy) * ow + ox)];
+        if (!(std::fabs(got - ref) <= 1e-5 * mag + 1e-5)) ++bad;
+      }
+  }
+  INFO("cin=" << s.cin << " cout=" << s.cout << " k=" << s.kh << "x" << s.kw << " stride=" << s.stride_h
+               << " groups=" << s.groups << " sparsity=" << sparsity << " threads=" << threads << " kernel="
+               << (conv.matmul() ? conv.matmul()->kernel() : std::string("depthwise")));
+  CHECK(bad == 0);
+}
+
+}  // namespace
+
+TEST_CASE("Cpu.Conv.Pointwise") {
+  for (double sp : {0.0, 0.9})
+    for (int t : {1, 2}) check_conv({.cin = 24, .cout = 20, .h = 7, .w = 9}, sp, t);
+}
+
+TEST_CASE("Cpu.Conv.KxK") {
+  for (int t : {1, 2}) {
+    check_conv({.cin = 8, .cout = 12, .h = 9, .w = 11, .kh = 3, .kw = 3, .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1}, 0.8, t);
+    check_conv({.cin = 5, .cout = 6, .h = 10, .w = 7, .kh = 3, .kw = 2, .stride_h = 2, .stride_w = 2, .pad_top = 1}, 0.5, t);
+    check_conv({.cin = 4, .cout = 9, .h = 8, .w = 8, .kh = 3, .kw = 3, .pad_top = 2, .pad_left = 2, .pad_bottom = 2, .pad_right = 2, .dil_h = 2, .dil_w = 2}, 0.9, t);
+    check_conv({.cin = 6, .cout = 7, .h = 6, .w = 6, .stride_h = 2, .stride_w = 2}, 0.7, t);
+  }
+}
+
+TEST_CASE("Cpu.Conv.Depthwise") {
+  for (int t : {1, 2}) {
+    check_conv({.cin = 16, .cout = 16, .h = 9, .w = 7, .kh = 3, .kw = 3, .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1, .groups = 16}, 0.0, t);
+    check_conv({.cin = 8, .cout = 8, .h = 10, .w = 10, .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_top = 1, .pad_left = 1, .groups = 8}, 0.0, t);
+  }
+}
+
+TEST_CASE("Cpu.FormatChoice.PicksAndRuns") {
+  ThreadPool pool(2);
+  ChoiceOptions opt;
+  opt.threads = 2;
+  opt.budget_ms = 0.5;
+  // 97 % sparse: a sparse format should win over dense (~10x faster). The trial is timed, so
+  // on a busy machine one trial may lose by chance: allow three. Idle OpenMP workers of the
+  // previous oneDNN calls spin for a while (GOMP_SPINCOUNT) and slow our pool's worker down;
+  // the pause lets them go to sleep first (the runtime sets GOMP_SPINCOUNT low instead).
+  auto w = random_vec(256 * 512, 0.97, 3);
+  opt.budget_ms = 2;
+  bool sparse_won = false;
+  for (int attempt = 0; attempt < 3 && !sparse_won; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto mm = prepare_matmul(w.data(), 256, 512, 64, Epilogue::none(), pool, opt);
+    MESSAGE("97% -> " << mm.kernel());
+    CHECK(mm.candidates().size() >= 2);
+    sparse_won = mm.format() != Format::dense;
+  }
+  CHECK(sparse_won);
+  auto wd = random_vec(64 * 64, 0.0, 4);
+  auto md = prepare_matmul(wd.data(), 64, 64, 64, Epilogue::none(), pool, opt);
+  MESSAGE("dense -> " << md.kernel());
+  CHECK(md.format() == Format::dense);
+  CHECK_THROWS_AS(Conv2dF32({.cin = 4, .cout = 4, .h = 4, .w = 4, .groups = 2}, wd.data(), {}, pool, opt), sparseloom::Error);
+}

@@ -1,0 +1,139 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "sparseloom/estimator/profiled.hpp"
+
+using namespace sparseloom;
+using namespace sparseloom::estimator;
+
+namespace {
+// A synthetic task whose true stitched accuracy has per-block drops and adjacent-pair
+// interactions (what an additive model misses, STITCHING-NOTES).
+struct Truth {
+  int blocks, variants;
+  std::vector<std::vector<double>> drop;       // [b][v]
+  std::vector<std::vector<double>> pair;       // [b*V + a][c]
+  double base = 90;
+  double acc(const StitchedVariant& s) const {
+    double a = base;
+    for (int b = 0; b < blocks; ++b) a -= drop[b][s.choice[b]];
+    for (int b = 0; b + 1 < blocks; ++b)
+      if (s.choice[b] != s.choice[b + 1]) a -= pair[b * variants + s.choice[b]][s.choice[b + 1]];
+    return a;
+  }
+};
+
+Truth make_truth(int blocks, int variants, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  Truth t{blocks, variants, {}, {}};
+  t.drop.assign(blocks, std::vector<double>(variants));
+  for (int b = 0; b < blocks; ++b)
+    for (int v = 1; v < variants; ++v) t.drop[b][v] = 4.0 * u(rng) * v / variants;
+  t.pair.assign(static_cast<std::size_t>(blocks * variants), std::vector<double>(variants));
+  for (auto& row : t.pair)
+    for (auto& x : row) x = 1.5 * u(rng);
+  return t;
+}
+
+AccuracyModel model_of(const Truth& t) {
+  AccuracyModel m(t.blocks, t.variants, 0);
+  std::vector<double> plain;
+  for (int v = 0; v < t.variants; ++v) plain.push_back(t.acc({std::vector<int>(t.blocks, v)}));
+  std::vector<std::vector<double>> single(t.blocks, std::vector<double>(t.variants));
+  for (int b = 0; b < t.blocks; ++b)
+    for (int v = 0; v < t.variants; ++v) {
+      StitchedVariant s{std::vector<int>(t.blocks, 0)};
+      s.choice[b] = v;
+      single[b][v] = t.acc(s);
+    }
+  m.set_measurements(plain, single);
+  return m;
+}
+}  // namespace
+
+TEST_CASE("Estimator.Accuracy.InteractionsFittedFromASmallSample") {
+  const Truth t = make_truth(4, 8, 7);
+  AccuracyModel m = model_of(t);
+  // Zero-shot misses the pair terms...
+  const auto held = AccuracyModel::sample(4, 8, 300, SampleStrategy::random, 99);
+  double zs_err = 0;
+  for (const auto& s : held) zs_err += std::abs(m.zero_shot(s) - t.acc(s));
+  zs_err /= static_cast<double>(held.size());
+  // ...a pair-covering sample of ~6 % of the 4096-stitch space (plus the measured single swaps
+  // and plain variants) recovers them.
+  std::set<std::vector<int>> exclude;
+  for (const auto& s : held) exclude.insert(s.choice);
+  const auto fit = AccuracyModel::sample(4, 8, 250, SampleStrategy::pair_cover, 1, exclude);
+  std::vector<AccuracySample> samples;
+  for (const auto& s : fit) samples.push_back({s, t.acc(s)});
+  for (int b = 0; b < 4; ++b)
+    for (int v = 0; v < 8; ++v) {
+      StitchedVariant s{std::vector<int>(4, 0)};
+      s.choice[b] = v;
+      samples.push_back({s, t.acc(s)});
+    }
+  m.fit(samples, 0.05);
+  std::vector<double> pred, truth;
+  double err = 0;
+  for (const auto& s : held) {
+    pred.push_back(m.predict(s));
+    truth.push_back(t.acc(s));
+    err += std::abs(pred.back() - truth.back());
+  }
+  err /= static_cast<double>(held.size());
+  MESSAGE("zero-shot MAE " << zs_err << " pp, fitted MAE " << err << " pp, rho " << spearman(pred, truth));
+  CHECK(zs_err > 1.0);
+  CHECK(err < 0.25);
+  CHECK(spearman(pred, truth) > 0.95);
+  // Plain variants are measured, so they are exact.
+  CHECK(m.predict({std::vector<int>(4, 3)}) == doctest::Approx(t.acc({std::vector<int>(4, 3)})));
+}
+
+TEST_CASE("Estimator.Accuracy.PairCoverSampleCoversEveryAdjacentPair") {
+  const auto s = AccuracyModel::sample(3, 5, 60, SampleStrategy::pair_cover, 3);
+  std::set<std::tuple<int, int, int>> seen;
+  for (const auto& x : s) {
+    CHECK_FALSE(x.is_plain());
+    for (int b = 0; b < 2; ++b) seen.insert({b, x.choice[b], x.choice[b + 1]});
+  }
+  CHECK(seen.size() >= 2 * 25 - 5);  // all 50 (cut, pair) combinations but the plain-only ones
+}
+
+TEST_CASE("Estimator.Ridge.SolvesALeastSquaresProblem") {
+  std::vector<std::vector<double>> x{{1, 0}, {0, 1}, {1, 1}, {2, 1}};
+  std::vector<double> y{1, 2, 3, 4};  // y = 1*x0 + 2*x1
+  const auto w = ridge(x, y, 1e-9);
+  CHECK(w[0] == doctest::Approx(1.0).epsilon(1e-6));
+  CHECK(w[1] == doctest::Approx(2.0).epsilon(1e-6));
+}
+
+TEST_CASE("Estimator.Profiled.LatencyMemoryAndPersistence") {
+  TaskProfile tp;
+  tp.task = "t";
+  tp.model_hash = "abc";
+  // 2 blocks x 2 variants x 2 processors; variant 1 is faster on processor 1 only.
+  tp.block = {{{{1, 1, 1, 5}, {2, 2, 2, 5}}, {{0.8, 1, 0.8, 5}, {0.2, 0.3, 0.2, 5}}},
+              {{{3, 3, 3, 5}, {4, 4, 4, 5}}, {{2, 2, 2, 5}, {0, 0, 0, 0}}}};
+  tp.bytes = {{100, 40}, {200, 50}};
+  tp.transfer_ms = {0.5};
+  tp.repair_ms = {0, 0.1};
+  tp.repair_bytes = {0, 16};
+  AccuracyModel am(2, 2, 0);
+  am.set_measurements({90, 80}, {{90, 85}, {90, 86}});
+  Profiled e({{"t", am, tp}}, {{"cpu", "cpu", "reference", "x", 1}, {"gpu", "gpu", "opencl", "y", 1}});
+  CHECK_FALSE(e.can_place(0, 1, 1, 1));
+  CHECK(e.latency_ms(0, {{1, 0}}, {{1, 0}}) == doctest::Approx(0.2 + 0.5 + 3 + 0.1));
+  CHECK(e.memory_bytes(0, {{1, 0}}) == doctest::Approx(40 + 200 + 16));
+  CHECK(e.accuracy_pct(0, {{1, 1}}) == doctest::Approx(80));
+  const auto path = std::filesystem::temp_directory_path() / "sparseloom_profile_test.json";
+  ProfileTable table{e.processors(), {tp}, 1.5};
+  save(table, path);
+  const auto back = load_profile(path);
+  CHECK(back.tasks.at(0).block[0][1][1].median_ms == doctest::Approx(0.2));
+  CHECK(back.processors.at(1).backend == "opencl");
+  std::filesystem::remove(path);
+}

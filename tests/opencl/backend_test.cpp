@@ -1,0 +1,301 @@
+// opencl::Backend against the reference backend (the numerical oracle): every committed zoo
+// variant, the ONNX cases the reference tests generate (when present), repairs (affine),
+// observe, shared contexts, and device faults through the Backend API.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+
+#include "sparseloom/backends/opencl/backend.hpp"
+#include "sparseloom/backends/reference/backend.hpp"
+#include "sparseloom/core/npy.hpp"
+#include "sparseloom/onnx/import.hpp"
+#include "sparseloom/stitch/stitched_model.hpp"
+#include "sparseloom/zoo/task_zoo.hpp"
+
+using namespace sparseloom;
+
+namespace {
+
+std::filesystem::path zoo_dir() {
+  if (const char* e = std::getenv("SPARSELOOM_ZOO")) return e;
+  return SPARSELOOM_ZOO_DIR;
+}
+
+// One backend (one Context) for the whole binary: executables share it, as the engine's do.
+opencl::BackendOptions quick_options() {
+  opencl::BackendOptions o;
+  o.matmul.quick = true;  // a short format trial keeps the label fast on PoCL
+  o.matmul.trial_reps = 3;
+  return o;
+}
+const opencl::Backend& backend() {
+  static opencl::Backend b(std::shared_ptr<opencl::Context>(opencl::Context::open()), quick_options());
+  return b;
+}
+
+bool is_qdq(const ir::Graph& g) {
+  for (const auto& n : g.nodes)
+    if (n.op == "QuantizeLinear") return true;
+  return false;
+}
+// The largest activation quantisation step of a QDQ graph.
+float max_qstep(const ir::Graph& g) {
+  float s = 0;
+  for (const auto& n : g.nodes)
+    if (n.op == "QuantizeLinear" && g.is_initializer(n.inputs[1])) {
+      const Tensor t = g.initializers.at(n.inputs[1]).contiguous();
+      for (std::int64_t i = 0; i < t.numel(); ++i) s = std::max(s, t.data<float>()[i]);
+    }
+  return s;
+}
+
+struct Diff {
+  double max_abs = 0, max_ref = 0;
+  bool top1 = true;
+};
+Diff compare(const Tensor& a_in, const Tensor& r_in) {
+  const Tensor a = a_in.contiguous(), r = r_in.contiguous();
+  REQUIRE(a.shape() == r.shape());
+  REQUIRE(a.dtype() == DType::f32);
+  Diff d;
+  std::int64_t ba = 0, br = 0;
+  const float* pa = a.data<float>();
+  const float* pr = r.data<float>();
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    d.max_abs = std::max(d.max_abs, static_cast<double>(std::fabs(pa[i] - pr[i])));
+    d.max_ref = std::max(d.max_ref, static_cast<double>(std::fabs(pr[i])));
+    if (pa[i] > pa[ba]) ba = i;
+    if (pr[i] > pr[br]) br = i;
+  }
+  d.top1 = ba == br;
+  return d;
+}
+
+// Checks one graph on the given inputs: f32 within 1e-4 * max|ref| + 1e-5; QDQ: same top-1
+// (classifier outputs) and within one quantisation step.
+void check_graph(const ir::Graph& g, const std::vector<std::vector<Tensor>>& inputs, const std::string& label,
+                 bool classifier) {
+  CAPTURE(label);
+  const auto ref = reference::Backend{}.compile(g);
+  const auto exe = backend().compile(g);
+  if (!exe.host_nodes().empty()) {
+    std::string h;
+    for (const auto& s : exe.host_nodes()) h += s + " ";
+    MESSAGE(label << ": host fallback for " << h);
+  }
+  const bool qdq = is_qdq(g);
+  const double step = qdq ? max_qstep(g) : 0.0;
+  for (const auto& in : inputs) {
+    const auto want = ref.run(in);
+    const auto got = exe.run(in);
+    REQUIRE(got.size() == want.size());
+    for (std::size_t k = 0; k < got.size(); ++k) {
+      if (want[k].dtype() != DType::f32) {
+        CHECK(got[k].dtype() == want[k].dtype());
+        continue;
+      }
+      const Diff d = compare(got[k], want[k]);
+      if (qdq) {
+        CHECK_MESSAGE(d.max_abs <= step + 1e-4 * d.max_ref + 1e-5, label << ": max diff " << d.max_abs << " step " << step);
+        if (classifier) CHECK(d.top1);
+      } else {
+        CHECK_MESSAGE(d.max_abs <= 1e-4 * d.max_ref + 1e-5, label << ": max diff " << d.max_abs << " of max " << d.max_ref);
+      }
+    }
+  }
+}
+
+Tensor random_input(const ir::ValueInfo& vi, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist;
+  Tensor t = Tensor::empty(vi.shape, DType::f32);
+  for (auto& v : t.span<float>()) v = dist(gen);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("OpenCL.Backend.Concept") {
+  static_assert(sparseloom::Backend<opencl::Backend>);
+  CHECK(opencl::Backend::name() == "opencl");
+}
+
+TEST_CASE("OpenCL.Backend.ZooVariantsMatchReference") {
+  if (!std::filesystem::is_directory(zoo_dir())) {
+    MESSAGE("no zoo at " << zoo_dir());
+    return;
+  }
+  int graphs = 0;
+  for (const auto& t : zoo::list_tasks(zoo_dir())) {
+    const auto z = zoo::load_task(t);
+    for (int v = 0; v < z.num_variants(); ++v) {
+      std::vector<std::vector<Tensor>> ins;
+      for (std::int64_t i = 0; i < 3; ++i) ins.push_back({z.input(z.test_x, i)});
+      check_graph(z.variants[v], ins, z.manifest.task + "/" + z.manifest.variants[v].name, true);
+      ++graphs;
+    }
+  }
+  MESSAGE(graphs << " zoo graphs checked");
+  CHECK(graphs > 0);
+}
+
+TEST_CASE("OpenCL.Backend.ReferenceCasesMatchReference") {
+  const std::filesystem::path dir = std::getenv("SPARSELOOM_REF_CASES") ? std::getenv("SPARSELOOM_REF_CASES") : SPARSELOOM_REF_CASES;
+  if (!std::filesystem::exists(dir / "cases.txt")) {
+    MESSAGE("no reference cases at " << dir << " (tools/testing/make_reference_cases.py --out " << dir << ")");
+    return;
+  }
+  std::ifstream list(dir / "cases.txt");
+  std::string name;
+  int cases = 0;
+  while (std::getline(list, name)) {
+    if (name.empty()) continue;
+    const auto d = dir / name;
+    const auto g = onnx_io::import_file(d / "model.onnx");
+    std::vector<Tensor> in;
+    for (std::size_t i = 0; i < g.inputs.size(); ++i) in.push_back(npy::load(d / ("input_" + std::to_string(i) + ".npy")));
+    check_graph(g, {in}, name, false);
+    ++cases;
+  }
+  MESSAGE(cases << " reference cases checked");
+}
+
+TEST_CASE("OpenCL.Backend.AffineAndObserve") {
+  if (!std::filesystem::is_directory(zoo_dir())) return;
+  const auto tasks = zoo::list_tasks(zoo_dir());
+  REQUIRE(!tasks.empty());
+  const auto z = zoo::load_task(tasks.front());
+  // A block with a repair tensor.
+  int blk = -1;
+  for (int b = 0; b < z.num_blocks(); ++b)
+    if (z.manifest.blocks[b].repair.kind == zoo::RepairKind::bn_affine) blk = b;
+  REQUIRE(blk >= 0);
+  const std::string tensor = z.manifest.blocks[blk].repair.tensor;
+  const ir::Graph& g = z.blocks[blk][static_cast<std::size_t>(z.base())];
+  const auto ref = reference::Backend{}.compile(g);
+  const auto exe = backend().compile(g);
+  const Tensor x = random_input(g.inputs[0], 7);
+  const std::vector<Tensor> in{x};
+  const auto c = g.value(tensor).shape[1];
+  AffineMap aff;
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> u(0.5f, 1.5f);
+  for (std::int64_t k = 0; k < c; ++k) {
+    aff[tensor].scale.push_back(u(gen));
+    aff[tensor].shift.push_back(u(gen) - 1.f);
+  }
+  RunOptions ro;
+  ro.affine = &aff;
+  const auto plain = exe.run(in);
+  for (int rep = 0; rep < 2; ++rep) {  // the second run reuses the uploaded repair
+    const Diff d = compare(exe.run(in, ro)[0], ref.run(in, ro)[0]);
+    CHECK(d.max_abs <= 1e-4 * d.max_ref + 1e-5);
+  }
+  // Back without the repair: the epilogue's own scale/shift are restored.
+  const Diff back = compare(exe.run(in)[0], plain[0]);
+  CHECK(back.max_abs == 0);
+  // An affine on a tensor no epilogue absorbs (the block output, after its activation).
+  AffineMap aff2;
+  const auto& out = g.outputs[0];
+  if (out.shape.size() >= 2) {
+    aff2[out.name] = ChannelAffine{std::vector<float>(static_cast<std::size_t>(out.shape[1]), 2.f),
+                                   std::vector<float>(static_cast<std::size_t>(out.shape[1]), 0.5f)};
+    RunOptions ro2;
+    ro2.affine = &aff2;
+    const Diff d = compare(exe.run(in, ro2)[0], ref.run(in, ro2)[0]);
+    CHECK(d.max_abs <= 1e-4 * d.max_ref + 1e-5);
+  }
+  // A wrong channel count is a shape error, as in the reference.
+  AffineMap bad;
+  bad[tensor] = ChannelAffine{{1.f}, {0.f}};
+  RunOptions rob;
+  rob.affine = &bad;
+  CHECK_THROWS_AS(exe.run(in, rob), Error);
+  // observe: every tensor the reference sees, with the same values (after the repair).
+  std::map<std::string, Tensor> seen_ref, seen_ocl;
+  RunOptions o1 = ro, o2 = ro;
+  o1.observe = [&](const std::string& n, const Tensor& t) { seen_ref[n] = t.clone(); };
+  o2.observe = [&](const std::string& n, const Tensor& t) { seen_ocl[n] = t.clone(); };
+  ref.run(in, o1);
+  const auto observed_out = exe.run(in, o2);
+  CHECK(seen_ocl.size() == seen_ref.size());
+  REQUIRE(seen_ocl.count(tensor));
+  for (const auto& [n, t] : seen_ref) {
+    CAPTURE(n);
+    REQUIRE(seen_ocl.count(n));
+    if (t.dtype() != DType::f32) continue;
+    const Diff d = compare(seen_ocl[n], t);
+    CHECK(d.max_abs <= 1e-4 * d.max_ref + 1e-5);
+  }
+  // The fast path is unchanged after an observed run.
+  CHECK(compare(exe.run(in)[0], plain[0]).max_abs == 0);
+}
+
+TEST_CASE("OpenCL.Backend.StitchedModelAccuracy") {
+  // The stitch module on the OpenCL backend: repair statistics through observe, repairs through
+  // the epilogue override; the same accuracy as on the reference backend on a test subset.
+  if (!std::filesystem::is_directory(zoo_dir())) return;
+  const auto z = zoo::load_task(zoo::list_tasks(zoo_dir()).front());
+  const stitch::StitchedModel<reference::Backend> ref(z, reference::Backend{});
+  const stitch::StitchedModel<opencl::Backend> ocl(z, backend());
+  const auto& m = z.manifest;
+  REQUIRE(!m.stitched_repair.empty());
+  StitchedVariant s;
+  for (const auto& n : m.stitched_repair.front().variants) s.choice.push_back(m.variant_index(n));
+  const auto r_ref = ref.repair(s, 2);
+  const auto r_ocl = ocl.repair(s, 2);
+  const double a_ref = ref.accuracy_pct(s, &r_ref, 2, 200);
+  const double a_ocl = ocl.accuracy_pct(s, &r_ocl, 2, 200);
+  MESSAGE(m.task << " stitched+repair on 200 samples: reference " << a_ref << " %, opencl " << a_ocl << " %");
+  CHECK(std::abs(a_ref - a_ocl) <= 1.0);
+}
+
+TEST_CASE("OpenCL.Backend.FaultsBecomeDeviceErrors") {
+  if (!std::filesystem::is_directory(zoo_dir())) return;
+  const auto z = zoo::load_task(zoo::list_tasks(zoo_dir()).front());
+  const ir::Graph& g = z.variants[static_cast<std::size_t>(z.base())];
+  // A fresh context: an empty program cache, so builds really happen.
+  auto ctx = std::shared_ptr<opencl::Context>(opencl::Context::open());
+  const opencl::Backend b(ctx, quick_options());
+  const std::vector<Tensor> in{z.input(z.test_x, 0)};
+  const auto want = reference::Backend{}.compile(g).run(in);
+  auto expect_device = [](auto&& f, opencl::FaultKind kind) {
+    try {
+      f();
+      FAIL("no error");
+    } catch (const opencl::DeviceError& e) {
+      CHECK(e.code() == ErrorCode::device);
+      CHECK(e.kind() == kind);
+    }
+  };
+  const auto resident0 = ctx->resident_bytes();
+  ctx->faults().fail_build = true;
+  expect_device([&] { (void)b.compile(g); }, opencl::FaultKind::build);
+  ctx->faults().reset();
+  CHECK(ctx->resident_bytes() == resident0);  // nothing left behind by the failed compile
+  ctx->faults().fail_alloc = true;
+  expect_device([&] { (void)b.compile(g); }, opencl::FaultKind::out_of_memory);
+  ctx->faults().reset();
+  CHECK(ctx->resident_bytes() == resident0);
+
+  const auto exe = b.compile(g);
+  CHECK(exe.resident_bytes() > 0);
+  CHECK(ctx->resident_bytes() == resident0 + exe.resident_bytes());
+  auto ok = [&] {
+    const Diff d = compare(exe.run(in)[0], want[0]);
+    CHECK(d.max_abs <= 1e-4 * d.max_ref + 1e-5);
+  };
+  ok();
+  ctx->faults().fail_enqueue = true;  // one shot, mid-plan
+  expect_device([&] { (void)exe.run(in); }, opencl::FaultKind::enqueue);
+  ok();  // the next request is whole again
+  ctx->faults().lose_device = true;
+  expect_device([&] { (void)exe.run(in); }, opencl::FaultKind::lost_device);
+  expect_device([&] { (void)b.compile(g); }, opencl::FaultKind::lost_device);
+  ctx->faults().reset();
+  ok();
+}

@@ -1,0 +1,236 @@
+// optimizer::SparsityAware and optimizer::Exact on synthetic estimators.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "sparseloom/optimizer/optimizer.hpp"
+#include "synthetic_estimator.hpp"
+
+using namespace sparseloom;
+using optimizer::evaluate_plan;
+using testing::make_state;
+using testing::SyntheticConfig;
+using testing::SyntheticEstimator;
+
+namespace {
+
+// A plan is well-formed: one processor and one variant per block, each runnable and usable.
+void check_well_formed(const SyntheticEstimator& e, const SystemState& s, const Plan& plan) {
+  REQUIRE(static_cast<int>(plan.tasks.size()) == e.num_tasks());
+  for (int t = 0; t < e.num_tasks(); ++t) {
+    const TaskPlan& tp = plan.tasks[t];
+    REQUIRE(static_cast<int>(tp.variant.choice.size()) == e.num_blocks(t));
+    if (optimizer::is_shed(tp)) continue;
+    REQUIRE(static_cast<int>(tp.placement.processor.size()) == e.num_blocks(t));
+    for (int b = 0; b < e.num_blocks(t); ++b) {
+      int p = tp.placement.processor[b];
+      CHECK(e.can_place(t, b, tp.variant.choice[b], p));
+      CHECK(optimizer::usable(s, p));
+    }
+  }
+}
+
+// Two tasks, one block, one variant, one processor, 10 ms each: a hand-made overload.
+SyntheticEstimator two_tasks_one_processor() {
+  SyntheticEstimator e(SyntheticConfig{.tasks = 2, .blocks = 1, .variants = 1, .processors = 1, .seed = 3});
+  for (int t = 0; t < 2; ++t) {
+    e.lat_ref(t, 0, 0, 0) = 10.0;
+    e.tasks[t].overhead_ms = 0;
+  }
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("Optimizer.SparsityAware.MeetsFloorsAndDeadlinesWhenFeasible") {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    SyntheticEstimator e(SyntheticConfig{.seed = seed});
+    // Light load, loose deadlines: every task can meet its SLO (predicted attainment >= 99 %).
+    SystemState s = make_state(e, 0.1, 2.0, 2.0, seed);
+    optimizer::SparsityAware opt;
+    Plan plan = opt.plan(s, e);
+    check_well_formed(e, s, plan);
+    for (int t = 0; t < e.num_tasks(); ++t) {
+      const TaskPlan& tp = plan.tasks[t];
+      INFO("seed " << seed << " task " << t << ": " << tp.reason);
+      CHECK(tp.meets_slo);
+      CHECK(e.accuracy_pct(t, tp.variant) >= s.slos[t].min_accuracy_pct);
+      CHECK(e.latency_ms(t, tp.variant, tp.placement) <= s.slos[t].deadline_ms);
+      CHECK(tp.predicted_accuracy_pct == doctest::Approx(e.accuracy_pct(t, tp.variant)));
+    }
+    CHECK(evaluate_plan(s, e, plan).weighted_attainment > 0.99);
+    CHECK(plan.version == 1);
+  }
+}
+
+TEST_CASE("Optimizer.SparsityAware.StitchesWhenThatPays") {
+  // Over a few instances with tight floors and deadlines, some chosen variant is a real stitch.
+  int stitched = 0;
+  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    SyntheticEstimator e(SyntheticConfig{.seed = seed});
+    SystemState s = make_state(e, 0.6, 1.0, 1.5, seed);
+    Plan plan = optimizer::SparsityAware{}.plan(s, e);
+    for (const auto& tp : plan.tasks) stitched += !tp.variant.is_plain();
+  }
+  CHECK(stitched > 0);
+}
+
+TEST_CASE("Optimizer.Exact.FastSolverWithinGapOfExact") {
+  double worst_gap = 0, sum_gap = 0;
+  int n = 0;
+  for (std::uint64_t seed = 1; seed <= 12; ++seed) {
+    SyntheticEstimator e(SyntheticConfig{.tasks = 3, .blocks = 3, .variants = 3, .processors = 2, .seed = seed});
+    // Vary load and tightness so some instances contend.
+    double load = 0.3 + 0.15 * static_cast<double>(seed % 5);
+    SystemState s = make_state(e, load, 0.8 + 0.1 * static_cast<double>(seed % 4), 1.0 + 0.5 * (seed % 3), seed);
+    Plan exact = optimizer::Exact{}.plan(s, e);
+    Plan fast = optimizer::SparsityAware{}.plan(s, e);
+    check_well_formed(e, s, fast);
+    double ex = evaluate_plan(s, e, exact).score, fa = evaluate_plan(s, e, fast).score;
+    INFO("seed " << seed << ": exact " << ex << " fast " << fa);
+    CHECK(fa <= ex + 1e-9);  // the exact solver is the optimum of the same model
+    worst_gap = std::max(worst_gap, ex - fa);
+    sum_gap += ex - fa;
+    ++n;
+  }
+  MESSAGE("fast vs exact: worst gap " << worst_gap << ", mean gap " << sum_gap / n << " (score ~ weighted attainment)");
+  CHECK(worst_gap <= 0.05);
+  CHECK(sum_gap / n <= 0.01);
+}
+
+TEST_CASE("Optimizer.Exact.RefusesLargeSpaces") {
+  SyntheticEstimator e(SyntheticConfig{});
+  SystemState s = make_state(e, 0.3, 1.5, 2.0);
+  CHECK_THROWS_AS(optimizer::Exact{}.plan(s, e), Error);
+}
+
+TEST_CASE("Optimizer.SparsityAware.InfeasibleSloIsReportedPerTask") {
+  SyntheticEstimator e(SyntheticConfig{.seed = 4});
+  SystemState s = make_state(e, 0.3, 1.5, 2.0, 4);
+  s.slos[0].deadline_ms = 0.01;                            // no stitch is that fast
+  s.slos[1].min_accuracy_pct = e.tasks[1].base_acc + 5;  // above every variant
+  Plan plan = optimizer::SparsityAware{}.plan(s, e);
+  check_well_formed(e, s, plan);
+  CHECK_FALSE(plan.tasks[0].meets_slo);
+  CHECK(plan.tasks[0].reason.find("deadline") != std::string::npos);
+  CHECK_FALSE(plan.tasks[1].meets_slo);
+  CHECK(plan.tasks[1].reason.find("accuracy") != std::string::npos);
+  CHECK(plan.tasks[2].meets_slo);
+  CHECK(plan.tasks[3].meets_slo);
+}
+
+TEST_CASE("Optimizer.SparsityAware.ReplanMovesTasksOffAnUnavailableProcessor") {
+  SyntheticEstimator e(SyntheticConfig{.seed = 2});
+  SystemState s = make_state(e, 0.4, 1.5, 2.0, 2);
+  optimizer::SparsityAware opt;
+  Plan before = opt.plan(s, e);
+  std::vector<int> uses(e.num_processors(), 0);
+  for (const auto& tp : before.tasks)
+    for (int p : tp.placement.processor) ++uses[p];
+  int busiest = static_cast<int>(std::max_element(uses.begin(), uses.end()) - uses.begin());
+  REQUIRE(uses[busiest] > 0);
+  s.processor_available[busiest] = false;
+  Plan after = opt.plan(s, e);
+  CHECK(after.version == before.version + 1);
+  check_well_formed(e, s, after);
+  for (const auto& tp : after.tasks)
+    for (int p : tp.placement.processor) CHECK(p != busiest);
+  // A slowed-down processor counts too: its latencies scale.
+  s.processor_available[busiest] = true;
+  s.processor_speed.assign(e.num_processors(), 1.0);
+  s.processor_speed[busiest] = 50.0;
+  Plan slow = opt.plan(s, e);
+  int on_slow = 0;
+  for (const auto& tp : slow.tasks)
+    for (int p : tp.placement.processor) on_slow += p == busiest;
+  CHECK(on_slow < uses[busiest]);
+}
+
+TEST_CASE("Optimizer.SparsityAware.MemoryBudgetRespected") {
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    SyntheticEstimator e(SyntheticConfig{.seed = seed});
+    SystemState s = make_state(e, 0.3, 2.0, 3.0, seed);
+    optimizer::SparsityAware opt;
+    Plan free = opt.plan(s, e);
+    double used = 0;
+    for (const auto& tp : free.tasks) used += tp.predicted_memory_bytes;
+    s.memory_budget_bytes = 0.5 * used;
+    Plan tight = opt.plan(s, e);
+    double tight_used = 0;
+    int met = 0;
+    for (int t = 0; t < e.num_tasks(); ++t) {
+      if (optimizer::is_shed(tight.tasks[t])) continue;
+      tight_used += e.memory_bytes(t, tight.tasks[t].variant);
+      met += tight.tasks[t].meets_slo;
+    }
+    INFO("seed " << seed << ": unconstrained " << used << " B, budget " << s.memory_budget_bytes);
+    CHECK(tight_used <= s.memory_budget_bytes);
+    CHECK(met >= 1);
+    CHECK(evaluate_plan(s, e, tight).within_budget);
+  }
+}
+
+TEST_CASE("Optimizer.SparsityAware.CriticalityDecidesUnderOverload") {
+  SyntheticEstimator e = two_tasks_one_processor();
+  SystemState s;
+  s.slos.assign(2, testing::slo(200, 0, 60));  // rho 0.6 each: one fits, two do not
+  for (int critical = 0; critical < 2; ++critical) {
+    s.slos[0].criticality = critical == 0 ? 5 : 1;
+    s.slos[1].criticality = critical == 1 ? 5 : 1;
+    Plan plan = optimizer::SparsityAware{}.plan(s, e);
+    CHECK(plan.tasks[critical].meets_slo);
+    CHECK_FALSE(plan.tasks[1 - critical].meets_slo);
+    CHECK(optimizer::is_shed(plan.tasks[1 - critical]));
+    CHECK(evaluate_plan(s, e, plan).weighted_attainment > 0.8);
+  }
+  // Without overload both are served.
+  s.slos[0].rate_rps = s.slos[1].rate_rps = 20;
+  Plan plan = optimizer::SparsityAware{}.plan(s, e);
+  CHECK(plan.tasks[0].meets_slo);
+  CHECK(plan.tasks[1].meets_slo);
+}
+
+TEST_CASE("Optimizer.SparsityAware.AblationsScoreNoBetter") {
+  double full = 0, nostitch = 0, blind = 0;
+  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    SyntheticEstimator e(SyntheticConfig{.seed = seed});
+    SystemState s = make_state(e, 0.9, 0.8, 1.5, seed);
+    full += evaluate_plan(s, e, optimizer::SparsityAware{}.plan(s, e)).score;
+    Plan ns = optimizer::SparsityAwareNoStitching{}.plan(s, e);
+    for (const auto& tp : ns.tasks) CHECK(tp.variant.is_plain());
+    nostitch += evaluate_plan(s, e, ns).score;
+    blind += evaluate_plan(s, e, optimizer::SparsityAwareBlind{}.plan(s, e)).score;
+  }
+  MESSAGE("summed score over 6 instances: full " << full << ", no stitching " << nostitch << ", blind " << blind);
+  CHECK(full >= nostitch - 1e-9);
+  CHECK(full >= blind - 1e-9);
+}
+
+TEST_CASE("Optimizer.SparsityAware.BlindModelIsProcessorAgnosticInSparsityGain") {
+  // In the blind table the ratio between two variants' latencies is the same on every processor.
+  SyntheticEstimator e(SyntheticConfig{.seed = 5, .npu_unsupported_block_prob = 0});
+  SystemState s = make_state(e, 0.3, 1.5, 2.0);
+  optimizer::BlockTable bt = optimizer::block_table(e, 0, s);
+  optimizer::BlockTable blind = optimizer::blind_table(bt, s);
+  for (int b = 0; b < bt.blocks; ++b) {
+    double r0 = blind.ms(b, 2, 0) / blind.ms(b, 0, 0), r1 = blind.ms(b, 2, 1) / blind.ms(b, 0, 1);
+    CHECK(r0 == doctest::Approx(r1));
+  }
+}
+
+TEST_CASE("Optimizer.SparsityAware.DecisionTimeIsReported") {
+  SyntheticEstimator e(SyntheticConfig{});  // 4 tasks x 8 variants x 6 blocks x 3 processors
+  SystemState s = make_state(e, 0.5, 1.2, 2.0);
+  Plan plan = optimizer::SparsityAware{}.plan(s, e);
+  MESSAGE("decision time (4x8x6x3, debug-or-release test build): " << plan.decision_ms << " ms");
+  CHECK(plan.decision_ms > 0);
+  CHECK(plan.decision_ms < 100);  // loose: the bench measures it properly
+}
+
+TEST_CASE("Optimizer.SparsityAware.RejectsAStateThatDoesNotMatchTheEstimator") {
+  SyntheticEstimator e(SyntheticConfig{});
+  SystemState s = make_state(e, 0.5, 1.2, 2.0);
+  s.slos.pop_back();
+  CHECK_THROWS_AS(optimizer::SparsityAware{}.plan(s, e), Error);
+}
