@@ -186,6 +186,18 @@ int main(int argc, char** argv) {
 #endif
   }
   print_summary(records);
+  // Other processes on the cores wreck multi-threaded timings (oneDNN's OpenMP barriers most:
+  // its 2-thread matmul then takes 10x longer and our ratios look absurdly good). Say so.
+  std::size_t loaded = 0, multi = 0;
+  for (const auto& r : records)
+    if (r.threads > 1) {
+      ++multi;
+      loaded += r.foreign_load > 0.5;
+    }
+  if (loaded > 0)
+    fmt::print("WARNING: {} of {} multi-threaded records ran with > 0.5 cores of foreign CPU load: their ratios "
+               "are not trustworthy. Rerun on a quiet machine, or as root under `chrt -f 10` (SCHED_FIFO).\n",
+               loaded, multi);
   fmt::print("total {:.1f} s\n", (now_ms() - t0) / 1000);
   if (!o.json_path.empty()) {
     nlohmann::json j;

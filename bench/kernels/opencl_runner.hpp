@@ -37,6 +37,7 @@ struct OpenclExtra {
   std::string kernel;
   std::size_t weight_bytes = 0;
   int reps = 0;
+  double finish_ms = 0;  // the same calls completed by clFinish instead (the old clock)
 };
 
 namespace ocl_detail {
@@ -51,15 +52,23 @@ inline Timing summarize(std::vector<double> t) {
   return {t[t.size() / 2], t.front(), t.back()};
 }
 
+// Host wall time per call including completion: enqueue + flush + busy-poll of the call's
+// event on GPUs (default_busy_poll; torch.cuda.synchronize spins likewise), or enqueue +
+// clFinish (finish = true, and CPU devices).
 template <class Op>
-Timing host_time(Context& ctx, const Op& op, int warmup, int reps) {
+Timing host_time(Context& ctx, const Op& op, int warmup, int reps, bool finish = false) {
+  const bool poll = !finish && default_busy_poll(ctx);
   for (int i = 0; i < warmup; ++i) op.enqueue();
   ctx.finish();
   std::vector<double> t(static_cast<std::size_t>(std::max(1, reps)));
   for (auto& v : t) {
     const auto t0 = std::chrono::steady_clock::now();
-    op.enqueue();
-    ctx.finish();
+    if (finish) {
+      op.enqueue();
+      ctx.finish();
+    } else {
+      call_and_wait(ctx, op, poll);
+    }
     v = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   return summarize(std::move(t));
@@ -143,6 +152,7 @@ inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig
     auto measure = [&](auto& op, const std::string& format, const char* pattern, double sparsity,
                        const std::vector<float>& wref, double dense_ms) {
       const auto t = host_time(*ctx, op, cfg.warmup, cfg.reps);
+      const double fms = host_time(*ctx, op, 0, std::max(cfg.reps / 2, 1), true).median;
       const double kms = kernel_time(*ctx, op, cfg.kernel_reps);
       by.read(std::span<float>(y));
       const auto ref = gemm_host(wref, x, m, k, n);
@@ -164,16 +174,15 @@ inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig
       r.ukernel = op.describe();
       r.reps = cfg.reps;
       out.push_back(r);
-      extra.push_back({kms, op.describe(), op.weight_bytes(), cfg.reps});
+      extra.push_back({kms, op.describe(), op.weight_bytes(), cfg.reps, fms});
       if (cfg.verbose)
-        std::printf("%-26s %-7s s=%.2f  %8.4f ms (kernel %8.4f ms)  x%.2f vs opencl dense  err %.1e  [%s]\n",
-                    layer.name.c_str(), format.c_str(), sparsity, t.median, kms, r.speedup_vs_dense, err,
+        std::printf("%-26s %-7s s=%.2f  %8.4f ms (clFinish %8.4f, kernel %8.4f ms)  x%.2f vs opencl dense  err %.1e  [%s]\n",
+                    layer.name.c_str(), format.c_str(), sparsity, t.median, fms, kms, r.speedup_vs_dense, err,
                     op.describe().c_str());
       return t.median;
     };
 
-    const auto gemm_cands = opt.quick ? std::vector<GemmConfig>{MatMul::default_gemm(*ctx)}
-                                      : MatMul::gemm_candidates(*ctx, false);
+    const auto gemm_cands = MatMul::gemm_candidates(*ctx, opt.quick, m, k, n);
     auto dense = pick(*ctx, gemm_cands, [&](GemmConfig c) { return DenseGemm(*ctx, w, m, k, n, {}, c); }, bx, by,
                       cfg.trial_reps);
     const double dense_ms = measure(dense, "dense", "dense", 0.0, w, 0.0);

@@ -12,6 +12,7 @@
 #include "sparseloom/backends/opencl/backend.hpp"
 #include "sparseloom/backends/reference/backend.hpp"
 #include "sparseloom/core/npy.hpp"
+#include "sparseloom/ir/infer.hpp"
 #include "sparseloom/onnx/import.hpp"
 #include "sparseloom/stitch/stitched_model.hpp"
 #include "sparseloom/zoo/task_zoo.hpp"
@@ -122,6 +123,62 @@ Tensor random_input(const ir::ValueInfo& vi, unsigned seed) {
 TEST_CASE("OpenCL.Backend.Concept") {
   static_assert(sparseloom::Backend<opencl::Backend>);
   CHECK(opencl::Backend::name() == "opencl");
+}
+
+TEST_CASE("OpenCL.Backend.CompletionModesAndSharedContext") {
+  // Busy-polling completion (the GPU default) and blocking waits give the same results; two
+  // backends on one Context share its program cache and resident-byte count.
+  if (!std::filesystem::is_directory(zoo_dir())) return;
+  const auto z = zoo::load_task(zoo::list_tasks(zoo_dir()).front());
+  const ir::Graph& g = z.variants[static_cast<std::size_t>(z.base())];
+  auto o = quick_options();
+  o.completion = opencl::Completion::busy_poll;
+  const opencl::Backend poll(backend().context(), o);
+  o.completion = opencl::Completion::wait;
+  o.fuse = false;  // and the unfused plan gives the same numbers
+  const opencl::Backend wait(backend().context(), o);
+  const auto before = backend().context()->resident_bytes();
+  const auto a = poll.compile(g), b = wait.compile(g);
+  CHECK(backend().context()->resident_bytes() == before + a.resident_bytes() + b.resident_bytes());
+  CHECK(a.steps() < b.steps());  // fusion removed steps
+  const std::vector<Tensor> in{z.input(z.test_x, 1)};
+  const auto want = reference::Backend{}.compile(g).run(in);
+  for (const auto* e : {&a, &b}) {
+    const Diff d = compare(e->run(in)[0], want[0]);
+    CHECK(d.max_abs <= 1e-4 * d.max_ref + 1e-5);
+  }
+}
+
+TEST_CASE("OpenCL.Backend.HostFallbackNodes") {
+  // ReduceMean over non-adjacent axes and a Cast to int32 have no kernel: they run on the host
+  // between device steps; with host_fallback off the compile says so.
+  ir::Graph g;
+  g.source = "fallback";
+  g.inputs = {{"x", {1, 4, 5, 6}, DType::f32}};
+  g.values["x"] = g.inputs[0];
+  ir::Node mean{"mean", "ReduceMean", {"x"}, {"m"}, {}};
+  mean.attrs["axes"] = std::vector<std::int64_t>{1, 3};
+  g.nodes.push_back(mean);
+  g.nodes.push_back({"relu", "Relu", {"m"}, {"r"}, {}});
+  g.nodes.push_back({"sub", "Sub", {"x", "r"}, {"y"}, {}});
+  ir::Node cast{"cast", "Cast", {"y"}, {"c"}, {}};
+  cast.attrs["to"] = std::int64_t{6};
+  g.nodes.push_back(cast);
+  g.nodes.push_back({"t", "Transpose", {"y"}, {"yt"}, {}});
+  g.outputs = {{"yt", {}, DType::f32}, {"c", {}, DType::f32}};
+  ir::infer_shapes(g);
+  const auto exe = backend().compile(g);
+  CHECK(exe.host_nodes().size() == 2);
+  const std::vector<Tensor> in{random_input(g.inputs[0], 5)};
+  const auto want = reference::Backend{}.compile(g).run(in);
+  const auto got = exe.run(in);
+  const Diff d = compare(got[0], want[0]);
+  CHECK(d.max_abs <= 1e-4 * d.max_ref + 1e-5);
+  REQUIRE(got[1].dtype() == DType::i32);
+  for (std::int64_t i = 0; i < want[1].numel(); ++i) CHECK(got[1].data<std::int32_t>()[i] == want[1].data<std::int32_t>()[i]);
+  auto strict = quick_options();
+  strict.host_fallback = false;
+  CHECK_THROWS_AS(opencl::Backend(backend().context(), strict).compile(g), Error);
 }
 
 TEST_CASE("OpenCL.Backend.ZooVariantsMatchReference") {

@@ -44,7 +44,11 @@ const Activation kActs[] = {Activation::none, Activation::relu, Activation::gelu
 
 TEST_CASE("OpenCL.Gemm.Dense") {
   unsigned seed = 1;
-  for (auto cfg : {GemmConfig{64, 64}, GemmConfig{32, 32}, GemmConfig{64, 64, true}}) {
+  // Split-K (partial planes + reduce with the epilogue), as GPUs pick for small M x N.
+  GemmConfig sk3{32, 32}, sk4{64, 64};
+  sk3.splitk = 3;
+  sk4.splitk = 4;
+  for (auto cfg : {GemmConfig{64, 64}, GemmConfig{32, 32}, GemmConfig{64, 64, true}, sk3, sk4}) {
     for (const auto& s : kShapes) {
       const auto w = random_vec(static_cast<std::size_t>(s.m * s.k), seed++);
       const auto e = test_epilogue(s.m, kActs[seed % 5], seed);

@@ -111,6 +111,12 @@ TEST_CASE("Baselines.Band.SelPicksTheEarliestExpectedFinishPerRequest") {
   CHECK(out[1].processor == 1);
   CHECK(out[2].processor == 0);
   for (const auto& d : out) CHECK(d.action == DispatchDecision::Action::run);
+  // An unavailable processor is never chosen.
+  out.clear();
+  std::vector<ProcessorQueue> gpu_down{{0, true, true}, {0, true, false}};
+  band.dispatch(pending, gpu_down, 0, out);
+  REQUIRE(out.size() == 3);
+  for (const auto& d : out) CHECK(d.processor == 0);
   // Measured latencies move the expectation (EMA, smoothing 0.1).
   band.observe(0, 1, 24);
   CHECK(band.expected_ms(0, 1) == doctest::Approx(0.9 * 4 + 0.1 * 24));

@@ -147,6 +147,24 @@ TEST_CASE("Optimizer.SparsityAware.ReplanMovesTasksOffAnUnavailableProcessor") {
   CHECK(on_slow < uses[busiest]);
 }
 
+TEST_CASE("Optimizer.SparsityAware.ReplansWhenRatesAndSlosChange") {
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    SyntheticEstimator e(SyntheticConfig{.seed = seed});
+    SystemState s = make_state(e, 0.2, 1.5, 2.0, seed);
+    optimizer::SparsityAware opt;
+    Plan old_plan = opt.plan(s, e);
+    // Rates triple and one deadline tightens: the new plan must do at least as well under the
+    // new state as keeping the old one would.
+    for (auto& slo : s.slos) slo.rate_rps *= 3;
+    s.slos[0].deadline_ms *= 0.6;
+    Plan new_plan = opt.plan(s, e);
+    CHECK(new_plan.version == old_plan.version + 1);
+    double kept = evaluate_plan(s, e, old_plan).score, replanned = evaluate_plan(s, e, new_plan).score;
+    INFO("seed " << seed << ": keeping the old plan " << kept << ", re-planned " << replanned);
+    CHECK(replanned >= kept - 1e-9);
+  }
+}
+
 TEST_CASE("Optimizer.SparsityAware.MemoryBudgetRespected") {
   for (std::uint64_t seed = 1; seed <= 4; ++seed) {
     SyntheticEstimator e(SyntheticConfig{.seed = seed});

@@ -79,8 +79,8 @@ TASKS = {
                     "keep the zoo under 40 MB: a clip is 16 KB) and the calibration set 128 "
                     "training clips.",
         split=_speech_split, pre=data.SPEECH_PRE, classes=data.SPEECH_WORDS,
-        base_epochs=6, lr=3e-3, wd=5e-4, ft_steps=100, ft_lr=5e-4, ft_steps_sparse=300,
-        lambda_sweep={"p95": [1.0, 0.1]}),
+        base_epochs=6, lr=3e-3, wd=5e-4, ft_steps=100, ft_lr=5e-4, ft_steps_sparse=200,
+        lambda_sweep={"p95": [0.3, 0.1]}),
     "fmnist_vit": dict(
         modality="image (transformer)", dataset="Fashion-MNIST", model=models.fmnist_vit,
         description="Tiny pre-LN vision transformer: 7x7 patches -> 16 tokens, d 64, 4 "

@@ -21,6 +21,8 @@
 #include <cstdio>
 #include <limits>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sparseloom/concepts/policies.hpp"
@@ -315,8 +317,9 @@ inline void fill_task_plan(TaskPlan& tp, const Candidate* c, const Slo& slo, con
 // Searches one option per task to maximise combined_score: a greedy pass (tasks by
 // criticality x rate, each taking its best option given those placed before it), then local
 // search: single-task moves until none improves, then pair moves (both tasks change at once:
-// what a swap of processors needs) for up to pair_moves_max_tasks tasks. Each move is scored
-// incrementally in O(tasks x processors).
+// what a swap of processors needs) for up to pair_moves_max_tasks tasks, among pairs with a
+// task that misses its SLO, over each task's best options. Each move is scored incrementally
+// in O(tasks x processors).
 struct SearchOptions {
   bool allow_shed = true;
   int max_passes = 20;
@@ -461,9 +464,9 @@ class AssignmentSearch {
 // block and how much cheaper each variant is on average, but assumes every processor gains the
 // same factor from a variant's sparsity or INT8: it cannot see that a CPU sparse kernel wins at
 // 70 % while a GPU needs 90 % or 2:4, or that an NPU gains only from INT8. can_place is kept
-// (it is an op-support fact, not a sparsity estimate). Returns a table whose `now` is the blind
-// estimate (speed and availability applied) and whose `raw` is the true profile.
-// The fit for one block: exp(proc[p] + var[v]) is the blind latency of variant v on p, also
+// (it is an op-support fact, not a sparsity estimate).
+//
+// The fit for one block (alternating least squares): exp(proc[p] + var[v]) is the blind latency of variant v on p, also
 // where the profile has no entry (the NPU's cost of a dense block it cannot run, say).
 struct BlindFit {
   std::vector<double> proc, var;
@@ -495,6 +498,8 @@ inline BlindFit blind_fit(const BlockTable& bt, int b) {
   return f;
 }
 
+// A table whose `now` is the blind estimate (speed and availability applied) and whose `raw` is
+// the true profile.
 inline BlockTable blind_table(const BlockTable& bt, const SystemState& s) {
   BlockTable out = bt;
   for (int b = 0; b < bt.blocks; ++b) {

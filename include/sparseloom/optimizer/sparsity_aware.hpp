@@ -400,13 +400,6 @@ class BasicSparsityAware {
           if (!r.placement.processor.empty()) found.push_back(std::move(r));
         }
       }
-    } else if (budget_bound) {
-      for (int v = 0; v < V; ++v)
-        if (plain_acc[v] >= slo.min_accuracy_pct) {
-          StitchedVariant sv{std::vector<int>(B, v)};
-          Placement pl = detail::best_placement(pt, costs, sv, procs);
-          if (!pl.processor.empty()) found.push_back({std::move(sv), std::move(pl)});
-        }
     }
     // Exact accuracy and latency per distinct candidate; keep those meeting the floor.
     std::map<std::pair<std::vector<int>, std::vector<int>>, bool> seen;

@@ -61,6 +61,8 @@ struct Manifest {
   std::string base;
   std::vector<VariantSpec> variants;
   std::vector<StitchRecord> stitched_no_repair, stitched_repair;
+  // Accuracy of the base with block b taken from variant v: [v][b] (empty when not measured).
+  std::vector<std::vector<double>> single_swap, single_swap_repair;
   std::map<std::string, double> summary_no_repair, summary_repair;  // frac_ge_worst_source, ...
 
   int variant_index(const std::string& name) const {
@@ -169,6 +171,17 @@ inline Manifest load_manifest(const std::filesystem::path& task_dir) {
     };
     read("no_repair", m.stitched_no_repair, m.summary_no_repair);
     read("repair", m.stitched_repair, m.summary_repair);
+    auto singles = [&](const char* key, std::vector<std::vector<double>>& out) {
+      if (!sc.has(key)) return;
+      out.assign(m.variants.size(), {});
+      for (const auto& [name, accs] : sc[key].raw().items()) {
+        const auto v = static_cast<std::size_t>(m.variant_index(name));
+        out[v] = accs.get<std::vector<double>>();
+        check(out[v].size() == m.blocks.size(), ErrorCode::parse, sc.where(key), "one accuracy per block expected for '" + name + "'");
+      }
+    };
+    singles("single_swap", m.single_swap);
+    singles("single_swap_repair", m.single_swap_repair);
   }
   return m;
 }

@@ -72,27 +72,33 @@ class Conv2dF32 {
   }
 
   // x: Cin x H x W, y: Cout x Ho x Wo. One run at a time per object (im2col workspace).
-  void run(const float* x, float* y, ThreadPool& pool) const {
-    if (!dw_.empty()) return run_depthwise(x, y, pool);
-    if (s_.is_pointwise()) return mm_->run(x, y, pool);
+  // `epi`, when given, replaces the packed epilogue for this call (weights shared).
+  void run(const float* x, float* y, ThreadPool& pool, const EpilogueArrays* epi = nullptr) const {
+    if (!dw_.empty()) return run_depthwise(x, y, pool, epi ? *epi : epi_);
+    if (s_.is_pointwise()) return mm_->run(x, y, pool, epi);
     pool.run(threads_, [&](int t) {
       im2col_f32(s_, x, col_.data(), s_.cin * t / threads_, s_.cin * (t + 1) / threads_);
     });
-    mm_->run(col_.data(), y, pool);
+    mm_->run(col_.data(), y, pool, epi);
+  }
+
+  // Bytes held: packed weights plus the im2col workspace.
+  std::size_t resident_bytes() const {
+    return (mm_ ? mm_->weight_bytes() : 0) + (dw_.size() + col_.size()) * sizeof(float);
   }
 
   const std::optional<PreparedMatmul>& matmul() const noexcept { return mm_; }
   const Conv2dShape& shape() const noexcept { return s_; }
 
  private:
-  void run_depthwise(const float* x, float* y, ThreadPool& pool) const {
+  void run_depthwise(const float* x, float* y, ThreadPool& pool, const EpilogueArrays& epi) const {
     const std::int64_t oh = s_.out_h(), ow = s_.out_w();
     pool.run(threads_, [&](int t) {
       std::vector<float> acc(static_cast<std::size_t>(ow));
       for (std::int64_t c = s_.cout * t / threads_; c < s_.cout * (t + 1) / threads_; ++c) {
         const float* wc = dw_.data() + c * s_.kh * s_.kw;
         const float* xc = x + c * s_.h * s_.w;
-        const float sc = epi_.scale[static_cast<std::size_t>(c)], sh = epi_.shift[static_cast<std::size_t>(c)];
+        const float sc = epi.scale[static_cast<std::size_t>(c)], sh = epi.shift[static_cast<std::size_t>(c)];
         for (std::int64_t oy = 0; oy < oh; ++oy) {
           std::fill(acc.begin(), acc.end(), 0.f);
           for (std::int64_t i = 0; i < s_.kh; ++i) {
@@ -111,7 +117,7 @@ class Conv2dF32 {
           }
           float* yr = y + (c * oh + oy) * ow;
           for (std::int64_t ox = 0; ox < ow; ++ox)
-            yr[ox] = std::min(std::max(sc * acc[static_cast<std::size_t>(ox)] + sh, epi_.lo), epi_.hi);
+            yr[ox] = std::min(std::max(sc * acc[static_cast<std::size_t>(ox)] + sh, epi.lo), epi.hi);
         }
       }
     });

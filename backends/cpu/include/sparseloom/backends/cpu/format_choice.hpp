@@ -90,10 +90,11 @@ class PreparedMatmul {
   PreparedMatmul(Impl impl, int threads, SparsityPattern pattern, std::vector<Candidate> tried)
       : impl_(std::move(impl)), threads_(threads), pattern_(pattern), tried_(std::move(tried)) {}
 
-  // X (k x n) -> Y (m x n), row-major; `pool` must have at least threads() threads.
-  void run(const float* x, float* y, ThreadPool& pool) const {
-    if (auto* s = std::get_if<SpmmF32>(&impl_)) s->run(x, y, pool);
-    else std::get<DenseF32>(impl_).run(x, y, threads_);
+  // X (k x n) -> Y (m x n), row-major; `pool` must have at least threads() threads. `epi`,
+  // when given, replaces the packed epilogue for this call (weights shared).
+  void run(const float* x, float* y, ThreadPool& pool, const EpilogueArrays* epi = nullptr) const {
+    if (auto* s = std::get_if<SpmmF32>(&impl_)) s->run(x, y, pool, 0, epi);
+    else std::get<DenseF32>(impl_).run(x, y, threads_, epi);
   }
   Format format() const { return std::holds_alternative<DenseF32>(impl_) ? Format::dense : std::get<SpmmF32>(impl_).format(); }
   std::string kernel() const {

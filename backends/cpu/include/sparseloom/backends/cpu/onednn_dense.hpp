@@ -91,10 +91,19 @@ class DenseF32 {
       pd_ = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md_, wei_md_, dst_md_), eng);
     }
     prim_ = dnnl::matmul(pd_);
+    // A plain primitive for per-call epilogues whose activation differs from the packed one.
+    if (!manual_epilogue_ && (has_mul_ || has_add_ || epilogue.act != Activation::none)) {
+      plain_pd_ = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md_, wei_md_, dst_md_), eng);
+      plain_ = dnnl::matmul(plain_pd_);
+    }
   }
 
-  // Runs on `threads` OpenMP threads of the calling thread.
-  void run(const float* x, float* y, int threads) const {
+  // Runs on `threads` OpenMP threads of the calling thread. `epi`, when given, replaces the
+  // packed epilogue for this call: fused when the packed primitive has both per-row post-ops
+  // and the same clamp, else a plain matmul and our own pass over Y.
+  void run(const float* x, float* y, int threads, const EpilogueArrays* epi = nullptr) const {
+    if (epi && !(has_mul_ && has_add_ && epi->lo == epi_.lo && epi->hi == epi_.hi)) return run_override(x, y, threads, *epi);
+    const EpilogueArrays& e = epi ? *epi : epi_;
     auto& eng = onednn_engine();
     onednn_set_threads(threads);
     dnnl::memory src(src_md_, eng, const_cast<float*>(w_.data()));
@@ -103,24 +112,41 @@ class DenseF32 {
     std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
     int idx = 0;
     if (has_mul_) args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx++) | DNNL_ARG_SRC_1,
-                               dnnl::memory(col_md_, eng, const_cast<float*>(epi_.scale.data())));
+                               dnnl::memory(col_md_, eng, const_cast<float*>(e.scale.data())));
     if (has_add_) args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx++) | DNNL_ARG_SRC_1,
-                               dnnl::memory(col_md_, eng, const_cast<float*>(epi_.shift.data())));
+                               dnnl::memory(col_md_, eng, const_cast<float*>(e.shift.data())));
     thread_local dnnl::stream strm(eng);
     prim_.execute(strm, args);
     strm.wait();
-    if (manual_epilogue_) {
-      for (std::int64_t r = 0; r < m_; ++r) {
-        const float s = epi_.scale[static_cast<std::size_t>(r)], b = epi_.shift[static_cast<std::size_t>(r)];
-        float* yr = y + r * n_;
-        for (std::int64_t c = 0; c < n_; ++c) yr[c] = std::min(std::max(s * yr[c] + b, epi_.lo), epi_.hi);
-      }
-    }
+    if (manual_epilogue_) manual(y, e);
   }
 
   // oneDNN's implementation name, e.g. "brg:avx512_core".
   std::string impl() const { return pd_.impl_info_str(); }
   bool fused_epilogue() const noexcept { return !manual_epilogue_; }
+
+ private:
+  void manual(float* y, const EpilogueArrays& e) const {
+    for (std::int64_t r = 0; r < m_; ++r) {
+      const float s = e.scale[static_cast<std::size_t>(r)], b = e.shift[static_cast<std::size_t>(r)];
+      float* yr = y + r * n_;
+      for (std::int64_t c = 0; c < n_; ++c) yr[c] = std::min(std::max(s * yr[c] + b, e.lo), e.hi);
+    }
+  }
+  void run_override(const float* x, float* y, int threads, const EpilogueArrays& e) const {
+    auto& eng = onednn_engine();
+    onednn_set_threads(threads);
+    std::unordered_map<int, dnnl::memory> args = {
+        {DNNL_ARG_SRC, dnnl::memory(src_md_, eng, const_cast<float*>(w_.data()))},
+        {DNNL_ARG_WEIGHTS, dnnl::memory(wei_md_, eng, const_cast<float*>(x))},
+        {DNNL_ARG_DST, dnnl::memory(dst_md_, eng, y)}};
+    thread_local dnnl::stream strm(eng);
+    (manual_epilogue_ ? prim_ : plain_).execute(strm, args);
+    strm.wait();
+    manual(y, e);
+  }
+
+ public:
   std::size_t weight_bytes() const noexcept { return w_.size() * sizeof(float); }
   std::int64_t m() const noexcept { return m_; }
   std::int64_t k() const noexcept { return k_; }
@@ -131,8 +157,8 @@ class DenseF32 {
   std::vector<float> w_;
   EpilogueArrays epi_;
   dnnl::memory::desc src_md_, wei_md_, dst_md_, col_md_;
-  dnnl::matmul::primitive_desc pd_;
-  dnnl::matmul prim_;
+  dnnl::matmul::primitive_desc pd_, plain_pd_;
+  dnnl::matmul prim_, plain_;
   bool has_mul_ = false, has_add_ = false, manual_epilogue_ = false;
 };
 

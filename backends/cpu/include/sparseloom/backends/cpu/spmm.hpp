@@ -123,17 +123,20 @@ class SpmmF32 {
   }
 
   // Y (m x n, row stride ldy; 0 = n) = epilogue(W * X), X k x n with row stride n. Uses
-  // threads() tasks of `pool` (which must have at least that many threads).
-  void run(const float* x, float* y, ThreadPool& pool, std::int64_t ldy = 0) const {
+  // threads() tasks of `pool` (which must have at least that many threads). `epi`, when given,
+  // replaces the packed epilogue for this call (m rows, padded as EpilogueArrays pads them):
+  // the per-request stitch repair, with the packed weights shared.
+  void run(const float* x, float* y, ThreadPool& pool, std::int64_t ldy = 0, const EpilogueArrays* epi = nullptr) const {
+    const EpilogueArrays& e = epi ? *epi : epi_;
     F32SpmmArgs a;
     a.x = x;
     a.n = n_;
     a.y = y;
     a.ldy = ldy ? ldy : n_;
-    a.scale = epi_.scale.data();
-    a.shift = epi_.shift.data();
-    a.lo = epi_.lo;
-    a.hi = epi_.hi;
+    a.scale = e.scale.data();
+    a.shift = e.shift.data();
+    a.lo = e.lo;
+    a.hi = e.hi;
     const int parts = threads();
     pool.run(parts, [&](int t) {
       const std::int64_t r0 = bounds_[static_cast<std::size_t>(t)], r1 = bounds_[static_cast<std::size_t>(t) + 1];

@@ -121,8 +121,14 @@ struct EpilogueBuffers {
 struct GemmConfig {
   int tm = 64, tn = 64;  // work-group tile; each work-item computes 4x4
   bool register_blocked = false;  // kGemmF32RegisterBlocked instead: 4x8 per work-item, no local memory
+  // Split-K: the K range split over this many work-groups per tile (partial planes, then one
+  // reduce kernel with the epilogue). Fills a large GPU when M x N alone gives few tiles
+  // (M512 K2048 N49: 32 tiles of 32x32 for 132 SMs).
+  int splitk = 1;
   std::string describe() const {
-    return register_blocked ? std::string("rb4x8") : "tile" + std::to_string(tm) + "x" + std::to_string(tn);
+    return register_blocked ? std::string("rb4x8")
+                            : "tile" + std::to_string(tm) + "x" + std::to_string(tn) +
+                                  (splitk > 1 ? ".sk" + std::to_string(splitk) : "");
   }
 };
 
@@ -141,18 +147,39 @@ class DenseGemm {
       launch_.global = {static_cast<std::size_t>((n + 7) / 8), static_cast<std::size_t>((m + 3) / 4), 1};
       return;
     }
+    const int sk = std::max(1, cfg.splitk);
     launch_.kernel = ctx.kernel(detail::source(kernels::kGemmF32), "gemm_f32",
-                                "-DTM=" + std::to_string(cfg.tm) + " -DTN=" + std::to_string(cfg.tn));
+                                "-DTM=" + std::to_string(cfg.tm) + " -DTN=" + std::to_string(cfg.tn) +
+                                    " -DSPLITK=" + std::to_string(sk > 1 ? sk : 0));
+    launch_.dims = sk > 1 ? 3 : 2;
     launch_.local = {static_cast<std::size_t>(cfg.tn / 4), static_cast<std::size_t>(cfg.tm / 4), 1};
     launch_.global = {detail::round_up(static_cast<std::size_t>(n), cfg.tn) / 4,
-                      detail::round_up(static_cast<std::size_t>(m), cfg.tm) / 4, 1};
+                      detail::round_up(static_cast<std::size_t>(m), cfg.tm) / 4, static_cast<std::size_t>(sk)};
+    if (sk > 1) {
+      partial_ = Buffer(ctx, static_cast<std::size_t>(m * n * sk) * 4);
+      reduce_.kernel = ctx.kernel(detail::source(kernels::kGemmF32), "gemm_splitk_reduce",
+                                  "-DTM=" + std::to_string(cfg.tm) + " -DTN=" + std::to_string(cfg.tn) + " -DSPLITK=0");
+      reduce_.global = {detail::round_up(static_cast<std::size_t>(m * n), 128), 1, 1};
+      reduce_.local = {128, 1, 1};
+    }
   }
   // X: K x N f32, Y: M x N f32 (row-major).
   void bind(const Buffer& x, Buffer& y) {
+    const bool sk = static_cast<bool>(partial_);
     launch_.set_args(*ctx_, detail::to_int(m_, "M"), detail::to_int(n_, "N"), detail::to_int(k_, "K"), weights_, x,
-                     epi_.scale, epi_.shift, y, epi_.act, epi_.p0, epi_.p1);
+                     epi_.scale, epi_.shift, sk ? partial_ : y, epi_.act, epi_.p0, epi_.p1);
+    if (sk)
+      reduce_.set_args(*ctx_, detail::to_int(m_, "M"), detail::to_int(n_, "N"), cfg_.splitk, partial_, epi_.scale,
+                       epi_.shift, y, epi_.act, epi_.p0, epi_.p1);
   }
-  void enqueue(int queue = 0, cl_event* ev = nullptr) const { launch_.enqueue(*ctx_, queue, ev); }
+  void enqueue(int queue = 0, cl_event* ev = nullptr) const {
+    if (partial_) {
+      launch_.enqueue(*ctx_, queue);
+      reduce_.enqueue(*ctx_, queue, ev);
+      return;
+    }
+    launch_.enqueue(*ctx_, queue, ev);
+  }
   std::size_t weight_bytes() const { return weights_.bytes(); }
   std::string describe() const { return "dense." + cfg_.describe(); }
   EpilogueBuffers& epilogue() noexcept { return epi_; }
@@ -161,9 +188,9 @@ class DenseGemm {
   Context* ctx_;
   std::int64_t m_, k_, n_;
   GemmConfig cfg_;
-  Buffer weights_;
+  Buffer weights_, partial_;
   EpilogueBuffers epi_;
-  Launch launch_;
+  Launch launch_, reduce_;
 };
 
 // ---------------------------------------------------------------- sparse x dense
@@ -381,17 +408,34 @@ inline std::string to_string(WeightFormat f) {
   return "?";
 }
 
-// Host wall time per call including completion (enqueue + clFinish), median of `reps`
-// after `warmup` calls: the same clock the GPU peers are timed with.
+// One call to completion: enqueue with an event, then wait for it; on GPUs by flushing and
+// busy-polling the event (Context::wait), which saves the wake-up latency of clFinish.
+template <class Op>
+void call_and_wait(Context& ctx, const Op& op, bool busy_poll) {
+  cl_event ev = nullptr;
+  op.enqueue(0, &ev);
+  try {
+    ctx.wait(ev, busy_poll);
+  } catch (...) {
+    clReleaseEvent(ev);
+    throw;
+  }
+  clReleaseEvent(ev);
+}
+
+inline bool default_busy_poll(const Context& ctx) { return ctx.device().type == DeviceType::gpu; }
+
+// Host wall time per call including completion, median of `reps` after `warmup` calls: the
+// same clock the GPU peers are timed with (torch.cuda.synchronize spins as busy_poll does).
 template <class Op>
 double time_per_call_ms(Context& ctx, const Op& op, int warmup, int reps) {
+  const bool poll = default_busy_poll(ctx);
   for (int i = 0; i < warmup; ++i) op.enqueue();
   ctx.finish();
   std::vector<double> t(static_cast<std::size_t>(std::max(reps, 1)));
   for (auto& v : t) {
     const auto t0 = std::chrono::steady_clock::now();
-    op.enqueue();
-    ctx.finish();
+    call_and_wait(ctx, op, poll);
     v = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
@@ -441,7 +485,7 @@ class MatMul {
         best.emplace(std::move(op));
       }
     };
-    for (auto g : gemm_candidates(ctx, opt.quick)) consider(DenseGemm(ctx, w, m, k, n, epi, g));
+    for (auto g : gemm_candidates(ctx, opt.quick, m, k, n)) consider(DenseGemm(ctx, w, m, k, n, epi, g));
     if (zero_fraction(w) >= 0.5) {
       const auto csr = CsrMatrix::from_dense(w, m, k);
       for (auto c : spmm_candidates(ctx.device(), n, opt.quick)) consider(CsrSpmm(ctx, csr, n, epi, c));
@@ -473,6 +517,28 @@ class MatMul {
   static std::vector<GemmConfig> gemm_candidates(const Context& ctx, bool quick) {
     if (quick) return {default_gemm(ctx)};
     return {GemmConfig{64, 64, true}, GemmConfig{64, 64}, GemmConfig{32, 32}, GemmConfig{32, 64}};
+  }
+  // The candidates for an M x K x N layer: on GPUs, split-K variants where the tiles alone
+  // would leave most compute units idle.
+  static std::vector<GemmConfig> gemm_candidates(const Context& ctx, bool quick, std::int64_t m, std::int64_t k,
+                                                 std::int64_t n) {
+    auto out = gemm_candidates(ctx, quick);
+    if (ctx.device().type == DeviceType::cpu) return out;
+    const std::int64_t cu = std::max<std::int64_t>(ctx.device().compute_units, 1);
+    for (int t : {32, 64}) {
+      const std::int64_t tiles = ((m + t - 1) / t) * ((n + t - 1) / t);
+      std::int64_t sk = 1;
+      while (tiles * sk < 2 * cu && sk < 64 && k / (sk * 2) >= 64) sk *= 2;
+      if (sk == 1) continue;
+      for (std::int64_t s : {sk / 2, sk, sk * 2}) {
+        if (s < 2 || k / s < 32) continue;
+        if (quick && s != sk) continue;
+        GemmConfig c{t, t};
+        c.splitk = static_cast<int>(s);
+        out.push_back(c);
+      }
+    }
+    return out;
   }
 
  private:

@@ -15,6 +15,9 @@ inline constexpr const char* kGemmF32 = R"CLC(
 #ifndef TK
 #define TK 16
 #endif
+#ifndef SPLITK
+#define SPLITK 0
+#endif
 #define WX (TN / 4)
 #define WY (TM / 4)
 #define NT (WX * WY)
@@ -29,17 +32,25 @@ void gemm_f32(const int M, const int N, const int K,
   const int tx = get_local_id(0), ty = get_local_id(1);
   const int lid = ty * WX + tx;
   const int m0 = get_group_id(1) * TM, n0 = get_group_id(0) * TN;
+#if SPLITK
+  // Split-K: work-group z sums K range [z * kc, (z + 1) * kc) into its own partial plane of Y
+  // (Y is the M x N x SPLITK workspace); gemm_splitk_reduce adds the planes and the epilogue.
+  const int kc = ((K + SPLITK - 1) / SPLITK + TK - 1) / TK * TK;
+  const int kb = get_group_id(2) * kc, ke = min(K, kb + kc);
+#else
+  const int kb = 0, ke = K;
+#endif
   float4 acc0 = 0.0f, acc1 = 0.0f, acc2 = 0.0f, acc3 = 0.0f;
-  for (int k0 = 0; k0 < K; k0 += TK) {
+  for (int k0 = kb; k0 < ke; k0 += TK) {
     for (int i = lid; i < TM * TK; i += NT) {
       const int m = i / TK, k = i % TK;
       const int gm = m0 + m, gk = k0 + k;
-      Ws[k][m] = (gm < M && gk < K) ? W[gm * K + gk] : 0.0f;
+      Ws[k][m] = (gm < M && gk < ke) ? W[gm * K + gk] : 0.0f;
     }
     for (int i = lid; i < TK * TN; i += NT) {
       const int k = i / TN, n = i % TN;
       const int gk = k0 + k, gn = n0 + n;
-      Xs[k][n] = (gk < K && gn < N) ? X[gk * N + gn] : 0.0f;
+      Xs[k][n] = (gk < ke && gn < N) ? X[gk * N + gn] : 0.0f;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll
@@ -58,9 +69,14 @@ void gemm_f32(const int M, const int N, const int K,
   for (int i = 0; i < 4; ++i) {
     const int m = m0 + ty * 4 + i;
     if (m >= M) break;
+#if SPLITK
+    const float4 v = accs[i];
+    __global float* y = Y + (get_group_id(2) * M + m) * N;
+#else
     const float s = scale[m], t = shift[m];
     const float4 v = apply_act4(mad((float4)(s), accs[i], (float4)(t)), act, p0, p1);
     __global float* y = Y + m * N;
+#endif
     if (n + 3 < N) {
       vstore4(v, 0, y + n);
     } else {
@@ -69,6 +85,18 @@ void gemm_f32(const int M, const int N, const int K,
       if (n + 2 < N) y[n + 2] = v.z;
     }
   }
+}
+
+// Y[m, n] = act(scale[m] * sum_z P[z, m, n] + shift[m]) over the split-K partial planes.
+__kernel void gemm_splitk_reduce(const int M, const int N, const int S, __global const float* restrict P,
+                                 __global const float* restrict scale, __global const float* restrict shift,
+                                 __global float* restrict Y, const int act, const float p0, const float p1) {
+  const int i = get_global_id(0);
+  if (i >= M * N) return;
+  const int m = i / N;
+  float acc = 0.0f;
+  for (int z = 0; z < S; ++z) acc += P[z * M * N + i];
+  Y[i] = apply_act(mad(scale[m], acc, shift[m]), act, p0, p1);
 }
 )CLC";
 

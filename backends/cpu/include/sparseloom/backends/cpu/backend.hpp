@@ -1,0 +1,586 @@
+#pragma once
+// cpu::Backend: the graph-level CPU backend (models sparseloom::Backend).
+//
+//   cpu::Backend proc(4, {0, 1, 2, 3});          // one processor = a core group: its own pool
+//   auto exe = proc.compile(graph, {.threads = 4});
+//   auto out = exe.run(inputs, {.affine = &repairs});
+//
+// compile() walks the graph once:
+//  - nodes whose inputs are all constants are evaluated once (QDQ weights: DequantizeLinear of
+//    the int8 weights becomes f32 weights; activations' Quantize/Dequantize run literally, so
+//    INT8 graphs match the reference exactly up to f32 summation order);
+//  - Conv (1-D / 2-D, groups 1 or depthwise), Gemm (transA = 0) and MatMul with a constant 2-D
+//    right operand become prepared kernels (format chosen per layer by a measured trial on
+//    this executable's threads: oneDNN dense, CSR, BSR or 2:4; weights packed once). Bias,
+//    alpha/beta, a following bias Add (MatMul) and a following Relu / Clip fold into the
+//    kernel's epilogue when the intermediate tensor has a single consumer and is no graph
+//    output;
+//  - every other op runs the reference backend's implementation of it (one-node executables).
+// run(): RunOptions::affine on a kernel's output is folded into that run's epilogue (scale and
+// shift combined with the bias, weights shared: repair costs nothing per request); on any
+// other tensor it is applied right after the node that produces it, as the reference does.
+// With RunOptions::observe set, fused steps run unfused so every tensor is seen.
+// One run at a time per processor (the pool is shared by every executable of a Backend).
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "sparseloom/backends/cpu/conv.hpp"
+#include "sparseloom/backends/cpu/format_choice.hpp"
+#include "sparseloom/backends/reference/backend.hpp"
+#include "sparseloom/concepts/backend.hpp"
+#include "sparseloom/ir/graph.hpp"
+
+namespace sparseloom::cpu {
+
+// A processor: a persistent pool and the lock that serialises runs on it.
+struct Processor {
+  Processor(int threads, std::vector<int> cores) : pool(threads, std::move(cores)) {}
+  ThreadPool pool;
+  std::mutex mu;
+};
+
+// What compile() did with one kernel layer (for reports and the benchmark).
+struct LayerInfo {
+  std::string node, op;
+  Format format = Format::dense;
+  std::string kernel;
+  std::vector<std::string> fused;  // ops folded into its epilogue
+  std::size_t weight_bytes = 0;
+};
+
+namespace detail {
+
+// One node run by the reference backend: a one-node graph holding its constant inputs.
+struct RefNode {
+  std::string name;
+  std::vector<std::string> runtime_inputs;  // env tensors, in the sub-graph's input order
+  std::vector<std::string> outputs;
+  std::shared_ptr<const reference::Executable> exe;
+
+  RefNode(const ir::Graph& g, const ir::Node& n, const std::map<std::string, Tensor>& consts, int threads) : name(n.name), outputs(n.outputs) {
+    ir::Graph sub;
+    sub.source = g.source;
+    sub.nodes.push_back(n);
+    std::set<std::string> seen;
+    for (const auto& in : n.inputs) {
+      if (in.empty() || !seen.insert(in).second) continue;
+      if (auto it = consts.find(in); it != consts.end()) {
+        sub.initializers.emplace(in, it->second);
+      } else {
+        runtime_inputs.push_back(in);
+        sub.inputs.push_back(g.value(in));
+      }
+      if (auto it = g.values.find(in); it != g.values.end()) sub.values.emplace(in, it->second);
+    }
+    for (const auto& o : n.outputs) {
+      if (auto it = g.values.find(o); it != g.values.end()) {
+        sub.values.emplace(o, it->second);
+        sub.outputs.push_back(it->second);
+      } else {
+        sub.outputs.push_back(ir::ValueInfo{o, {}, DType::f32});
+      }
+    }
+    exe = std::make_shared<const reference::Executable>(std::move(sub), threads);
+  }
+
+  std::vector<Tensor> run(const std::unordered_map<std::string, Tensor>& env) const {
+    std::vector<Tensor> in;
+    in.reserve(runtime_inputs.size());
+    for (const auto& r : runtime_inputs) in.push_back(env.at(r));
+    return exe->run(in);
+  }
+};
+
+inline std::vector<float> const_floats(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  return std::vector<float>(c.data<float>(), c.data<float>() + c.numel());
+}
+
+}  // namespace detail
+
+class Executable {
+ public:
+  std::vector<Tensor> run(std::span<const Tensor> inputs, const RunOptions& ro = {}) const {
+    check(inputs.size() == inputs_.size(), ErrorCode::invalid_argument, source_,
+          "expected " + std::to_string(inputs_.size()) + " inputs, got " + std::to_string(inputs.size()));
+    std::lock_guard lock(proc_->mu);
+    std::unordered_map<std::string, Tensor> env;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const auto& vi = inputs_[i];
+      check(inputs[i].shape() == vi.shape && inputs[i].dtype() == vi.dtype, ErrorCode::shape, source_,
+            "input '" + vi.name + "' must be " + std::string(sparseloom::to_string(vi.dtype)) + sparseloom::to_string(vi.shape) + ", got " +
+                std::string(sparseloom::to_string(inputs[i].dtype())) + sparseloom::to_string(inputs[i].shape()));
+      env[vi.name] = inputs[i];
+    }
+    if (ro.affine)
+      for (const auto& [name, _] : *ro.affine)
+        check(!consts_.count(name), ErrorCode::unsupported, source_,
+              "affine repair on tensor '" + name + "', which is a constant here");
+    for (std::size_t si = 0; si < steps_.size(); ++si) {
+      const Step& s = steps_[si];
+      if (ro.observe)
+        for (const auto& name : s.observe_consts) ro.observe(name, consts_.at(name));
+      if (s.kernel) run_kernel(*s.kernel, env, ro);
+      else run_ref(*s.ref, env, ro);
+      for (const auto& dead : s.release) env.erase(dead);
+    }
+    if (ro.observe)
+      for (const auto& name : tail_observe_consts_) ro.observe(name, consts_.at(name));
+    std::vector<Tensor> result;
+    for (const auto& o : outputs_) {
+      if (auto it = env.find(o); it != env.end()) result.push_back(it->second);
+      else result.push_back(consts_.at(o));
+    }
+    return result;
+  }
+
+  // Packed weights, kept constants and the kernels' workspaces, in bytes.
+  std::size_t resident_bytes() const noexcept { return resident_; }
+  int threads() const noexcept { return threads_; }
+  const std::vector<LayerInfo>& layers() const noexcept { return layers_; }
+
+ private:
+  friend class Backend;
+  enum class Kind : std::uint8_t { conv, linear };
+
+  struct KernelStep {
+    Kind kind = Kind::conv;
+    std::string in, mid, out;     // input, the kernel node's output, the last fused output
+    std::vector<std::string> absorbed_outputs;  // outputs of the fused nodes (last == out)
+    std::vector<detail::RefNode> absorbed;      // the fused nodes, for unfused runs
+    bool add_fused = false;
+    Epilogue epi;                 // packed: scale, kernel bias (+ fused add), activation
+    std::vector<float> kernel_bias;  // the kernel node's own bias/shift part (no fused add)
+    Shape mid_shape, out_shape;
+    // conv
+    std::shared_ptr<const Conv2dF32> conv;
+    std::int64_t in_per_image = 0, out_per_image = 0, batch = 1;
+    // linear: X (rows x k) -> Y (rows x m) via Y^T = W X^T
+    std::shared_ptr<const PreparedMatmul> mm;
+    std::int64_t rows = 1, k = 0, m = 0;
+  };
+  struct Step {
+    std::shared_ptr<const KernelStep> kernel;
+    std::shared_ptr<const detail::RefNode> ref;
+    std::vector<std::string> observe_consts;  // folded constants reported before this step
+    std::vector<std::string> release;         // env tensors dead after this step
+  };
+
+  void publish(const std::string& name, Tensor t, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro,
+               bool affine_done = false) const {
+    if (ro.affine && !affine_done)
+      if (auto it = ro.affine->find(name); it != ro.affine->end()) {
+        t = t.clone();
+        reference::apply_affine(t, it->second, source_ + ": tensor '" + name + "'");
+      }
+    if (ro.observe) ro.observe(name, t);
+    env[name] = std::move(t);
+  }
+
+  void run_ref(const detail::RefNode& r, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
+    auto outs = r.run(env);
+    for (std::size_t i = 0; i < outs.size() && i < r.outputs.size(); ++i) publish(r.outputs[i], std::move(outs[i]), env, ro);
+  }
+
+  // Runs the kernel into a fresh tensor of the kernel node's output shape.
+  Tensor kernel_call(const KernelStep& s, const Tensor& x_in, const EpilogueArrays* epi, const Shape& shape) const {
+    const Tensor x = x_in.contiguous();
+    Tensor y = Tensor::empty(shape, DType::f32);
+    if (s.kind == Kind::conv) {
+      for (std::int64_t b = 0; b < s.batch; ++b)
+        s.conv->run(x.data<float>() + b * s.in_per_image, y.data<float>() + b * s.out_per_image, proc_->pool, epi);
+      return y;
+    }
+    if (s.rows == 1) {
+      s.mm->run(x.data<float>(), y.data<float>(), proc_->pool, epi);
+      return y;
+    }
+    std::vector<float> xt(static_cast<std::size_t>(s.rows * s.k)), yt(static_cast<std::size_t>(s.rows * s.m));
+    const float* xp = x.data<float>();
+    for (std::int64_t r = 0; r < s.rows; ++r)
+      for (std::int64_t c = 0; c < s.k; ++c) xt[static_cast<std::size_t>(c * s.rows + r)] = xp[r * s.k + c];
+    s.mm->run(xt.data(), yt.data(), proc_->pool, epi);
+    float* yp = y.data<float>();
+    for (std::int64_t r = 0; r < s.m; ++r)
+      for (std::int64_t c = 0; c < s.rows; ++c) yp[c * s.m + r] = yt[static_cast<std::size_t>(r * s.rows + c)];
+    return y;
+  }
+
+  void run_kernel(const KernelStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
+    const Tensor& x = env.at(s.in);
+    const ChannelAffine* mid_affine = nullptr;
+    bool unfused = ro.observe != nullptr && !s.absorbed.empty();
+    if (ro.affine) {
+      if (auto it = ro.affine->find(s.mid); it != ro.affine->end()) mid_affine = &it->second;
+      for (std::size_t i = 0; i + 1 < s.absorbed_outputs.size(); ++i) unfused |= ro.affine->count(s.absorbed_outputs[i]) != 0;
+      if (mid_affine && s.add_fused) unfused = true;
+    }
+    // A per-channel affine (channel = dim 1) folds into the epilogue of a conv or a 2-D linear
+    // output (rows x m); elsewhere it is applied after the kernel.
+    const bool foldable = s.kind == Kind::conv || s.mid_shape.size() == 2;
+    if (mid_affine && !foldable) unfused = true;
+    if (!unfused) {
+      if (!mid_affine) {
+        publish(s.out, kernel_call(s, x, nullptr, s.out_shape), env, ro);
+        return;
+      }
+      publish(s.out, kernel_call(s, x, with_affine(s, *mid_affine, /*keep_act=*/true, s.epi.shift), s.out_shape), env, ro,
+              /*affine_done=*/s.out == s.mid);
+      return;
+    }
+    // Unfused: the kernel node's output alone (its bias, the affine), then each fused node.
+    const EpilogueArrays* e = nullptr;
+    thread_local EpilogueArrays plain;
+    if (mid_affine && foldable) {
+      e = with_affine(s, *mid_affine, /*keep_act=*/false, s.kernel_bias);
+      publish(s.mid, kernel_call(s, x, e, s.mid_shape), env, ro, /*affine_done=*/true);
+    } else {
+      Epilogue pe = s.epi;
+      pe.act = Activation::none;
+      pe.shift = s.kernel_bias;
+      plain = EpilogueArrays(pe, s.kind == Kind::conv ? s.mid_shape[1] : s.m);
+      publish(s.mid, kernel_call(s, x, &plain, s.mid_shape), env, ro);
+    }
+    for (const auto& r : s.absorbed) run_ref(r, env, ro);
+  }
+
+  // This run's epilogue: y = act((scale*acc + shift) * a + c) = act(scale*a*acc + shift*a + c).
+  const EpilogueArrays* with_affine(const KernelStep& s, const ChannelAffine& a, bool keep_act,
+                                    const std::vector<float>& shift) const {
+    const std::int64_t m = s.kind == Kind::conv ? s.mid_shape[1] : s.m;
+    check(static_cast<std::int64_t>(a.scale.size()) == m && a.shift.size() == a.scale.size(), ErrorCode::shape,
+          source_ + ": tensor '" + s.mid + "'",
+          "affine repair has " + std::to_string(a.scale.size()) + " channels, tensor has " + std::to_string(m));
+    Epilogue e;
+    e.act = keep_act ? s.epi.act : Activation::none;
+    e.clip_lo = s.epi.clip_lo;
+    e.clip_hi = s.epi.clip_hi;
+    e.scale.resize(static_cast<std::size_t>(m));
+    e.shift.resize(static_cast<std::size_t>(m));
+    for (std::size_t i = 0; i < e.scale.size(); ++i) {
+      const float sc = s.epi.scale.empty() ? 1.f : s.epi.scale[i];
+      const float sh = shift.empty() ? 0.f : shift[i];
+      e.scale[i] = sc * a.scale[i];
+      e.shift[i] = sh * a.scale[i] + a.shift[i];
+    }
+    thread_local EpilogueArrays arrays;
+    arrays = EpilogueArrays(e, m);
+    return &arrays;
+  }
+
+  std::string source_;
+  std::shared_ptr<Processor> proc_;
+  int threads_ = 1;
+  std::vector<ir::ValueInfo> inputs_;
+  std::vector<std::string> outputs_;
+  std::map<std::string, Tensor> consts_;
+  std::vector<Step> steps_;
+  std::vector<std::string> tail_observe_consts_;
+  std::vector<LayerInfo> layers_;
+  std::size_t resident_ = 0;
+};
+
+class Backend {
+ public:
+  using Executable = cpu::Executable;
+
+  // threads = 0: pools are made on demand, one per thread count asked for. Otherwise one pool of
+  // `threads` workers (pinned to `cores` when given) serves every executable of this instance.
+  explicit Backend(int threads = 0, std::vector<int> cores = {}) : state_(std::make_shared<State>()) {
+    check(threads >= 0, ErrorCode::invalid_argument, "cpu::Backend", "threads must be >= 0");
+    state_->fixed = threads;
+    state_->cores = std::move(cores);
+    if (threads > 0) state_->pools[threads] = std::make_shared<Processor>(threads, state_->cores);
+  }
+
+  static constexpr std::string_view name() { return "cpu"; }
+
+  // Budget per candidate of the per-layer format trial (ms).
+  Backend& trial_budget_ms(double ms) {
+    state_->budget_ms = ms;
+    return *this;
+  }
+
+  Executable compile(const ir::Graph& g, const CompileOptions& o = {}) const;
+
+ private:
+  struct State {
+    std::mutex mu;
+    int fixed = 0;
+    std::vector<int> cores;
+    std::map<int, std::shared_ptr<Processor>> pools;
+    double budget_ms = 1.0;
+  };
+  std::shared_ptr<Processor> processor(int threads) const {
+    std::lock_guard lock(state_->mu);
+    if (state_->fixed > 0) {
+      check(threads <= state_->fixed, ErrorCode::invalid_argument, "cpu::Backend::compile",
+            "threads " + std::to_string(threads) + " exceeds this processor's " + std::to_string(state_->fixed));
+      return state_->pools.at(state_->fixed);
+    }
+    auto& p = state_->pools[threads];
+    if (!p) p = std::make_shared<Processor>(threads, state_->cores);
+    return p;
+  }
+  std::shared_ptr<State> state_;
+};
+
+inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) const {
+  check(o.threads >= 1, ErrorCode::invalid_argument, "cpu::Backend::compile", "threads must be >= 1");
+  Executable exe;
+  exe.source_ = g.source;
+  exe.proc_ = processor(o.threads);
+  exe.threads_ = o.threads;
+  exe.inputs_ = g.inputs;
+  for (const auto& v : g.outputs) exe.outputs_.push_back(v.name);
+  std::lock_guard run_lock(exe.proc_->mu);  // format trials use the pool
+  ThreadPool& pool = exe.proc_->pool;
+  ChoiceOptions copt;
+  copt.threads = o.threads;
+  copt.budget_ms = state_->budget_ms;
+
+  std::map<std::string, Tensor>& consts = exe.consts_;
+  for (const auto& [k, v] : g.initializers) consts.emplace(k, v);
+  std::set<std::string> graph_outputs(exe.outputs_.begin(), exe.outputs_.end());
+  std::map<std::string, int> consumers;
+  for (const auto& n : g.nodes)
+    for (const auto& in : n.inputs)
+      if (!in.empty()) ++consumers[in];
+  auto single_private = [&](const std::string& t) { return consumers[t] == 1 && !graph_outputs.count(t); };
+  std::map<std::string, const ir::Node*> consumer_of;
+  for (const auto& n : g.nodes)
+    for (const auto& in : n.inputs)
+      if (!in.empty()) consumer_of[in] = &n;
+  auto is_const = [&](const std::string& t) { return t.empty() || consts.count(t) != 0; };
+  auto shape_of = [&](const std::string& t) { return g.value(t).shape; };
+
+  std::vector<std::string> pending_observe;
+  std::set<const ir::Node*> absorbed;
+  for (const auto& n : g.nodes) {
+    if (absorbed.count(&n)) continue;
+    const std::string where = g.source + ": " + n.where();
+    // Constant folding (QDQ weights and the like).
+    bool all_const = true;
+    for (const auto& in : n.inputs) all_const &= is_const(in);
+    if (all_const) {
+      detail::RefNode r(g, n, consts, 1);
+      auto outs = r.run({});
+      for (std::size_t i = 0; i < outs.size() && i < n.outputs.size(); ++i) {
+        consts[n.outputs[i]] = outs[i];
+        pending_observe.push_back(n.outputs[i]);
+      }
+      continue;
+    }
+    auto ks = std::make_shared<Executable::KernelStep>();
+    bool kernel = false;
+    {
+      if (n.op == "Conv" && n.has_input(1) && is_const(n.inputs[1]) && (!n.has_input(2) || is_const(n.inputs[2])) &&
+          g.value(n.inputs[0]).dtype == DType::f32) {
+        const Shape xs = shape_of(n.inputs[0]);
+        const Tensor w = consts.at(n.inputs[1]).contiguous();
+        if ((xs.size() == 3 || xs.size() == 4) && w.dtype() == DType::f32 && w.rank() == xs.size()) {
+          const bool one_d = xs.size() == 3;
+          std::vector<std::int64_t> kshape(w.shape().begin() + 2, w.shape().end());
+          const auto win = ir::make_window(xs, kshape, n.attr<std::vector<std::int64_t>>("strides", {}),
+                                           n.attr<std::vector<std::int64_t>>("dilations", {}),
+                                           n.attr<std::vector<std::int64_t>>("pads", {}),
+                                           n.attr<std::string>("auto_pad", "NOTSET"), false, where);
+          Conv2dShape cs;
+          cs.cin = xs[1];
+          cs.cout = w.dim(0);
+          cs.h = one_d ? 1 : xs[2];
+          cs.w = xs.back();
+          cs.kh = one_d ? 1 : w.dim(2);
+          cs.kw = w.shape().back();
+          cs.stride_h = one_d ? 1 : win.strides[0];
+          cs.stride_w = win.strides.back();
+          cs.dil_h = one_d ? 1 : win.dilations[0];
+          cs.dil_w = win.dilations.back();
+          const std::size_t sp = one_d ? 1 : 2;
+          cs.pad_top = one_d ? 0 : win.pads[0];
+          cs.pad_left = win.pads[sp - 1];
+          cs.pad_bottom = one_d ? 0 : win.pads[sp];
+          cs.pad_right = win.pads[2 * sp - 1];
+          cs.groups = n.attr<std::int64_t>("group", 1);
+          if (cs.groups == 1 || cs.is_depthwise()) {
+            ks->kind = Executable::Kind::conv;
+            ks->kernel_bias = n.has_input(2) ? detail::const_floats(consts.at(n.inputs[2])) : std::vector<float>(static_cast<std::size_t>(cs.cout), 0.f);
+            ks->epi.scale.assign(static_cast<std::size_t>(cs.cout), 1.f);
+            ks->batch = xs[0];
+            ks->in_per_image = cs.cin * cs.h * cs.w;
+            ks->out_per_image = cs.cout * cs.out_h() * cs.out_w();
+            kernel = true;
+            ks->mid_shape = shape_of(n.outputs[0]);
+            ks->in = n.inputs[0];
+            ks->mid = n.outputs[0];
+            ks->m = cs.cout;
+            ks->epi.shift = ks->kernel_bias;
+            ks->out = ks->mid;
+            // fusion
+            const ir::Node* cur = &n;
+            std::vector<std::string> fused_ops;
+            while (single_private(cur->outputs[0])) {
+              const ir::Node* c = consumer_of[cur->outputs[0]];
+              if (!c || ks->epi.act != Activation::none) break;
+              if (c->op == "Relu") {
+                ks->epi.act = Activation::relu;
+              } else if (c->op == "Clip" && c->inputs[0] == cur->outputs[0] && (!c->has_input(1) || is_const(c->inputs[1])) &&
+                         (!c->has_input(2) || is_const(c->inputs[2]))) {
+                float lo = c->attr<float>("min", -std::numeric_limits<float>::infinity());
+                float hi = c->attr<float>("max", std::numeric_limits<float>::infinity());
+                if (c->has_input(1)) lo = detail::const_floats(consts.at(c->inputs[1]))[0];
+                if (c->has_input(2)) hi = detail::const_floats(consts.at(c->inputs[2]))[0];
+                ks->epi.act = Activation::clip;
+                ks->epi.clip_lo = lo;
+                ks->epi.clip_hi = hi;
+              } else {
+                break;
+              }
+              ks->absorbed.emplace_back(g, *c, consts, o.threads);
+              ks->absorbed_outputs.push_back(c->outputs[0]);
+              fused_ops.push_back(c->op);
+              absorbed.insert(c);
+              cur = c;
+            }
+            ks->out = cur->outputs[0];
+            ks->out_shape = shape_of(ks->out);
+            auto conv = std::make_shared<Conv2dF32>(cs, w.data<float>(), ks->epi, pool, copt);
+            LayerInfo li{n.name, n.op, Format::dense, "direct:depthwise", fused_ops, 0};
+            if (conv->matmul()) {
+              li.format = conv->matmul()->format();
+              li.kernel = conv->matmul()->kernel();
+              li.weight_bytes = conv->matmul()->weight_bytes();
+            } else {
+              li.weight_bytes = static_cast<std::size_t>(w.numel()) * sizeof(float);
+            }
+            exe.resident_ += conv->resident_bytes();
+            exe.layers_.push_back(std::move(li));
+            ks->conv = std::move(conv);
+          }
+        }
+      } else if ((n.op == "Gemm" || n.op == "MatMul") && is_const(n.inputs.at(1)) && !is_const(n.inputs[0]) &&
+                 g.value(n.inputs[0]).dtype == DType::f32) {
+        const Shape as = shape_of(n.inputs[0]);
+        const Tensor b = consts.at(n.inputs[1]).contiguous();
+        const bool gemm = n.op == "Gemm";
+        bool ok = b.dtype() == DType::f32 && b.rank() == 2 && as.size() >= 2;
+        if (gemm) ok &= as.size() == 2 && n.attr<std::int64_t>("transA", 0) == 0;
+        const bool tb = gemm && n.attr<std::int64_t>("transB", 0) != 0;
+        const std::int64_t K = as.back(), M = tb ? b.dim(0) : b.dim(1);
+        ok &= (tb ? b.dim(1) : b.dim(0)) == K;
+        std::vector<float> shift(static_cast<std::size_t>(ok ? M : 0), 0.f), scale(static_cast<std::size_t>(ok ? M : 0), 1.f);
+        if (ok && gemm) {
+          const float alpha = n.attr<float>("alpha", 1.f), beta = n.attr<float>("beta", 1.f);
+          std::fill(scale.begin(), scale.end(), alpha);
+          if (n.has_input(2) && beta != 0.f) {
+            const Tensor& c = consts.at(n.inputs[2]);
+            const auto cv = detail::const_floats(c);
+            const bool per_out = c.numel() == M && (c.rank() == 1 || (c.rank() == 2 && c.dim(0) == 1));
+            if (per_out) for (std::int64_t i = 0; i < M; ++i) shift[static_cast<std::size_t>(i)] = beta * cv[static_cast<std::size_t>(i)];
+            else if (c.numel() == 1) std::fill(shift.begin(), shift.end(), beta * cv[0]);
+            else ok = false;
+          }
+        }
+        if (ok) {
+          std::vector<float> wt(static_cast<std::size_t>(M * K));
+          const float* bp = b.data<float>();
+          for (std::int64_t r = 0; r < M; ++r)
+            for (std::int64_t c = 0; c < K; ++c) wt[static_cast<std::size_t>(r * K + c)] = tb ? bp[r * K + c] : bp[c * M + r];
+          ks->kind = Executable::Kind::linear;
+          ks->in = n.inputs[0];
+          ks->mid = n.outputs[0];
+          ks->mid_shape = shape_of(ks->mid);
+          ks->k = K;
+          ks->m = M;
+          ks->rows = numel_of(as) / K;
+          ks->kernel_bias = shift;
+          ks->epi.scale = scale;
+          ks->epi.shift = shift;
+          const ir::Node* cur = &n;
+          std::vector<std::string> fused_ops;
+          while (single_private(cur->outputs[0])) {
+            const ir::Node* c = consumer_of[cur->outputs[0]];
+            if (!c || ks->epi.act != Activation::none) break;
+            if (c->op == "Add" && !ks->add_fused && fused_ops.empty()) {
+              const std::string& other = c->inputs[0] == cur->outputs[0] ? c->inputs[1] : c->inputs[0];
+              if (!is_const(other) || other.empty()) break;
+              const Tensor& bt = consts.at(other);
+              bool bias_ok = bt.dtype() == DType::f32 && bt.numel() == M && bt.rank() <= ks->mid_shape.size() && bt.shape().back() == M;
+              if (!bias_ok || shape_of(c->outputs[0]) != ks->mid_shape) break;
+              const auto bv = detail::const_floats(bt);
+              for (std::int64_t i = 0; i < M; ++i) ks->epi.shift[static_cast<std::size_t>(i)] += bv[static_cast<std::size_t>(i)];
+              ks->add_fused = true;
+            } else if (c->op == "Relu") {
+              ks->epi.act = Activation::relu;
+            } else if (c->op == "Clip" && c->inputs[0] == cur->outputs[0] && (!c->has_input(1) || is_const(c->inputs[1])) &&
+                       (!c->has_input(2) || is_const(c->inputs[2]))) {
+              float lo = c->attr<float>("min", -std::numeric_limits<float>::infinity());
+              float hi = c->attr<float>("max", std::numeric_limits<float>::infinity());
+              if (c->has_input(1)) lo = detail::const_floats(consts.at(c->inputs[1]))[0];
+              if (c->has_input(2)) hi = detail::const_floats(consts.at(c->inputs[2]))[0];
+              ks->epi.act = Activation::clip;
+              ks->epi.clip_lo = lo;
+              ks->epi.clip_hi = hi;
+            } else {
+              break;
+            }
+            ks->absorbed.emplace_back(g, *c, consts, o.threads);
+            ks->absorbed_outputs.push_back(c->outputs[0]);
+            fused_ops.push_back(c->op);
+            absorbed.insert(c);
+            cur = c;
+          }
+          ks->out = cur->outputs[0];
+          ks->out_shape = shape_of(ks->out);
+          auto mm = std::make_shared<PreparedMatmul>(prepare_matmul(wt.data(), M, K, ks->rows, ks->epi, pool, copt));
+          exe.layers_.push_back(LayerInfo{n.name, n.op, mm->format(), mm->kernel(), fused_ops, mm->weight_bytes()});
+          exe.resident_ += mm->weight_bytes();
+          ks->mm = std::move(mm);
+          kernel = true;
+        }
+      }
+    }
+    Executable::Step step;
+    step.observe_consts = std::move(pending_observe);
+    pending_observe.clear();
+    if (kernel) step.kernel = std::move(ks);
+    else step.ref = std::make_shared<const detail::RefNode>(g, n, consts, o.threads);
+    exe.steps_.push_back(std::move(step));
+  }
+  exe.tail_observe_consts_ = std::move(pending_observe);
+  // Liveness: release env tensors after their last use.
+  std::map<std::string, std::size_t> last_use;
+  for (std::size_t i = 0; i < exe.steps_.size(); ++i) {
+    const auto& s = exe.steps_[i];
+    if (s.kernel) {
+      last_use[s.kernel->in] = i;
+      for (const auto& r : s.kernel->absorbed)
+        for (const auto& in : r.runtime_inputs) last_use[in] = i;
+      last_use[s.kernel->mid] = i;
+      for (const auto& a : s.kernel->absorbed_outputs) last_use[a] = i;
+    } else {
+      for (const auto& in : s.ref->runtime_inputs) last_use[in] = i;
+      for (const auto& out : s.ref->outputs) last_use[out] = std::max(last_use[out], i);
+    }
+  }
+  for (const auto& [name, i] : last_use)
+    if (!graph_outputs.count(name)) exe.steps_[i].release.push_back(name);
+  // Constants the steps keep (beyond the graph's own initializers, shared by storage).
+  for (const auto& [name, t] : consts)
+    if (!g.initializers.count(name)) exe.resident_ += t.nbytes();
+  return exe;
+}
+
+static_assert(sparseloom::Backend<Backend>);
+
+}  // namespace sparseloom::cpu

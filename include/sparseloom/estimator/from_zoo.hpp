@@ -1,0 +1,91 @@
+#pragma once
+// Builds the accuracy side of the estimator from what the zoo measured: plain variants,
+// single-block swaps into the base, and a fitting subset of the measured stitches. The rest of
+// the measured stitches stay held out to report the estimator's error honestly.
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "sparseloom/estimator/accuracy_model.hpp"
+#include "sparseloom/zoo/manifest.hpp"
+
+namespace sparseloom::estimator {
+
+struct AccuracyFit {
+  AccuracyModel model;
+  std::vector<AccuracySample> fit, held_out;
+  double fraction_profiled = 0;  // measured stitched variants used / stitched variants in the space
+};
+
+inline StitchedVariant stitch_of(const zoo::Manifest& m, const std::vector<std::string>& names) {
+  StitchedVariant s;
+  for (const auto& n : names) s.choice.push_back(m.variant_index(n));
+  return s;
+}
+
+// fit_fraction: share of the task's stitched space whose measured accuracy the model may use
+// (single swaps count towards it); the remaining measured stitches are held out.
+inline AccuracyFit fit_accuracy(const zoo::Manifest& m, bool repair, double fit_fraction, std::uint64_t seed = 7,
+                                double lambda = 2.0) {
+  const int B = static_cast<int>(m.blocks.size()), V = static_cast<int>(m.variants.size()), base = m.variant_index(m.base);
+  const auto& singles = repair ? m.single_swap_repair : m.single_swap;
+  const auto& stitched = repair ? m.stitched_repair : m.stitched_no_repair;
+  check(!singles.empty() && !stitched.empty(), ErrorCode::parse, m.task, "the manifest has no stitch check to fit on");
+  std::vector<double> plain;
+  for (const auto& v : m.variants) plain.push_back(v.accuracy_pct);
+  std::vector<std::vector<double>> single(static_cast<std::size_t>(B), std::vector<double>(static_cast<std::size_t>(V)));
+  for (int v = 0; v < V; ++v)
+    for (int b = 0; b < B; ++b) single[b][v] = v == base ? plain[base] : singles.at(v).at(b);
+  AccuracyFit f;
+  f.model = AccuracyModel(B, V, base);
+  f.model.set_measurements(plain, single);
+  double space = 1;
+  for (int b = 0; b < B; ++b) space *= V;
+  space -= V;  // stitched variants exclude the plain ones
+  const double singles_used = static_cast<double>(B * (V - 1));
+  const auto budget = static_cast<std::size_t>(std::max(0.0, fit_fraction * space - singles_used));
+  std::vector<std::size_t> order(stitched.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(seed));
+  // Never fit on more than half of the measured stitches: the rest is the held-out test.
+  const std::size_t n_fit = std::min(budget, stitched.size() / 2);
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    AccuracySample a{stitch_of(m, stitched[order[k]].variants), stitched[order[k]].accuracy_pct};
+    (k < n_fit ? f.fit : f.held_out).push_back(std::move(a));
+  }
+  std::vector<AccuracySample> train = f.fit;
+  for (int b = 0; b < B; ++b)
+    for (int v = 0; v < V; ++v) {
+      StitchedVariant s{std::vector<int>(static_cast<std::size_t>(B), base)};
+      s.choice[b] = v;
+      if (!s.is_plain()) train.push_back({s, single[b][v]});
+    }
+  f.model.fit(train, lambda);
+  f.fraction_profiled = (singles_used + static_cast<double>(n_fit)) / space;
+  return f;
+}
+
+struct AccuracyError {
+  double mae_pp = 0, rank_corr = 0, zero_shot_mae_pp = 0;
+  std::size_t n = 0;
+};
+
+inline AccuracyError evaluate(const AccuracyModel& model, const std::vector<AccuracySample>& held_out) {
+  AccuracyError e;
+  std::vector<double> pred, truth;
+  for (const auto& a : held_out) {
+    pred.push_back(model.predict(a.s));
+    truth.push_back(a.accuracy_pct);
+    e.mae_pp += std::abs(pred.back() - truth.back());
+    e.zero_shot_mae_pp += std::abs(model.zero_shot(a.s) - truth.back());
+  }
+  e.n = held_out.size();
+  if (e.n) {
+    e.mae_pp /= static_cast<double>(e.n);
+    e.zero_shot_mae_pp /= static_cast<double>(e.n);
+    e.rank_corr = spearman(pred, truth);
+  }
+  return e;
+}
+
+}  // namespace sparseloom::estimator

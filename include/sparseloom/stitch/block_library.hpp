@@ -1,0 +1,179 @@
+#pragma once
+// The block library: per (task, block, variant, processor) the block compiled by that
+// processor's backend, loaded and unloaded on demand (the preloader decides), and run for any
+// stitched variant with its repair. Models runtime::BlockRunner. Backends are a compile-time
+// set; a processor's backend is picked by index into it and executables live in a
+// std::variant, so the request path has no virtual call.
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "sparseloom/backends/reference/backend.hpp"
+#include "sparseloom/concepts/backend.hpp"
+#include "sparseloom/stitch/stitched_model.hpp"
+
+namespace sparseloom::stitch {
+
+struct ProcessorBinding {
+  std::string name;
+  std::size_t backend = 0;  // index into the library's backend set
+  CompileOptions options;
+};
+
+template <Backend... Bs>
+class BlockLibrary {
+  using Exe = std::variant<std::monostate, typename Bs::Executable...>;
+
+ public:
+  BlockLibrary(std::vector<const zoo::TaskZoo*> tasks, std::tuple<Bs...> backends, std::vector<ProcessorBinding> processors)
+      : tasks_(std::move(tasks)), backends_(std::move(backends)), procs_(std::move(processors)) {
+    for (const auto& p : procs_)
+      check(p.backend < sizeof...(Bs), ErrorCode::invalid_argument, "BlockLibrary",
+            "processor '" + p.name + "' names backend " + std::to_string(p.backend) + " of " + std::to_string(sizeof...(Bs)));
+    for (const auto* z : tasks_) {
+      oracle_.push_back(std::make_unique<StitchedModel<reference::Backend>>(*z, reference::Backend{}));
+      slots_.emplace_back(static_cast<std::size_t>(z->num_blocks() * z->num_variants()) * procs_.size());
+    }
+  }
+
+  int num_tasks() const { return static_cast<int>(tasks_.size()); }
+  int num_blocks(TaskIndex t) const { return tasks_.at(t)->num_blocks(); }
+  int num_variants(TaskIndex t) const { return tasks_.at(t)->num_variants(); }
+  int num_processors() const { return static_cast<int>(procs_.size()); }
+  const zoo::TaskZoo& task(TaskIndex t) const { return *tasks_.at(t); }
+  const ProcessorBinding& processor(ProcessorIndex p) const { return procs_.at(p); }
+  // The reference model of a task (repairs and accuracy are computed on it).
+  const StitchedModel<reference::Backend>& oracle(TaskIndex t) const { return *oracle_.at(t); }
+
+  bool is_resident(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
+    return slot(t, b, v, p).exe.index() != 0;
+  }
+
+  void load(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+    Slot& s = slot(t, b, v, p);
+    if (s.exe.index() != 0) return;
+    const ir::Graph& g = tasks_.at(t)->blocks.at(b).at(v);
+    compile_into<0>(procs_.at(p).backend, g, procs_[p].options, s.exe);
+    // Backends that pack weights (sparse formats, device buffers) report what they hold.
+    s.bytes = std::visit(
+        [&](const auto& e) -> std::size_t {
+          if constexpr (requires { e.resident_bytes(); }) return static_cast<std::size_t>(e.resident_bytes());
+          else return graph_bytes(g);
+        },
+        s.exe);
+    std::lock_guard lock(mu_);
+    resident_ += s.bytes;
+  }
+
+  void unload(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+    Slot& s = slot(t, b, v, p);
+    if (s.exe.index() == 0) return;
+    s.exe = std::monostate{};
+    std::lock_guard lock(mu_);
+    resident_ -= s.bytes;
+  }
+
+  std::size_t resident_bytes() const {
+    std::lock_guard lock(mu_);
+    return resident_ + repair_bytes_;
+  }
+  std::size_t block_bytes(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex) const {
+    return graph_bytes(tasks_.at(t)->blocks.at(b).at(v));
+  }
+
+  // Repair of a stitch, computed once (on the reference oracle, from the calibration set) and
+  // shared by every request that runs it. Call prepare() when a plan is adopted so no request
+  // pays for it.
+  const StitchRepair& repair(TaskIndex t, const StitchedVariant& s) {
+    std::lock_guard lock(repair_mu_);
+    auto key = std::make_pair(t, s.choice);
+    auto it = repairs_.find(key);
+    if (it == repairs_.end()) {
+      auto r = std::make_unique<StitchRepair>(s.is_plain() ? plain_repair(t) : oracle_.at(t)->repair(s, 1));
+      {
+        std::lock_guard l2(mu_);
+        repair_bytes_ += r->bytes;
+      }
+      it = repairs_.emplace(key, std::move(r)).first;
+    }
+    return *it->second;
+  }
+  void prepare(TaskIndex t, const StitchedVariant& s) { repair(t, s); }
+
+  std::vector<Tensor> run(TaskIndex t, const StitchedVariant& s, BlockIndex b, ProcessorIndex p, std::span<const Tensor> in) {
+    const StitchRepair& r = repair(t, s);
+    const Slot& sl = slot(t, b, s.choice.at(b), p);
+    check(sl.exe.index() != 0, ErrorCode::internal, tasks_.at(t)->manifest.task,
+          "block " + std::to_string(b) + " is not resident on " + procs_.at(p).name);
+    RunOptions ro;
+    if (!r.affine[b].empty()) ro.affine = &r.affine[b];
+    Tensor x = in.empty() ? Tensor() : in.front();
+    if (r.pre_map[b]) x = apply_residual_map(x, *r.pre_map[b]);
+    return std::visit(
+        [&](const auto& e) -> std::vector<Tensor> {
+          if constexpr (std::is_same_v<std::decay_t<decltype(e)>, std::monostate>) {
+            return {};
+          } else {
+            return e.run(std::span<const Tensor>(&x, 1), ro);
+          }
+        },
+        sl.exe);
+  }
+
+ private:
+  struct Slot {
+    Exe exe;
+    std::size_t bytes = 0;
+  };
+
+  Slot& slot(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+    return const_cast<Slot&>(std::as_const(*this).slot(t, b, v, p));
+  }
+  const Slot& slot(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
+    const auto* z = tasks_.at(t);
+    check(b >= 0 && b < z->num_blocks() && v >= 0 && v < z->num_variants() && p >= 0 && p < num_processors(),
+          ErrorCode::invalid_argument, z->manifest.task, "block/variant/processor index out of range");
+    return slots_[t][(static_cast<std::size_t>(b) * z->num_variants() + v) * procs_.size() + p];
+  }
+
+  template <std::size_t I>
+  void compile_into(std::size_t backend, const ir::Graph& g, const CompileOptions& o, Exe& out) {
+    if constexpr (I < sizeof...(Bs)) {
+      if (backend == I) {
+        out.template emplace<I + 1>(std::get<I>(backends_).compile(g, o));
+        return;
+      }
+      compile_into<I + 1>(backend, g, o, out);
+    }
+  }
+
+  static std::size_t graph_bytes(const ir::Graph& g) {
+    std::size_t n = 0;
+    for (const auto& [_, t] : g.initializers) n += t.nbytes();
+    return n;
+  }
+
+  StitchRepair plain_repair(TaskIndex t) const {
+    StitchRepair r;
+    r.affine.resize(static_cast<std::size_t>(tasks_.at(t)->num_blocks()));
+    r.pre_map.assign(r.affine.size(), nullptr);
+    return r;
+  }
+
+  std::vector<const zoo::TaskZoo*> tasks_;
+  std::tuple<Bs...> backends_;
+  std::vector<ProcessorBinding> procs_;
+  std::vector<std::unique_ptr<StitchedModel<reference::Backend>>> oracle_;
+  std::vector<std::vector<Slot>> slots_;  // [task][(block * variants + variant) * processors + processor]
+  mutable std::mutex mu_;
+  std::size_t resident_ = 0, repair_bytes_ = 0;
+  std::mutex repair_mu_;
+  std::map<std::pair<TaskIndex, std::vector<int>>, std::unique_ptr<StitchRepair>> repairs_;
+};
+
+}  // namespace sparseloom::stitch
