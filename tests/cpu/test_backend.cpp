@@ -100,9 +100,13 @@ TEST_CASE("Cpu.Backend.ZooVariantsMatchReference") {
     CAPTURE(file.string());
     const ir::Graph g = onnx_io::import_file(file);
     const bool int8 = file.stem().string().rfind("int8", 0) == 0;
-    const auto inputs = task_inputs(file.parent_path(), g, 3);
+    const auto inputs = task_inputs(file.parent_path(), g, 2);
     auto ref = reference::Backend{}.compile(g, {});
+    // Two threads on the variants that exercise distinct formats (keeps the label short).
+    const std::string stem = file.stem().string();
+    const bool two = stem == "base" || stem == "p90" || stem == "b4x1_p90" || stem == "s2_4" || stem == "int8_p90";
     for (int threads : {1, 2}) {
+      if (threads == 2 && !two) continue;
       CAPTURE(threads);
       auto exe = backend.compile(g, {threads});
       CHECK(exe.resident_bytes() > 0);

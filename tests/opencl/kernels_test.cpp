@@ -217,7 +217,8 @@ TEST_CASE("OpenCL.MatMul.FormatChoice") {
     const auto w = random_vec(static_cast<std::size_t>(s.m * s.k), 500);
     auto mm = MatMul::create(ctx(), w, s.m, s.k, s.n, {}, opt);
     CHECK(mm.format() == WeightFormat::dense);  // no zeros: sparse formats do not compete
-    CHECK(mm.trials().size() == 1);
+    CHECK(!mm.trials().empty());                // GPUs also try split-K dense geometries
+    for (const auto& t : mm.trials()) CHECK(t.kernel.rfind("dense", 0) == 0);
     check_matmul(mm, w, s, {}, 501);
   }
   {

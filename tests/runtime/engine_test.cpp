@@ -103,7 +103,7 @@ TEST_CASE("Engine.States.EveryEndStateIsReachable") {
   }
   SUBCASE("below_accuracy (no variant meets the floor)") {
     World w(one_task());
-    Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), tasks(1, slo(200, 95)));
+    Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), tasks(1, slo(5000, 95)));
     auto h = eng.submit(0, {input(1)});
     REQUIRE(h.wait_for(5s));
     CHECK(h.state() == RequestState::below_accuracy);
@@ -111,7 +111,7 @@ TEST_CASE("Engine.States.EveryEndStateIsReachable") {
   }
   SUBCASE("failed (the only processor fails)") {
     World w(one_task());
-    Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), tasks(1, slo(200)));
+    Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), tasks(1, slo(5000)));
     w.runner.disappear(0);
     auto h = eng.submit(0, {input(1)});
     REQUIRE(h.wait_for(5s));
@@ -123,8 +123,8 @@ TEST_CASE("Engine.States.EveryEndStateIsReachable") {
     check_accounting(eng.metrics());
   }
   SUBCASE("cancelled (while queued)") {
-    World w(one_task(5.0));
-    Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), tasks(1, slo(1000)));
+    World w(one_task(20.0));  // the first request holds the processor for 40 ms
+    Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), tasks(1, slo(5000)));
     auto first = eng.submit(0, {input(1)});
     auto second = eng.submit(0, {input(2)});
     CHECK(second.cancel());

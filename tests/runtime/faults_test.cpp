@@ -118,9 +118,10 @@ TEST_CASE("Faults.MemoryBudgetHolds") {
     World w(two_processors());
     rt::EngineOptions o;
     o.memory_budget_bytes = w.zoo.block_bytes / 2;
-    Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(2), tasks(1, slo(200)), o);
+    Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(2), tasks(1, slo(5000)), o);
     auto h = eng.submit(0, {input(1)});
     REQUIRE(h.wait_for(5s));
+    INFO(h.record().reason);
     CHECK(h.state() == RequestState::failed);
     CHECK(h.record().reason.find("memory budget") != std::string::npos);
     const auto m = eng.metrics();

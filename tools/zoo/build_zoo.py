@@ -49,6 +49,7 @@ LAMBDA_SWEEP = {"p95": [1.0, 0.3]}
 LAMBDA_DEFAULT = 1.0
 STITCH_SAMPLE = 200
 STITCH_SEED = 1234
+OWN_STATS = False  # --b2-own-stats: BN running stats from the variant's own chain only
 QUICK_STEPS = 0   # --quick: smoke test (few fine-tuning steps, small stitch sample)
 
 
@@ -67,6 +68,8 @@ def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None
         key += f"_s{steps}"
     if QUICK_STEPS:
         key += "_quick"
+    if OWN_STATS and derivation == "b2":
+        key += "_ownstats"
     m = train.clone(base)
     masks, pattern = train.prune(m, kind, sparsity)
     if not cache.load(cache_dir, task, key, m):
@@ -74,7 +77,8 @@ def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None
         log(f"  deriving {task}/{key}")
         train.set_seed(1)
         train.train(m, xtr, ytr, steps, cfg["ft_lr"], 0.0, seed=hash(name) % 1000,
-                    masks=masks, teacher=base if derivation == "b2" else None, lam=lam, log=None)
+                    masks=masks, teacher=base if derivation == "b2" else None, lam=lam, log=None,
+                    own_stats=OWN_STATS)
         cache.save(cache_dir, task, key, m)
     train.apply_masks(m, masks)
     return m, pattern
@@ -443,9 +447,12 @@ def main():
     ap.add_argument("--cache", default="out/zoo-cache")
     ap.add_argument("--quick", action="store_true", help="smoke test, not a zoo")
     ap.add_argument("--lam", type=float, default=1.0, help="B2 distillation weight")
+    ap.add_argument("--b2-own-stats", action="store_true",
+                    help="B2 without BatchNorm running-stat updates from the base-input passes")
     a = ap.parse_args()
-    global LAMBDA_DEFAULT
+    global LAMBDA_DEFAULT, OWN_STATS
     LAMBDA_DEFAULT = a.lam
+    OWN_STATS = a.b2_own_stats
     if a.quick:
         global QUICK_STEPS, STITCH_SAMPLE
         QUICK_STEPS, STITCH_SAMPLE = 5, 12

@@ -43,8 +43,21 @@ def apply_masks(model, masks):
             params[n].mul_(m)
 
 
+def _frozen_stats_call(block, x):
+    """Runs a block in train mode without updating its BatchNorm running statistics."""
+    bns = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        return block(x)
+    finally:
+        for m, mo in zip(bns, saved):
+            m.momentum = mo
+
+
 def train(model, x, y, steps, lr, wd=0.0, bs=128, seed=0, masks=None, teacher=None, lam=0.0,
-          mix=0.5, warmup_frac=0.05, log=None):
+          mix=0.5, warmup_frac=0.05, log=None, own_stats=False):
     """Trains `model` for `steps` minibatches. With a teacher (the base), adds B2 block-wise
     distillation: sum over cut points of MSE(block out, base block out) / mean(base out^2),
     where each block's input is, with probability `mix`, the BASE's activation instead of
@@ -84,7 +97,12 @@ def train(model, x, y, steps, lr, wd=0.0, bs=128, seed=0, masks=None, teacher=No
             for i, b in enumerate(model.blocks):
                 out = b(h)
                 if i < nb - 1:
-                    d_out = b(acts[i]) if (i > 0 and coin[i] < mix) else out
+                    if i > 0 and coin[i] < mix:
+                        # own_stats: BN running statistics come from the variant's own chain
+                        # only (the committed zoo was built without it: stats of both inputs)
+                        d_out = _frozen_stats_call(b, acts[i]) if own_stats else b(acts[i])
+                    else:
+                        d_out = out
                     dl = dl + F.mse_loss(d_out, acts[i + 1]) / acts[i + 1].pow(2).mean().clamp_min(1e-8)
                 h = out
             loss = F.cross_entropy(h, yb) + lam * dl

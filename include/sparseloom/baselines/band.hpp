@@ -55,7 +55,10 @@ class Band {
     std::vector<std::vector<Candidate>> options(T);
     std::vector<std::string> why(T);
     std::vector<StitchedVariant> fallback(T);
-    if (static_cast<int>(expected_.size()) != T) expected_.assign(T, std::vector<double>(P, kInf)), variant_.assign(T, -1);
+    if (static_cast<int>(expected_.size()) != T) {
+      expected_.assign(T, std::vector<double>(P, kInf));
+      variant_.assign(T, -1);
+    }
     for (int t = 0; t < T; ++t) {
       BlockTable bt = optimizer::block_table(e, t, s);
       models[t] = fastest_meeting_floor(e, t, bt, s.slos[t].min_accuracy_pct);

@@ -72,7 +72,8 @@ class AccuracyModel {
       const auto f = features(s);
       for (std::size_t i = 0; i < f.size(); ++i) acc += f[i] * w_[i];
     }
-    return std::clamp(acc, 0.0, 100.0);
+    // A stitch is not trusted to beat the best measured variant by more than noise.
+    return std::clamp(acc, 0.0, std::min(100.0, *std::max_element(plain_.begin(), plain_.end()) + 0.5));
   }
 
   std::size_t num_features() const {

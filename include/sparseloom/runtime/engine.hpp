@@ -437,6 +437,18 @@ class Engine {
     plan.version = ++version_;
     auto snap = std::make_shared<Snapshot>();
     for (TaskIndex t = 0; t < static_cast<TaskIndex>(live_.size()); ++t) snap->routes.push_back(make_route(plan, t));
+    // Stitch-time work (e.g. the repairs of newly chosen stitches) is done before the plan is
+    // adopted, here on the planner thread: requests keep running on the old plan meanwhile.
+    if constexpr (requires(TaskIndex t, const StitchedVariant& s) { lib_.prepare(t, s); }) {
+      for (std::size_t t = 0; t < plan.tasks.size() && t < live_.size(); ++t) {
+        if (plan.tasks[t].variant.choice.size() != static_cast<std::size_t>(lib_.num_blocks(static_cast<TaskIndex>(t)))) continue;
+        try {
+          lib_.prepare(static_cast<TaskIndex>(t), plan.tasks[t].variant);
+        } catch (const std::exception& e) {
+          reason += std::string("; preparing task ") + std::to_string(t) + ": " + e.what();
+        }
+      }
+    }
     try {
       pre_.on_plan(lib_, plan);
     } catch (const std::exception& e) {

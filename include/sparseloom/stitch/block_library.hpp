@@ -30,8 +30,10 @@ class BlockLibrary {
   using Exe = std::variant<std::monostate, typename Bs::Executable...>;
 
  public:
-  BlockLibrary(std::vector<const zoo::TaskZoo*> tasks, std::tuple<Bs...> backends, std::vector<ProcessorBinding> processors)
-      : tasks_(std::move(tasks)), backends_(std::move(backends)), procs_(std::move(processors)) {
+  // repair_samples: calibration images used per stitch repair (0 = the whole committed set).
+  BlockLibrary(std::vector<const zoo::TaskZoo*> tasks, std::tuple<Bs...> backends, std::vector<ProcessorBinding> processors,
+               std::int64_t repair_samples = 0)
+      : tasks_(std::move(tasks)), backends_(std::move(backends)), procs_(std::move(processors)), repair_samples_(repair_samples) {
     for (const auto& p : procs_)
       check(p.backend < sizeof...(Bs), ErrorCode::invalid_argument, "BlockLibrary",
             "processor '" + p.name + "' names backend " + std::to_string(p.backend) + " of " + std::to_string(sizeof...(Bs)));
@@ -89,19 +91,21 @@ class BlockLibrary {
   // Repair of a stitch, computed once (on the reference oracle, from the calibration set) and
   // shared by every request that runs it. Call prepare() when a plan is adopted so no request
   // pays for it.
+  // Computed outside the map's lock, once per stitch: requests of other stitches never wait.
   const StitchRepair& repair(TaskIndex t, const StitchedVariant& s) {
-    std::lock_guard lock(repair_mu_);
-    auto key = std::make_pair(t, s.choice);
-    auto it = repairs_.find(key);
-    if (it == repairs_.end()) {
-      auto r = std::make_unique<StitchRepair>(s.is_plain() ? plain_repair(t) : oracle_.at(t)->repair(s, 1));
-      {
-        std::lock_guard l2(mu_);
-        repair_bytes_ += r->bytes;
-      }
-      it = repairs_.emplace(key, std::move(r)).first;
+    Entry* e = nullptr;
+    {
+      std::lock_guard lock(repair_mu_);
+      auto& slot = repairs_[std::make_pair(t, s.choice)];
+      if (!slot) slot = std::make_unique<Entry>();
+      e = slot.get();
     }
-    return *it->second;
+    std::call_once(e->once, [&] {
+      e->repair = s.is_plain() ? plain_repair(t) : oracle_.at(t)->repair(s, 1, repair_samples_);
+      std::lock_guard l2(mu_);
+      repair_bytes_ += e->repair.bytes;
+    });
+    return e->repair;
   }
   void prepare(TaskIndex t, const StitchedVariant& s) { repair(t, s); }
 
@@ -172,8 +176,13 @@ class BlockLibrary {
   std::vector<std::vector<Slot>> slots_;  // [task][(block * variants + variant) * processors + processor]
   mutable std::mutex mu_;
   std::size_t resident_ = 0, repair_bytes_ = 0;
+  struct Entry {
+    std::once_flag once;
+    StitchRepair repair;
+  };
+  std::int64_t repair_samples_ = 0;
   std::mutex repair_mu_;
-  std::map<std::pair<TaskIndex, std::vector<int>>, std::unique_ptr<StitchRepair>> repairs_;
+  std::map<std::pair<TaskIndex, std::vector<int>>, std::unique_ptr<Entry>> repairs_;
 };
 
 }  // namespace sparseloom::stitch

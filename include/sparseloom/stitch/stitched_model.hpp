@@ -11,6 +11,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <vector>
 
 #include "sparseloom/concepts/backend.hpp"
@@ -113,8 +114,9 @@ class StitchedModel {
     return std::move(exes_[b][v].run(std::span<const Tensor>(&x, 1), ro).front());
   }
 
-  // Stitch-time repair from the committed calibration set; no gradients.
-  StitchRepair repair(const StitchedVariant& s, int threads = 1) const {
+  // Stitch-time repair from the committed calibration set (its first `samples` images; all
+  // when samples <= 0); no gradients.
+  StitchRepair repair(const StitchedVariant& s, int threads = 1, std::int64_t samples = 0) const {
     const auto t0 = std::chrono::steady_clock::now();
     const auto& m = zoo_->manifest;
     const int nb = static_cast<int>(exes_.size());
@@ -122,7 +124,7 @@ class StitchedModel {
     r.affine.resize(nb);
     r.pre_map.assign(nb, nullptr);
     const int base = zoo_->base();
-    const auto n = zoo_->calib_x.dim(0);
+    const auto n = samples > 0 ? std::min(samples, zoo_->calib_x.dim(0)) : zoo_->calib_x.dim(0);
     std::vector<Tensor> acts(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) acts[i] = zoo_->input(zoo_->calib_x, i);
     for (int b = 0; b < nb; ++b) {
@@ -135,7 +137,7 @@ class StitchedModel {
         r.shared_adapter_bytes += it->second.w.nbytes() + it->second.b.nbytes();
       }
       if (sw && spec.kind == zoo::RepairKind::bn_affine) {
-        const ChannelStats nat = native_stats(b, s.choice[b], threads);
+        const ChannelStats nat = native_stats(b, s.choice[b], threads, n);
         const ChannelStats st = observe(b, s.choice[b], acts, spec.tensor, threads);
         ChannelAffine a;
         for (std::size_t c = 0; c < nat.channels(); ++c) {
@@ -179,11 +181,10 @@ class StitchedModel {
 
  private:
   // Statistics of `tensor` inside block b of variant v, when v runs natively on the calib set.
-  ChannelStats native_stats(int b, int v, int threads) const {
+  ChannelStats native_stats(int b, int v, int threads, std::int64_t n) const {
     std::lock_guard lock(mu_);
-    auto key = std::make_pair(b, v);
+    auto key = std::make_tuple(b, v, n);
     if (auto it = native_.find(key); it != native_.end()) return it->second;
-    const auto n = zoo_->calib_x.dim(0);
     std::vector<Tensor> acts(static_cast<std::size_t>(n));
     const StitchedVariant native = plain(v);
     parallel_for(threads, n, [&](std::int64_t i0, std::int64_t i1) {
@@ -223,7 +224,7 @@ class StitchedModel {
   const zoo::TaskZoo* zoo_;
   std::vector<std::vector<Exe>> exes_;
   mutable std::mutex mu_;
-  mutable std::map<std::pair<int, int>, ChannelStats> native_;
+  mutable std::map<std::tuple<int, int, std::int64_t>, ChannelStats> native_;
 };
 
 }  // namespace sparseloom::stitch

@@ -22,6 +22,7 @@
 // With RunOptions::observe set, fused steps run unfused so every tensor is seen.
 // One run at a time per processor (the pool is shared by every executable of a Backend).
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -62,12 +63,12 @@ namespace detail {
 
 // One node run by the reference backend: a one-node graph holding its constant inputs.
 struct RefNode {
-  std::string name;
+  std::string name, op;
   std::vector<std::string> runtime_inputs;  // env tensors, in the sub-graph's input order
   std::vector<std::string> outputs;
   std::shared_ptr<const reference::Executable> exe;
 
-  RefNode(const ir::Graph& g, const ir::Node& n, const std::map<std::string, Tensor>& consts, int threads) : name(n.name), outputs(n.outputs) {
+  RefNode(const ir::Graph& g, const ir::Node& n, const std::map<std::string, Tensor>& consts, int threads) : name(n.name), op(n.op), outputs(n.outputs) {
     ir::Graph sub;
     sub.source = g.source;
     sub.nodes.push_back(n);
@@ -110,7 +111,29 @@ inline std::vector<float> const_floats(const Tensor& t) {
 
 class Executable {
  public:
-  std::vector<Tensor> run(std::span<const Tensor> inputs, const RunOptions& ro = {}) const {
+  std::vector<Tensor> run(std::span<const Tensor> inputs, const RunOptions& ro = {}) const { return run_impl(inputs, ro, nullptr); }
+
+  // Milliseconds per step (kernel layers with their fused ops, or single reference ops) of
+  // one run, named by the step's first node output; for benchmarks.
+  std::vector<std::pair<std::string, double>> profile(std::span<const Tensor> inputs) const {
+    std::vector<double> ms(steps_.size(), 0.0);
+    run_impl(inputs, {}, &ms);
+    std::vector<std::pair<std::string, double>> out;
+    for (std::size_t i = 0; i < steps_.size(); ++i)
+      out.emplace_back(steps_[i].kernel ? steps_[i].kernel->mid + " [kernel]"
+                       : steps_[i].ew ? steps_[i].ew->mid + " [elementwise]"
+                                      : steps_[i].ref->outputs.at(0) + " [" + steps_[i].ref->op + "]",
+                       ms[i]);
+    return out;
+  }
+
+  // Packed weights, kept constants and the kernels' workspaces, in bytes.
+  std::size_t resident_bytes() const noexcept { return resident_; }
+  int threads() const noexcept { return threads_; }
+  const std::vector<LayerInfo>& layers() const noexcept { return layers_; }
+
+ private:
+  std::vector<Tensor> run_impl(std::span<const Tensor> inputs, const RunOptions& ro, std::vector<double>* step_ms) const {
     check(inputs.size() == inputs_.size(), ErrorCode::invalid_argument, source_,
           "expected " + std::to_string(inputs_.size()) + " inputs, got " + std::to_string(inputs.size()));
     std::lock_guard lock(proc_->mu);
@@ -130,8 +153,11 @@ class Executable {
       const Step& s = steps_[si];
       if (ro.observe)
         for (const auto& name : s.observe_consts) ro.observe(name, consts_.at(name));
+      const auto t0 = std::chrono::steady_clock::now();
       if (s.kernel) run_kernel(*s.kernel, env, ro);
+      else if (s.ew) run_ew(*s.ew, env, ro);
       else run_ref(*s.ref, env, ro);
+      if (step_ms) (*step_ms)[si] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       for (const auto& dead : s.release) env.erase(dead);
     }
     if (ro.observe)
@@ -144,12 +170,6 @@ class Executable {
     return result;
   }
 
-  // Packed weights, kept constants and the kernels' workspaces, in bytes.
-  std::size_t resident_bytes() const noexcept { return resident_; }
-  int threads() const noexcept { return threads_; }
-  const std::vector<LayerInfo>& layers() const noexcept { return layers_; }
-
- private:
   friend class Backend;
   enum class Kind : std::uint8_t { conv, linear };
 
@@ -169,8 +189,15 @@ class Executable {
     std::shared_ptr<const PreparedMatmul> mm;
     std::int64_t rows = 1, k = 0, m = 0;
   };
+  // Same-shape f32 Add / Sub / Mul of two runtime tensors, optionally with a fused Relu.
+  struct EwStep {
+    char op = '+';
+    std::string a, b, mid, out;
+    std::vector<detail::RefNode> absorbed;  // the fused Relu, for unfused runs
+  };
   struct Step {
     std::shared_ptr<const KernelStep> kernel;
+    std::shared_ptr<const EwStep> ew;
     std::shared_ptr<const detail::RefNode> ref;
     std::vector<std::string> observe_consts;  // folded constants reported before this step
     std::vector<std::string> release;         // env tensors dead after this step
@@ -190,6 +217,28 @@ class Executable {
   void run_ref(const detail::RefNode& r, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
     auto outs = r.run(env);
     for (std::size_t i = 0; i < outs.size() && i < r.outputs.size(); ++i) publish(r.outputs[i], std::move(outs[i]), env, ro);
+  }
+
+  void run_ew(const EwStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
+    const Tensor a = env.at(s.a).contiguous(), b = env.at(s.b).contiguous();
+    bool fuse = !s.absorbed.empty() && !ro.observe && !(ro.affine && ro.affine->count(s.mid));
+    Tensor y = Tensor::empty(a.shape(), DType::f32);
+    const float* pa = a.data<float>();
+    const float* pb = b.data<float>();
+    float* py = y.data<float>();
+    const std::int64_t n = a.numel();
+    const int parts = static_cast<int>(std::clamp<std::int64_t>(n / 16384, 1, threads_));
+    const char op = s.op;
+    proc_->pool.run(parts, [&](int t) {
+      const std::int64_t i0 = n * t / parts / 16 * 16, i1 = t + 1 == parts ? n : n * (t + 1) / parts / 16 * 16;
+      if (op == '+') for (std::int64_t i = i0; i < i1; ++i) py[i] = pa[i] + pb[i];
+      else if (op == '-') for (std::int64_t i = i0; i < i1; ++i) py[i] = pa[i] - pb[i];
+      else for (std::int64_t i = i0; i < i1; ++i) py[i] = pa[i] * pb[i];
+      if (fuse) for (std::int64_t i = i0; i < i1; ++i) py[i] = py[i] > 0.f ? py[i] : 0.f;
+    });
+    if (fuse) return publish(s.out, std::move(y), env, ro);
+    publish(s.mid, std::move(y), env, ro);
+    for (const auto& r : s.absorbed) run_ref(r, env, ro);
   }
 
   // Runs the kernel into a fresh tensor of the kernel node's output shape.
@@ -550,10 +599,29 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
         }
       }
     }
+    std::shared_ptr<Executable::EwStep> ew;
+    if (!kernel && (n.op == "Add" || n.op == "Sub" || n.op == "Mul") && n.inputs.size() == 2 && !is_const(n.inputs[0]) &&
+        !is_const(n.inputs[1]) && g.value(n.inputs[0]).dtype == DType::f32 && g.value(n.inputs[1]).dtype == DType::f32 &&
+        shape_of(n.inputs[0]) == shape_of(n.inputs[1])) {
+      ew = std::make_shared<Executable::EwStep>();
+      ew->op = n.op == "Add" ? '+' : n.op == "Sub" ? '-' : '*';
+      ew->a = n.inputs[0];
+      ew->b = n.inputs[1];
+      ew->mid = ew->out = n.outputs[0];
+      if (single_private(ew->mid)) {
+        const ir::Node* c = consumer_of[ew->mid];
+        if (c && c->op == "Relu") {
+          ew->absorbed.emplace_back(g, *c, consts, o.threads);
+          ew->out = c->outputs[0];
+          absorbed.insert(c);
+        }
+      }
+    }
     Executable::Step step;
     step.observe_consts = std::move(pending_observe);
     pending_observe.clear();
     if (kernel) step.kernel = std::move(ks);
+    else if (ew) step.ew = std::move(ew);
     else step.ref = std::make_shared<const detail::RefNode>(g, n, consts, o.threads);
     exe.steps_.push_back(std::move(step));
   }
@@ -568,6 +636,11 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
         for (const auto& in : r.runtime_inputs) last_use[in] = i;
       last_use[s.kernel->mid] = i;
       for (const auto& a : s.kernel->absorbed_outputs) last_use[a] = i;
+    } else if (s.ew) {
+      last_use[s.ew->a] = i;
+      last_use[s.ew->b] = i;
+      last_use[s.ew->mid] = i;
+      last_use[s.ew->out] = i;
     } else {
       for (const auto& in : s.ref->runtime_inputs) last_use[in] = i;
       for (const auto& out : s.ref->outputs) last_use[out] = std::max(last_use[out], i);

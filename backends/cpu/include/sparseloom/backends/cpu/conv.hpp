@@ -112,7 +112,13 @@ class Conv2dF32 {
               std::int64_t lo = 0, hi = ow;
               while (lo < ow && lo * s_.stride_w + off < 0) ++lo;
               while (hi > lo && (hi - 1) * s_.stride_w + off >= s_.w) --hi;
-              for (std::int64_t ox = lo; ox < hi; ++ox) acc[static_cast<std::size_t>(ox)] += wv * xr[ox * s_.stride_w + off];
+              float* a = acc.data();
+              if (s_.stride_w == 1) {
+                const float* xs = xr + (lo + off);  // contiguous: vectorises
+                for (std::int64_t ox = lo; ox < hi; ++ox) a[ox] += wv * xs[ox - lo];
+              } else {
+                for (std::int64_t ox = lo; ox < hi; ++ox) a[ox] += wv * xr[ox * s_.stride_w + off];
+              }
             }
           }
           float* yr = y + (c * oh + oy) * ow;

@@ -241,6 +241,11 @@ inline std::size_t spmm_local_bytes(const SpmmConfig& c, std::int64_t n, int row
 inline std::vector<SpmmConfig> spmm_candidates(const DeviceInfo& d, std::int64_t n, bool quick = false,
                                                int rows_per_item = 1) {
   std::vector<SpmmConfig> out{default_spmm_config(d, n)};
+  // The default geometry can exceed a device's local memory for large N (early conv layers):
+  // fall back to the plain one-stage geometry, which needs none.
+  if (spmm_local_bytes(out[0], n, rows_per_item) > d.local_mem_bytes ||
+      static_cast<std::size_t>(out[0].lx * out[0].ks) > d.max_work_group)
+    out[0] = SpmmConfig{n % 4 == 0 ? 4 : 1, 32, 1, 1};
   if (d.type == DeviceType::cpu) {
     if (!quick) {
       auto c = out[0];
