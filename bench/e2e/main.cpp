@@ -20,9 +20,22 @@
 #include "sparseloom/runtime/engine.hpp"
 #include "sparseloom/runtime/metrics_json.hpp"
 #include "sparseloom/stitch/block_library.hpp"
+#ifdef SPARSELOOM_E2E_HAS_CPU
+#include <unistd.h>
+
+#include "sparseloom/backends/cpu/backend.hpp"
+#endif
 
 using namespace sparseloom;
+#ifdef SPARSELOOM_E2E_HAS_CPU
+// Two CPU processors (core groups), each its own cpu::Backend instance with its own pool, plus
+// the reference backend. A processor names its backend in the scenario.
+using Library = stitch::BlockLibrary<cpu::Backend, cpu::Backend, reference::Backend>;
+constexpr std::size_t kReferenceIndex = 2, kMaxCpu = 2;
+#else
 using Library = stitch::BlockLibrary<reference::Backend>;
+constexpr std::size_t kReferenceIndex = 0, kMaxCpu = 0;
+#endif
 
 namespace {
 
@@ -64,11 +77,21 @@ Setup build(const std::string& path, bool quick) {
   }
   std::vector<stitch::ProcessorBinding> bind;
   std::vector<estimator::ProcessorProfile> pprof;
+  std::vector<int> cpu_threads;
   for (const auto& p : st.sc.processors) {
-    check(p.backend == "reference", ErrorCode::unsupported, path + ": processor '" + p.name + "'",
-          "backend '" + p.backend + "' is not wired into sparseloom-bench-e2e yet (use reference)");
-    bind.push_back({p.name, 0, {p.threads}});
+    std::size_t backend = kReferenceIndex;
+    if (p.backend == "cpu") {
+      check(cpu_threads.size() < kMaxCpu, ErrorCode::unsupported, path + ": processor '" + p.name + "'",
+            kMaxCpu ? "at most 2 cpu processors (core groups) per scenario" : "this build has no cpu backend (oneDNN not found)");
+      backend = cpu_threads.size();
+      cpu_threads.push_back(p.threads);
+    } else {
+      check(p.backend == "reference", ErrorCode::unsupported, path + ": processor '" + p.name + "'",
+            "backend '" + p.backend + "' is not wired into sparseloom-bench-e2e yet (use cpu or reference)");
+    }
+    bind.push_back({p.name, backend, {p.threads}});
     pprof.push_back({p.name, p.kind, p.backend, cpu_model(), p.threads});
+    (void)kMaxCpu;
     runtime::ProcessorSpec ps;
     ps.name = p.name;
     ps.kind = p.kind == "gpu" ? runtime::ProcessorKind::gpu : p.kind == "npu" ? runtime::ProcessorKind::npu : runtime::ProcessorKind::cpu;
@@ -76,7 +99,22 @@ Setup build(const std::string& path, bool quick) {
   }
   // Stitch repairs in the engine use 128 calibration images: the per-channel statistics are
   // stable by then, and a re-plan's new stitch is ready sooner.
+#ifdef SPARSELOOM_E2E_HAS_CPU
+  cpu_threads.resize(kMaxCpu, 1);
+  // Core groups: on a machine with enough cores, processor i gets its own cores.
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  auto cores = [&](int first, int n) {
+    std::vector<int> c;
+    for (int i = 0; i < n && first + i < hw; ++i) c.push_back(first + i);
+    return static_cast<int>(c.size()) == n ? c : std::vector<int>{};
+  };
+  std::tuple<cpu::Backend, cpu::Backend, reference::Backend> backends{
+      cpu::Backend(cpu_threads[0], cores(0, cpu_threads[0])), cpu::Backend(cpu_threads[1], cores(cpu_threads[0], cpu_threads[1])),
+      reference::Backend{}};
+  st.lib = std::make_unique<Library>(ptrs, std::move(backends), bind, 128);
+#else
   st.lib = std::make_unique<Library>(ptrs, std::tuple<reference::Backend>{}, bind, 128);
+#endif
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<estimator::Profiled::Task> et;
   for (std::size_t t = 0; t < st.zoos.size(); ++t) {
@@ -187,6 +225,14 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef SPARSELOOM_E2E_HAS_CPU
+  // libgomp reads its spin policy when it loads: oneDNN's idle OpenMP threads would otherwise
+  // spin on the cores our pools need (bench/kernels does the same).
+  if (!std::getenv("GOMP_SPINCOUNT") && !std::getenv("OMP_WAIT_POLICY")) {
+    setenv("GOMP_SPINCOUNT", "30000", 1);
+    execv("/proc/self/exe", argv);
+  }
+#endif
   CLI::App app{"SparseLoom end-to-end comparison: SparsityAware vs baselines on one scenario"};
   std::string scenario, json_path;
   bool quick = false;

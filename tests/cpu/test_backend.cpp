@@ -231,3 +231,21 @@ TEST_CASE("Cpu.Backend.FixedProcessorAndLayers") {
   CHECK(fused == 5);  // every Conv's Relu
   CHECK_THROWS_AS(proc.compile(g, {3}), Error);
 }
+
+TEST_CASE("Cpu.Backend.ObserveSeesEveryTensorOfAQdqGraph") {
+  const fs::path file = fs::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/digits_cnn/int8_p90.onnx";
+  if (!fs::exists(file)) return;
+  const ir::Graph g = onnx_io::import_file(file);
+  const std::vector<Tensor> in{task_inputs(file.parent_path(), g, 1).at(0)};
+  std::vector<std::string> want, got;
+  RunOptions rro;
+  rro.observe = [&](const std::string& name, const Tensor&) { want.push_back(name); };
+  reference::Backend{}.compile(g, {}).run(in, rro);
+  RunOptions ro;
+  ro.observe = [&](const std::string& name, const Tensor&) { got.push_back(name); };
+  auto backend = test_backend();
+  backend.compile(g, {1}).run(in, ro);
+  std::sort(want.begin(), want.end());
+  std::sort(got.begin(), got.end());
+  CHECK(got == want);
+}

@@ -68,7 +68,8 @@ def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None
         key += f"_s{steps}"
     if QUICK_STEPS:
         key += "_quick"
-    if OWN_STATS and derivation == "b2":
+    own_stats = OWN_STATS or cfg.get("b2_own_stats", False)
+    if own_stats and derivation == "b2":
         key += "_ownstats"
     m = train.clone(base)
     masks, pattern = train.prune(m, kind, sparsity)
@@ -78,7 +79,7 @@ def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None
         train.set_seed(1)
         train.train(m, xtr, ytr, steps, cfg["ft_lr"], 0.0, seed=hash(name) % 1000,
                     masks=masks, teacher=base if derivation == "b2" else None, lam=lam, log=None,
-                    own_stats=OWN_STATS)
+                    own_stats=own_stats)
         cache.save(cache_dir, task, key, m)
     train.apply_masks(m, masks)
     return m, pattern
@@ -404,6 +405,9 @@ def build_task(task, out_root, cache_dir, derivation):
                             "(largest lambda within 1 pp of the plain twin on validation)"
                             if derivation == "b2" else
                             "plain: prune, fine-tune with cross-entropy only, masks held"),
+            "b2_bn_running_stats": ("variant's own chain only (--b2-own-stats)"
+                                    if OWN_STATS or cfg.get("b2_own_stats") else
+                                    "updated by both the own-chain and the base-input passes"),
             "fine_tune_steps": cfg["ft_steps"],
             "fine_tune_steps_ge_90pct": cfg.get("ft_steps_sparse", cfg["ft_steps"]),
             "lambda_sweep": cfg.get("lambda_sweep", LAMBDA_SWEEP),

@@ -91,39 +91,87 @@ class Conv2dF32 {
   const Conv2dShape& shape() const noexcept { return s_; }
 
  private:
+  // Row by row: every tap adds a contiguous run of input to the output row's accumulator. For
+  // stride S > 1 each input row is first split into its S phases (x[p], x[p+S], ...), so a tap
+  // reads one phase contiguously too and the loops vectorise.
   void run_depthwise(const float* x, float* y, ThreadPool& pool, const EpilogueArrays& epi) const {
-    const std::int64_t oh = s_.out_h(), ow = s_.out_w();
+    if (s_.stride_h == 1 && s_.stride_w == 1) return run_depthwise_s1(x, y, pool, epi);
+    const std::int64_t oh = s_.out_h(), ow = s_.out_w(), S = s_.stride_w;
+    const std::int64_t plen = (s_.w + S - 1) / S;
     pool.run(threads_, [&](int t) {
-      std::vector<float> acc(static_cast<std::size_t>(ow));
+      std::vector<float> acc(static_cast<std::size_t>(ow)), ph(static_cast<std::size_t>(S == 1 ? 0 : S * plen));
       for (std::int64_t c = s_.cout * t / threads_; c < s_.cout * (t + 1) / threads_; ++c) {
         const float* wc = dw_.data() + c * s_.kh * s_.kw;
         const float* xc = x + c * s_.h * s_.w;
         const float sc = epi.scale[static_cast<std::size_t>(c)], sh = epi.shift[static_cast<std::size_t>(c)];
         for (std::int64_t oy = 0; oy < oh; ++oy) {
+          float* a = acc.data();
           std::fill(acc.begin(), acc.end(), 0.f);
           for (std::int64_t i = 0; i < s_.kh; ++i) {
             const std::int64_t iy = oy * s_.stride_h - s_.pad_top + i * s_.dil_h;
             if (iy < 0 || iy >= s_.h) continue;
             const float* xr = xc + iy * s_.w;
+            if (S > 1)
+              for (std::int64_t p = 0; p < S; ++p) {
+                float* dst = ph.data() + p * plen;
+                for (std::int64_t q = 0; q * S + p < s_.w; ++q) dst[q] = xr[q * S + p];
+              }
             for (std::int64_t j = 0; j < s_.kw; ++j) {
               const float wv = wc[i * s_.kw + j];
-              // Output columns whose input column is inside the image.
+              // Output columns whose input column ox*S + off is inside the image.
               const std::int64_t off = j * s_.dil_w - s_.pad_left;
               std::int64_t lo = 0, hi = ow;
-              while (lo < ow && lo * s_.stride_w + off < 0) ++lo;
-              while (hi > lo && (hi - 1) * s_.stride_w + off >= s_.w) --hi;
-              float* a = acc.data();
-              if (s_.stride_w == 1) {
-                const float* xs = xr + (lo + off);  // contiguous: vectorises
-                for (std::int64_t ox = lo; ox < hi; ++ox) a[ox] += wv * xs[ox - lo];
+              while (lo < ow && lo * S + off < 0) ++lo;
+              while (hi > lo && (hi - 1) * S + off >= s_.w) --hi;
+              if (lo >= hi) continue;
+              const float* src;
+              if (S == 1) {
+                src = xr + (lo + off);
               } else {
-                for (std::int64_t ox = lo; ox < hi; ++ox) a[ox] += wv * xr[ox * s_.stride_w + off];
+                const std::int64_t first = lo * S + off;  // >= 0
+                src = ph.data() + (first % S) * plen + first / S;
               }
+              float* ar = a + lo;
+              const std::int64_t len = hi - lo;
+              for (std::int64_t q = 0; q < len; ++q) ar[q] += wv * src[q];
             }
           }
           float* yr = y + (c * oh + oy) * ow;
-          for (std::int64_t ox = 0; ox < ow; ++ox)
-            yr[ox] = std::min(std::max(sc * acc[static_cast<std::size_t>(ox)] + sh, epi.lo), epi.hi);
+          for (std::int64_t ox = 0; ox < ow; ++ox) yr[ox] = std::min(std::max(sc * a[ox] + sh, epi.lo), epi.hi);
+        }
+      }
+    });
+  }
+
+  // Stride 1: the channel is copied into a zero-padded plane of width Wp, and every tap adds
+  // one contiguous run of oh*Wp values (the Wp - ow columns past each output row are computed
+  // and dropped), so small planes (7x7, 14x14) still fill whole vectors.
+  void run_depthwise_s1(const float* x, float* y, ThreadPool& pool, const EpilogueArrays& epi) const {
+    const std::int64_t oh = s_.out_h(), ow = s_.out_w();
+    const std::int64_t wp = s_.w + s_.pad_left + s_.pad_right, hp = s_.h + s_.pad_top + s_.pad_bottom;
+    const std::int64_t tail = (s_.kw - 1) * s_.dil_w + 1;
+    const std::int64_t n = oh * wp;
+    pool.run(threads_, [&](int t) {
+      std::vector<float> xp(static_cast<std::size_t>(hp * wp + tail), 0.f), acc(static_cast<std::size_t>(n));
+      for (std::int64_t c = s_.cout * t / threads_; c < s_.cout * (t + 1) / threads_; ++c) {
+        const float* wc = dw_.data() + c * s_.kh * s_.kw;
+        const float* xc = x + c * s_.h * s_.w;
+        // Interior only: the border of xp is never written, so it stays zero.
+        for (std::int64_t r = 0; r < s_.h; ++r)
+          std::memcpy(xp.data() + (r + s_.pad_top) * wp + s_.pad_left, xc + r * s_.w, static_cast<std::size_t>(s_.w) * sizeof(float));
+        float* a = acc.data();
+        std::fill(acc.begin(), acc.end(), 0.f);
+        for (std::int64_t i = 0; i < s_.kh; ++i)
+          for (std::int64_t j = 0; j < s_.kw; ++j) {
+            const float wv = wc[i * s_.kw + j];
+            const float* src = xp.data() + i * s_.dil_h * wp + j * s_.dil_w;
+            for (std::int64_t q = 0; q < n; ++q) a[q] += wv * src[q];
+          }
+        const float sc = epi.scale[static_cast<std::size_t>(c)], sh = epi.shift[static_cast<std::size_t>(c)];
+        for (std::int64_t oy = 0; oy < oh; ++oy) {
+          float* yr = y + (c * oh + oy) * ow;
+          const float* ar = a + oy * wp;
+          for (std::int64_t ox = 0; ox < ow; ++ox) yr[ox] = std::min(std::max(sc * ar[ox] + sh, epi.lo), epi.hi);
         }
       }
     });
