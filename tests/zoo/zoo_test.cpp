@@ -31,7 +31,6 @@ TEST_CASE("Zoo.Committed.StructureMeetsTheIssue") {
     CAPTURE(m.task);
     CHECK(m.variants.size() >= 8);
     CHECK(m.blocks.size() >= 4);
-    CHECK(m.test_count >= std::min<std::int64_t>(2000, m.test_count));
   }
 }
 
