@@ -4,6 +4,8 @@
 // prints the paper-style table with ratios measured in the same run.
 #include <CLI/CLI.hpp>
 
+#include "../machine.hpp"
+
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -39,12 +41,7 @@ constexpr std::size_t kReferenceIndex = 0, kMaxCpu = 0;
 
 namespace {
 
-std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
-}
+using bench::cpu_model;
 
 struct Setup {
   bench::Scenario sc;

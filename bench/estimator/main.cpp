@@ -5,6 +5,8 @@
 // stitches never profiled whole. Pareto gain on measured latency.
 #include <CLI/CLI.hpp>
 
+#include "../machine.hpp"
+
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -18,12 +20,7 @@
 using namespace sparseloom;
 
 namespace {
-std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
-}
+using bench::cpu_model;
 }  // namespace
 
 int main(int argc, char** argv) {
