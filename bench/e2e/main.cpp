@@ -157,6 +157,12 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
         for (int p = 0; p < st.lib->num_processors(); ++p) st.lib->unload(t, b, v, p);
   runtime::EngineOptions eo;
   eo.memory_budget_bytes = static_cast<std::size_t>(st.sc.memory_budget_bytes);
+  // The scenario's rates are known and its SLO changes re-plan explicitly. Rate- and
+  // slow-down-triggered re-planning misfire here: the engine starts seconds before load does
+  // (stitch repairs), and two processors sharing two cores measure contention as a slow-down
+  // (docs/status.md). Every policy gets the same setting.
+  eo.rate_change_ratio = 1e9;
+  eo.slowdown_ratio = 1e9;
   runtime::Engine<Library, estimator::Profiled, Policy> eng(*st.lib, st.est, std::move(policy), st.procs, st.tasks, eo);
   // Stitch repairs of the adopted plan are computed before load arrives (stitch time).
   for (std::size_t t = 0; t < st.tasks.size(); ++t) st.lib->prepare(static_cast<TaskIndex>(t), eng.plan().tasks[t].variant);
