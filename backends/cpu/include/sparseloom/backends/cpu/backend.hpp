@@ -411,6 +411,23 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     for (const auto& in : n.inputs)
       if (!in.empty()) consumer_of[in] = &n;
   auto is_const = [&](const std::string& t) { return t.empty() || consts.count(t) != 0; };
+  // Folds a Relu, or a Clip with constant bounds, that consumes `prev` into the epilogue;
+  // false when `c` is neither (the fusion chain stops there).
+  auto fuse_activation = [&](const ir::Node& c, const ir::Node& prev, Epilogue& epi) {
+    if (c.op == "Relu") {
+      epi.act = Activation::relu;
+      return true;
+    }
+    if (c.op != "Clip" || c.inputs[0] != prev.outputs[0] || (c.has_input(1) && !is_const(c.inputs[1])) ||
+        (c.has_input(2) && !is_const(c.inputs[2])))
+      return false;
+    epi.clip_lo = c.has_input(1) ? detail::const_floats(consts.at(c.inputs[1]))[0]
+                                 : c.attr<float>("min", -std::numeric_limits<float>::infinity());
+    epi.clip_hi = c.has_input(2) ? detail::const_floats(consts.at(c.inputs[2]))[0]
+                                 : c.attr<float>("max", std::numeric_limits<float>::infinity());
+    epi.act = Activation::clip;
+    return true;
+  };
   auto shape_of = [&](const std::string& t) { return g.value(t).shape; };
 
   std::vector<std::string> pending_observe;
@@ -481,20 +498,7 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
             while (single_private(cur->outputs[0])) {
               const ir::Node* c = consumer_of[cur->outputs[0]];
               if (!c || ks->epi.act != Activation::none) break;
-              if (c->op == "Relu") {
-                ks->epi.act = Activation::relu;
-              } else if (c->op == "Clip" && c->inputs[0] == cur->outputs[0] && (!c->has_input(1) || is_const(c->inputs[1])) &&
-                         (!c->has_input(2) || is_const(c->inputs[2]))) {
-                float lo = c->attr<float>("min", -std::numeric_limits<float>::infinity());
-                float hi = c->attr<float>("max", std::numeric_limits<float>::infinity());
-                if (c->has_input(1)) lo = detail::const_floats(consts.at(c->inputs[1]))[0];
-                if (c->has_input(2)) hi = detail::const_floats(consts.at(c->inputs[2]))[0];
-                ks->epi.act = Activation::clip;
-                ks->epi.clip_lo = lo;
-                ks->epi.clip_hi = hi;
-              } else {
-                break;
-              }
+              if (!fuse_activation(*c, *cur, ks->epi)) break;
               ks->absorbed.emplace_back(g, *c, consts, o.threads);
               ks->absorbed_outputs.push_back(c->outputs[0]);
               fused_ops.push_back(c->op);
@@ -569,18 +573,7 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
               const auto bv = detail::const_floats(bt);
               for (std::int64_t i = 0; i < M; ++i) ks->epi.shift[static_cast<std::size_t>(i)] += bv[static_cast<std::size_t>(i)];
               ks->add_fused = true;
-            } else if (c->op == "Relu") {
-              ks->epi.act = Activation::relu;
-            } else if (c->op == "Clip" && c->inputs[0] == cur->outputs[0] && (!c->has_input(1) || is_const(c->inputs[1])) &&
-                       (!c->has_input(2) || is_const(c->inputs[2]))) {
-              float lo = c->attr<float>("min", -std::numeric_limits<float>::infinity());
-              float hi = c->attr<float>("max", std::numeric_limits<float>::infinity());
-              if (c->has_input(1)) lo = detail::const_floats(consts.at(c->inputs[1]))[0];
-              if (c->has_input(2)) hi = detail::const_floats(consts.at(c->inputs[2]))[0];
-              ks->epi.act = Activation::clip;
-              ks->epi.clip_lo = lo;
-              ks->epi.clip_hi = hi;
-            } else {
+            } else if (!fuse_activation(*c, *cur, ks->epi)) {
               break;
             }
             ks->absorbed.emplace_back(g, *c, consts, o.threads);
