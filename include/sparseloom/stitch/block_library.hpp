@@ -114,10 +114,8 @@ class BlockLibrary {
     const Slot& sl = slot(t, b, s.choice.at(b), p);
     check(sl.exe.index() != 0, ErrorCode::internal, tasks_.at(t)->manifest.task,
           "block " + std::to_string(b) + " is not resident on " + procs_.at(p).name);
-    RunOptions ro;
-    if (!r.affine[b].empty()) ro.affine = &r.affine[b];
     Tensor x = in.empty() ? Tensor() : in.front();
-    if (r.pre_map[b]) x = apply_residual_map(x, *r.pre_map[b]);
+    const RunOptions ro = repair_block(&r, b, x);
     return std::visit(
         [&](const auto& e) -> std::vector<Tensor> {
           if constexpr (std::is_same_v<std::decay_t<decltype(e)>, std::monostate>) {

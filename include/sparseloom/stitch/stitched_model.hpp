@@ -80,6 +80,17 @@ inline Tensor apply_residual_map(const Tensor& x_in, const zoo::ResidualMap& m) 
   return y;
 }
 
+// What a stitch's repair does around block b: maps the block's input (residual_map) in place
+// and returns the run options carrying its epilogue affine (bn_affine). One place for every
+// runner of stitched blocks.
+inline RunOptions repair_block(const StitchRepair* r, int b, Tensor& x) {
+  RunOptions ro;
+  if (!r) return ro;
+  if (r->pre_map[b]) x = apply_residual_map(x, *r->pre_map[b]);
+  if (!r->affine[b].empty()) ro.affine = &r->affine[b];
+  return ro;
+}
+
 template <Backend B>
 class StitchedModel {
  public:
@@ -106,11 +117,7 @@ class StitchedModel {
     const int v = s.choice[b];
     check(v >= 0 && v < static_cast<int>(exes_[b].size()), ErrorCode::invalid_argument, zoo_->manifest.task,
           "variant index " + std::to_string(v) + " out of range");
-    RunOptions ro;
-    if (r) {
-      if (r->pre_map[b]) x = apply_residual_map(x, *r->pre_map[b]);
-      if (!r->affine[b].empty()) ro.affine = &r->affine[b];
-    }
+    const RunOptions ro = repair_block(r, b, x);
     return std::move(exes_[b][v].run(std::span<const Tensor>(&x, 1), ro).front());
   }
 
