@@ -1,14 +1,15 @@
 #pragma once
-// Scenario files for sparseloom-bench-e2e (and the demo): tasks from a zoo with SLOs, the
+// Scenario files (sparseloom-bench-e2e, the demo, the CLI): tasks from a zoo with SLOs, the
 // processors, the load, a memory budget and SLO changes mid-run. JSON with schema_version;
-// errors name the file and the field.
+// errors name the file and the field (docs/scenario-format.md). Bounded: fuzzed.
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "sparseloom/core/json.hpp"
 #include "sparseloom/core/types.hpp"
 
-namespace sparseloom::bench {
+namespace sparseloom::scenario {
 
 inline constexpr int kScenarioSchema = 1;
 
@@ -42,9 +43,9 @@ struct Scenario {
   std::vector<SloChange> changes;
 };
 
-inline Scenario load_scenario(const std::string& path) {
-  const json::Json doc = json::load(path);
-  const json::Field root(doc, path);
+// Parses a scenario document; `source` names it in errors (a path, or "<bytes>").
+inline Scenario parse_scenario(const json::Json& doc, const std::string& source) {
+  const json::Field root(doc, source);
   json::check_schema(root, kScenarioSchema);
   Scenario s;
   s.name = root.get<std::string>("name");
@@ -97,4 +98,6 @@ inline Scenario load_scenario(const std::string& path) {
   return s;
 }
 
-}  // namespace sparseloom::bench
+inline Scenario load_scenario(const std::string& path) { return parse_scenario(json::load(path), path); }
+
+}  // namespace sparseloom::scenario
