@@ -50,6 +50,7 @@ LAMBDA_DEFAULT = 1.0
 STITCH_SAMPLE = 200
 STITCH_SEED = 1234
 OWN_STATS = False  # --b2-own-stats: BN running stats from the variant's own chain only
+FT_STEPS = FT_STEPS_SPARSE = 0  # --ft-steps / --ft-steps-sparse overrides (0: the task's)
 QUICK_STEPS = 0   # --quick: smoke test (few fine-tuning steps, small stitch sample)
 
 
@@ -62,9 +63,12 @@ def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None
     cfg = tasks.TASKS[task]
     lam = LAMBDA_DEFAULT if lam is None else lam
     key = f"{name}_plain" if derivation == "plain" else f"{name}_b2_lam{lam:g}"
-    steps = QUICK_STEPS or cfg["ft_steps"]
-    if sparsity >= 0.9 and cfg.get("ft_steps_sparse") and not QUICK_STEPS:
-        steps = cfg["ft_steps_sparse"]   # the >= 90 % variants need longer to recover
+    steps = QUICK_STEPS or FT_STEPS or cfg["ft_steps"]
+    sparse_steps = FT_STEPS_SPARSE or cfg.get("ft_steps_sparse")
+    if sparsity >= 0.9 and sparse_steps and not QUICK_STEPS:
+        steps = sparse_steps   # the >= 90 % variants need longer to recover
+        key += f"_s{steps}"
+    elif FT_STEPS and not QUICK_STEPS:
         key += f"_s{steps}"
     if QUICK_STEPS:
         key += "_quick"
@@ -408,8 +412,8 @@ def build_task(task, out_root, cache_dir, derivation):
             "b2_bn_running_stats": ("variant's own chain only (--b2-own-stats)"
                                     if OWN_STATS or cfg.get("b2_own_stats") else
                                     "updated by both the own-chain and the base-input passes"),
-            "fine_tune_steps": cfg["ft_steps"],
-            "fine_tune_steps_ge_90pct": cfg.get("ft_steps_sparse", cfg["ft_steps"]),
+            "fine_tune_steps": FT_STEPS or cfg["ft_steps"],
+            "fine_tune_steps_ge_90pct": FT_STEPS_SPARSE or cfg.get("ft_steps_sparse", FT_STEPS or cfg["ft_steps"]),
             "lambda_sweep": cfg.get("lambda_sweep", LAMBDA_SWEEP),
             "batch": 128, "lr": cfg["ft_lr"],
             "pruning": "magnitude of the BN-folded weight, per layer; every Conv/Gemm weight "
@@ -453,8 +457,12 @@ def main():
     ap.add_argument("--lam", type=float, default=1.0, help="B2 distillation weight")
     ap.add_argument("--b2-own-stats", action="store_true",
                     help="B2 without BatchNorm running-stat updates from the base-input passes")
+    ap.add_argument("--ft-steps", type=int, default=0, help="fine-tuning steps (overrides the task's)")
+    ap.add_argument("--ft-steps-sparse", type=int, default=0,
+                    help="fine-tuning steps of the >= 90 %% variants (overrides the task's)")
     a = ap.parse_args()
-    global LAMBDA_DEFAULT, OWN_STATS
+    global LAMBDA_DEFAULT, OWN_STATS, FT_STEPS, FT_STEPS_SPARSE
+    FT_STEPS, FT_STEPS_SPARSE = a.ft_steps, a.ft_steps_sparse
     LAMBDA_DEFAULT = a.lam
     OWN_STATS = a.b2_own_stats
     if a.quick:
