@@ -8,6 +8,9 @@
 #include <fstream>
 
 #include "harness.hpp"
+#include "simulate.hpp"
+#include "throughput.hpp"
+#include "budget_sweep.hpp"
 
 using namespace sparseloom;
 using namespace sparseloom::e2e;
@@ -26,40 +29,76 @@ int main(int argc, char** argv) {
   bool quick = false;
   app.add_option("scenario", scenario, "scenario JSON file")->required();
   app.add_option("--json", json_path, "write per-policy results as JSON");
-  app.add_flag("--quick", quick, "short run (each policy 4 s)");
+  app.add_flag("--quick", quick, "short run (each policy 4 s; no throughput search)");
+  bool no_throughput = false;
+  ThroughputOptions topt;
+  app.add_flag("--no-throughput", no_throughput, "skip the max-sustainable-rate search");
+  bool no_profile_cache = false;
+  app.add_flag("--no-profile-cache", no_profile_cache, "profile every block again instead of reusing out/profile-cache");
+  bool budget_sweep = false;
+  std::vector<double> budget_points{0.2, 0.4, 0.6, 0.8, 1.0};
+  app.add_flag("--budget-sweep", budget_sweep, "memory policies at budgets of 20..100 % of load-all's peak (issue 10)");
+  app.add_option("--budget-points", budget_points, "budget fractions of load-all's peak for --budget-sweep")->check(CLI::Range(0.01, 10.0));
+  app.add_option("--probe-seconds", topt.probe_s, "length of one throughput probe run")->check(CLI::Range(0.5, 60.0));
+  std::string sim_profile, fit_out;
+  app.add_option("--simulate", sim_profile, "simulate the scenario on a processor profile (sim/profiles/*.json) instead of running it");
+  app.add_option("--fit-profile", fit_out, "profile the scenario's processors for real and write a fitted processor profile");
   CLI11_PARSE(app, argc, argv);
   try {
-    Setup st = build(scenario, quick);
+    if (!sim_profile.empty()) return run_simulation(scenario, sim_profile, json_path, quick);
+    if (!fit_out.empty()) return fit_profile(scenario, fit_out, quick);
+    Setup st = build(scenario, quick, {}, no_profile_cache ? "" : "out/profile-cache");
     const double dur = quick ? std::min(4.0, st.sc.duration_s) : st.sc.duration_s;
+    if (budget_sweep) return run_budget_sweep(st, quick ? std::min(5.0, st.sc.duration_s) : dur, json_path, budget_points);
     std::printf("scenario %s: %zu tasks, %zu processors, %.0f s per policy; machine %s (%u hardware threads)\n",
                 st.sc.name.c_str(), st.tasks.size(), st.procs.size(), dur, cpu_model().c_str(), std::thread::hardware_concurrency());
-    std::printf("profiling took %.1f s; processors share this machine's cores\n", st.profiling_s);
+    std::printf("profiling took %.1f s (%zu of %zu tasks from out/profile-cache); processors share this machine's cores\n",
+                st.profiling_s, st.cached_profiles, st.tasks.size());
     for (std::size_t t = 0; t < st.tasks.size(); ++t)
       std::printf("  task %-18s deadline %7.2f ms  floor %5.1f %%  rate %5.1f rps\n", st.tasks[t].name.c_str(),
                   st.tasks[t].slo.deadline_ms, st.tasks[t].slo.min_accuracy_pct, st.tasks[t].slo.rate_rps);
+    // Every policy, ours first, then its ablations, then the baselines (from index 3).
     std::vector<Row> rows;
-    rows.push_back(run_policy(st, "SparseLoom", optimizer::SparsityAware{}, dur));
-    rows.push_back(run_policy(st, "SparseLoom-no-stitching", optimizer::SparsityAwareNoStitching{}, dur));
-    rows.push_back(run_policy(st, "SparseLoom-sparsity-blind", optimizer::SparsityAwareBlind{}, dur));
-    rows.push_back(run_policy(st, "Fixed", baselines::Fixed{}, dur));
-    rows.push_back(run_policy(st, "Band-SEL", baselines::BandSEL{}, dur));
-    rows.push_back(run_policy(st, "Band-LSF", baselines::BandLSF{}, dur));
-    rows.push_back(run_policy(st, "INFaaS-like", baselines::Infaas{}, dur));
+    std::vector<Throughput> tput;
+    const bool search = !quick && !no_throughput;
+    auto each = [&](const std::string& name, auto make) {
+      rows.push_back(run_policy(st, name, make(), dur));
+      if (search) {
+        tput.push_back(max_sustainable(st, name, make, topt));
+        std::printf("  %-26s sustains x%.2f the scenario's rates (%.1f rps) at >= 99 %% attainment\n", name.c_str(),
+                    tput.back().rate_scale, tput.back().offered_rps);
+        std::fflush(stdout);
+      }
+    };
+    each("SparseLoom", [] { return optimizer::SparsityAware{}; });
+    each("SparseLoom-no-stitching", [] { return optimizer::SparsityAwareNoStitching{}; });
+    each("SparseLoom-sparsity-blind", [] { return optimizer::SparsityAwareBlind{}; });
+    each("Fixed", [] { return baselines::Fixed{}; });
+    each("Band-SEL", [] { return baselines::BandSEL{}; });
+    each("Band-LSF", [] { return baselines::BandLSF{}; });
+    each("INFaaS-like", [] { return baselines::Infaas{}; });
     const Row& ours = rows.front();
-    std::printf("\n%-26s %10s %10s %10s %9s %12s %10s %14s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms",
-                "peak MB", "decide ms", "viol. vs ours");
-    for (const auto& r : rows) {
+    std::printf("\n%-26s %10s %10s %10s %9s %12s %10s %14s %12s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms",
+                "peak MB", "decide ms", "viol. vs ours", "tput rps");
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto& r = rows[i];
       const double ratio = ours.violation > 0 ? r.violation / ours.violation : (r.violation > 0 ? INFINITY : 1.0);
-      std::printf("%-26s %9.1f%% %10.2f %10.2f %9.2f %12.3f %10.3f %13.2fx\n", r.policy.c_str(), 100 * r.violation, r.served,
-                  r.goodput, r.p99, r.peak / 1e6, r.decision, ratio);
+      std::printf("%-26s %9.1f%% %10.2f %10.2f %9.2f %12.3f %10.3f %13.2fx %12.1f\n", r.policy.c_str(), 100 * r.violation, r.served,
+                  r.goodput, r.p99, r.peak / 1e6, r.decision, ratio, search ? tput[i].offered_rps : NAN);
     }
-    double best_baseline = 1e9;
-    std::string best_name;
-    for (std::size_t i = 3; i < rows.size(); ++i)
+    double best_baseline = 1e9, best_tput = -1;
+    std::string best_name, best_tput_name;
+    for (std::size_t i = 3; i < rows.size(); ++i) {
       if (rows[i].violation < best_baseline) { best_baseline = rows[i].violation; best_name = rows[i].policy; }
+      if (search && tput[i].offered_rps > best_tput) { best_tput = tput[i].offered_rps; best_tput_name = rows[i].policy; }
+    }
     const double reduction = best_baseline > 0 ? 1.0 - ours.violation / best_baseline : 0.0;
     std::printf("\nSLO violation rate vs the best baseline (%s): %.1f%% -> %.1f%% (%s%.0f%%)\n", best_name.c_str(), 100 * best_baseline,
                 100 * ours.violation, reduction >= 0 ? "-" : "+", 100 * std::abs(reduction));
+    const double tput_ratio = search && best_tput > 0 ? tput[0].offered_rps / best_tput : NAN;
+    if (search)
+      std::printf("throughput at >= 99 %% attainment vs the best baseline (%s): %.1f -> %.1f rps (%.2fx)\n", best_tput_name.c_str(),
+                  best_tput, tput[0].offered_rps, tput_ratio);
     if (!json_path.empty()) {
       json::Json out;
       out["scenario"] = st.sc.name;
@@ -67,9 +106,30 @@ int main(int argc, char** argv) {
                         {"note", "processors are core groups of this machine and share its cores"}};
       out["duration_s"] = dur;
       out["profiling_seconds"] = st.profiling_s;
-      out["throughput_rps"] = nullptr;
-      out["throughput_note"] = "the max-sustainable-rate search is not implemented yet; served_rps/goodput_rps are at the scenario's rate";
-      for (const auto& r : rows) out["policies"].push_back(r.metrics);
+      out["profiles_from_cache"] = st.cached_profiles;
+      out["arrival"] = st.sc.arrival;
+      if (search) {
+        out["throughput_note"] = "throughput_rps: the scenario's total rate x the highest rate scale sustained at >= 99 % SLO attainment; a probe lasts " +
+                                 std::to_string(topt.probe_s) + " s or long enough for >= 500 requests (no mid-run SLO changes)";
+        out["throughput_ratio_vs_best_baseline"] = tput_ratio;
+        out["best_throughput_baseline"] = best_tput_name;
+      } else {
+        out["throughput_note"] = quick ? "throughput search skipped in --quick (keeps the run under 60 s); served_rps/goodput_rps are at the scenario's rate"
+                                       : "throughput search skipped (--no-throughput)";
+        out["throughput_ratio_vs_best_baseline"] = nullptr;
+      }
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        auto m = rows[i].metrics;
+        if (search) {
+          m["throughput_rps"] = tput[i].offered_rps;
+          m["max_rate_scale"] = tput[i].rate_scale;
+          m["throughput_served_rps"] = tput[i].served_rps;
+          m["throughput_probes"] = tput[i].probes;
+        } else {
+          m["throughput_rps"] = nullptr;
+        }
+        out["policies"].push_back(m);
+      }
       out["violation_reduction_vs_best_baseline"] = reduction;
       out["best_baseline"] = best_name;
       std::ofstream(json_path) << out.dump(1);

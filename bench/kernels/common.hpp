@@ -2,6 +2,7 @@
 // Shared by every runner of sparseloom-bench-kernels: the fixed layer set (DESIGN.md, Settled
 // choices), the options, and one record per measurement.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,7 @@ inline const std::vector<LayerShape>& layer_set() {
       {"resnet50.M256K2304N196", 256, 2304, 196}, {"resnet50.M1024K256N196", 1024, 256, 196},
       {"resnet50.M512K2048N49", 512, 2048, 49},   {"mobilenetv2.M96K576N196", 96, 576, 196},
       {"mobilenetv2.M320K960N49", 320, 960, 49},  {"bert.M768K768N128", 768, 768, 128},
-      {"bert.M3072K768N128", 3072, 768, 128},
+      {"bert.M3072K768N128", 3072, 768, 128}, {"bert.M768K3072N128", 768, 3072, 128},
   };
   return layers;
 }
@@ -52,6 +53,7 @@ struct Record {
   double speedup_vs_dense = 0;    // onednn_dense_ms / ours_ms (or device dense / ours)
   std::string best_peer;          // e.g. "eigen-sparse"
   double best_peer_ms = 0;
+  std::map<std::string, double> peer_ms;  // median of every peer that gave right results
   double gflops = 0;              // dense-equivalent 2*M*K*N / time
   double max_abs_err = 0;         // vs a reference computed in the same run
   double kernel_ms = 0;           // device kernel time only (OpenCL event profiling), beside ours_ms

@@ -99,6 +99,9 @@ inline void run_cpu(const BenchOptions& o, const std::string& device, std::vecto
 #if defined(SPARSELOOM_BENCH_HAS_LIBXSMM)
       std::unique_ptr<LibxsmmSpmdmPeer> xsmm;
 #endif
+#if defined(SPARSELOOM_BENCH_HAS_MKL)
+      std::unique_ptr<MklSparsePeer> mkl;
+#endif
       const bool int8 = cfg.format == cpu::Format::int8_1x4;
       cpu::QuantizedWeights qw;
       std::unique_ptr<cpu::DenseQu8> dense_q;
@@ -110,6 +113,9 @@ inline void run_cpu(const BenchOptions& o, const std::string& device, std::vecto
         eigen = std::make_unique<EigenSparsePeer>(w.data(), m, k, n);
 #if defined(SPARSELOOM_BENCH_HAS_LIBXSMM)
         xsmm = std::make_unique<LibxsmmSpmdmPeer>(w.data(), m, k, n, max_threads);
+#endif
+#if defined(SPARSELOOM_BENCH_HAS_MKL)
+        mkl = std::make_unique<MklSparsePeer>(w.data(), m, k, n, max_threads);
 #endif
       }
       for (int t : o.threads) {
@@ -162,6 +168,12 @@ inline void run_cpu(const BenchOptions& o, const std::string& device, std::vecto
           peer_names.push_back("libxsmm-spmdm");
         }
 #endif
+#if defined(SPARSELOOM_BENCH_HAS_MKL)
+        if (mkl) {
+          fns.push_back([&] { mkl->run(x.data(), y_peer.data(), t); });
+          peer_names.push_back("mkl-sparse");
+        }
+#endif
         // Correctness of ours and of each peer, against oneDNN dense on the same W (f32) or
         // oneDNN u8 x s8 dense (INT8).
         dense.run(x.data(), y_dense.data(), t);
@@ -198,6 +210,8 @@ inline void run_cpu(const BenchOptions& o, const std::string& device, std::vecto
         r.onednn_dense_min_ms = tm[1].min_ms;
         r.onednn_dense_max_ms = tm[1].max_ms;
         r.speedup_vs_dense = r.onednn_dense_ms / r.ours_ms;
+        for (std::size_t p = 0; p < peer_names.size(); ++p)
+          if (peer_ok[p]) r.peer_ms[peer_names[p]] = tm[2 + p].median_ms;
         for (std::size_t p = 0; p < peer_names.size(); ++p)
           if (peer_ok[p] && (r.best_peer.empty() || tm[2 + p].median_ms < r.best_peer_ms)) {
             r.best_peer = peer_names[p];

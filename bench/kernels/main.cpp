@@ -30,7 +30,8 @@ nlohmann::json to_json(const Record& r) {
           {"onednn_dense_ms", r.onednn_dense_ms}, {"onednn_dense_min_ms", r.onednn_dense_min_ms},
           {"onednn_dense_max_ms", r.onednn_dense_max_ms}, {"speedup_vs_dense", r.speedup_vs_dense},
           {"best_peer", r.best_peer}, {"best_peer_ms", r.best_peer_ms}, {"gflops", r.gflops},
-          {"max_abs_err", r.max_abs_err}, {"reps", r.reps}, {"foreign_load", r.foreign_load}};
+          {"max_abs_err", r.max_abs_err}, {"reps", r.reps}, {"foreign_load", r.foreign_load},
+          {"peer_ms", r.peer_ms}};
 }
 
 Record from_json(const nlohmann::json& j) {
@@ -52,6 +53,7 @@ Record from_json(const nlohmann::json& j) {
   r.best_peer = j.value("best_peer", ""), r.best_peer_ms = j.value("best_peer_ms", 0.0);
   r.gflops = j.value("gflops", 0.0), r.max_abs_err = j.value("max_abs_err", 0.0);
   r.reps = j.value("reps", 0), r.foreign_load = j.value("foreign_load", 0.0);
+  if (j.contains("peer_ms")) r.peer_ms = j.at("peer_ms").get<std::map<std::string, double>>();
   return r;
 }
 
@@ -89,6 +91,23 @@ void print_summary(const std::vector<Record>& recs) {
     fmt::print("{:<6} {:<9} {:<9} {:>4.0f}% {:>3} {:>7.2f}x {:>7.2f}x {:>7.2f}x {:>8.2f}x {:>5.2f}x {}\n",
                k.cap.empty() ? "best" : k.cap, k.format, k.pattern, 100 * k.sparsity, k.threads, median(s),
                *std::min_element(s.begin(), s.end()), *std::max_element(s.begin(), s.end()), median(p), median(op), v.size());
+  }
+  // Each peer on its own (records where it ran and gave right results).
+  std::map<std::pair<Key, std::string>, std::vector<const Record*>> per_peer;
+  for (const auto& r : recs)
+    for (const auto& [name, ms] : r.peer_ms) per_peer[{{r.isa_cap, r.format, r.pattern, r.sparsity, r.threads}, name}].push_back(&r);
+  if (per_peer.empty()) return;
+  fmt::print("\nMedian over layers, per peer (peer speedup vs oneDNN dense; ours / peer = peer time / our time):\n");
+  fmt::print("{:<9} {:<9} {:>5} {:>3} {:<18} {:>8} {:>9} {}\n", "format", "pattern", "spars", "thr", "peer", "peer", "ours/peer", "layers");
+  for (const auto& [kp, v] : per_peer) {
+    std::vector<double> p, op;
+    for (auto* r : v) {
+      const double ms = r->peer_ms.at(kp.second);
+      p.push_back(r->onednn_dense_ms / ms);
+      op.push_back(ms / r->ours_ms);
+    }
+    fmt::print("{:<9} {:<9} {:>4.0f}% {:>3} {:<18} {:>7.2f}x {:>8.2f}x {}\n", kp.first.format, kp.first.pattern,
+               100 * kp.first.sparsity, kp.first.threads, kp.second, median(p), median(op), v.size());
   }
 }
 
@@ -139,6 +158,15 @@ int main(int argc, char** argv) {
              dnnl_version()->minor, dnnl_version()->patch, o.isa_cap.empty() ? "" : " (capped at " + o.isa_cap + ")",
              std::getenv("GOMP_SPINCOUNT") ? std::getenv("GOMP_SPINCOUNT") : "-",
              std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "-");
+#if defined(SPARSELOOM_BENCH_HAS_MKL)
+  const std::string mkl_version = o.peers ? mkl_init() : "";
+  if (o.peers)
+    fmt::print("MKL sparse peer: {} ({} threading layer)\n", mkl_version,
+               std::getenv("MKL_THREADING_LAYER") ? std::getenv("MKL_THREADING_LAYER") : "GNU OpenMP");
+#else
+  const std::string mkl_version = "not built (MKL not found at configure time; run scripts/setup and reconfigure)";
+  if (o.peers) fmt::print("MKL sparse peer: {}\n", mkl_version);
+#endif
   std::vector<Record> records;
   const auto t0 = now_ms();
   // Pass capped at AVX2 (oneDNN and our kernels), in a fresh process, run first: while this
@@ -203,7 +231,8 @@ int main(int argc, char** argv) {
     nlohmann::json j;
     j["machine"] = {{"cpu", cpu::cpu_model_name()}, {"isa", f.isa_string()},
                     {"logical_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
-                    {"onednn", fmt::format("{}.{}.{}", dnnl_version()->major, dnnl_version()->minor, dnnl_version()->patch)}};
+                    {"onednn", fmt::format("{}.{}.{}", dnnl_version()->major, dnnl_version()->minor, dnnl_version()->patch)},
+                    {"mkl", mkl_version}};
     j["quick"] = o.quick;
     j["records"] = nlohmann::json::array();
     for (const auto& r : records) j["records"].push_back(to_json(r));

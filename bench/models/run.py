@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Whole-model latency: SparseLoom's cpu::Backend vs ONNX Runtime on the same ONNX files, same
-thread count, same run (rounds alternate: ours, ORT, ours, ORT, ...), batch 1, random input.
+"""Whole-model latency: SparseLoom's cpu::Backend vs ONNX Runtime and OpenVINO on the same ONNX
+files, same thread count, same run (rounds alternate: ours, ORT, OpenVINO, ours, ...), batch 1,
+random input.
 
-    .venv/bin/python tools/zoo/latency_zoo.py --out models/latency --models resnet50 mobilenetv2
+    .venv/bin/python tools/zoo/latency_zoo.py --out models/latency \
+        --models resnet18 resnet50 mobilenetv2 bert4 --variants dense p90 b4x1_p90 int8_p90
     .venv/bin/python bench/models/run.py --threads 2 \
         --bin build/bench/models/sparseloom-bench-models --update-docs docs/results.md
 
 Writes bench/results/models.json and the table between the models markers of docs/results.md.
-OpenVINO is reported as missing unless the `openvino` package imports.
+OpenVINO (PyPI `openvino`, pinned in scripts/setup) runs on its CPU plugin with the same thread
+count (INFERENCE_NUM_THREADS), the latency hint and f32 inference precision (it would pick bf16
+on CPUs with bf16 support: DESIGN.md asks for f32 against f32); it is reported as missing when
+the package does not import.
 """
 import argparse
 import glob
@@ -25,7 +30,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 import numpy as np
 
-DEFAULT_MODELS = [f"models/latency/{m}/{v}.onnx" for m in ("resnet18", "resnet50", "mobilenetv2")
+DEFAULT_MODELS = [f"models/latency/{m}/{v}.onnx" for m in ("resnet18", "resnet50", "mobilenetv2", "bert4")
                   for v in ("dense", "p90", "b4x1_p90", "int8_p90")]
 
 
@@ -39,17 +44,36 @@ def ort_session(path, threads):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def time_ort(sess, reps, warmup=3):
-    inp = sess.get_inputs()[0]
-    x = np.random.default_rng(1).standard_normal([d if isinstance(d, int) else 1 for d in inp.shape]).astype(np.float32)
+def time_calls(fn, reps, warmup=3):
     for _ in range(warmup):
-        sess.run(None, {inp.name: x})
+        fn()
     t = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        sess.run(None, {inp.name: x})
+        fn()
         t.append((time.perf_counter() - t0) * 1e3)
     return t
+
+
+def time_ort(sess, reps, warmup=3):
+    inp = sess.get_inputs()[0]
+    x = np.random.default_rng(1).standard_normal([d if isinstance(d, int) else 1 for d in inp.shape]).astype(np.float32)
+    return time_calls(lambda: sess.run(None, {inp.name: x}), reps, warmup)
+
+
+def ov_request(path, threads):
+    """OpenVINO CPU plugin: one stream (latency hint), `threads` threads, f32 precision."""
+    import openvino as ov
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(path), "CPU", {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    return compiled, compiled.create_infer_request()
+
+
+def time_ov(compiled, req, reps, warmup=3):
+    inp = compiled.inputs[0]
+    x = np.random.default_rng(1).standard_normal(list(inp.get_shape())).astype(np.float32)
+    return time_calls(lambda: req.infer({0: x}), reps, warmup)
 
 
 def time_ours(binary, path, threads, reps, budget_ms):
@@ -63,21 +87,24 @@ def time_ours(binary, path, threads, reps, budget_ms):
     return rec
 
 
-def openvino_available():
+def openvino_version():
     try:
-        import openvino  # noqa: F401
-        return True
+        import openvino
+        return openvino.__version__.split("-")[0]
     except ImportError:
-        return False
+        return None
 
 
 def table(records):
-    lines = ["| model | threads | SparseLoom cpu (ms) | ONNX Runtime (ms) | speedup vs ORT | our layer formats | compile (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | threads | SparseLoom cpu (ms) | ONNX Runtime (ms) | OpenVINO (ms) | speedup vs ORT | "
+             "speedup vs OpenVINO | our layer formats | compile (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         fm = ", ".join(f"{k} {v}" for k, v in sorted(r["formats"].items()))
-        lines.append(f"| {r['model']} | {r['threads']} | {r['ours_median_ms']:.2f} | {r['ort_median_ms']:.2f} | "
-                     f"{r['ort_median_ms'] / r['ours_median_ms']:.2f}x | {fm} | {r['compile_ms'] / 1e3:.1f} |")
+        ov_ms, ours = r.get("openvino_ms"), r["ours_median_ms"]
+        ov_cell, ov_ratio = (f"{ov_ms:.2f}", f"{ov_ms / ours:.2f}x") if ov_ms else ("-", "-")
+        lines.append(f"| {r['model']} | {r['threads']} | {ours:.2f} | {r['ort_median_ms']:.2f} | {ov_cell} | "
+                     f"{r['ort_median_ms'] / ours:.2f}x | {ov_ratio} | {fm} | {r['compile_ms'] / 1e3:.1f} |")
     return "\n".join(lines)
 
 
@@ -86,7 +113,7 @@ def update_docs(path, records, meta):
     body = (f"{begin}\n"
             f"Machine: {meta['cpu']}, {meta['cores']} logical cores (shared, loaded: load average "
             f"{meta['load_before']:.1f} before the run); ONNX Runtime {meta['onnxruntime']}; "
-            f"OpenVINO: {'measured' if meta['openvino'] else 'not installed (missing)'}; {meta['date']}. "
+            f"OpenVINO {meta['openvino'] + ' (CPU plugin, latency hint, f32)' if meta['openvino'] else ': not installed (missing)'}; {meta['date']}. "
             f"Batch 1, random weights and input, median of {meta['reps_total']} runs per contender in "
             f"{meta['rounds']} alternating rounds.\n\n{table(records)}\n{end}")
     text = open(path).read() if os.path.exists(path) else "# Results\n"
@@ -113,6 +140,7 @@ def main():
     ap.add_argument("--budget-ms", type=float, default=1.0, help="our per-layer format-trial budget")
     ap.add_argument("--json", default="bench/results/models.json")
     ap.add_argument("--update-docs", default=None)
+    ap.add_argument("--no-openvino", action="store_true", help="skip OpenVINO even when installed")
     a = ap.parse_args()
     files = a.models or [f for f in DEFAULT_MODELS if os.path.exists(f)]
     if not files:
@@ -120,24 +148,34 @@ def main():
     import onnxruntime
     meta = {"cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor()),
             "cores": os.cpu_count(), "load_before": os.getloadavg()[0], "onnxruntime": onnxruntime.__version__,
-            "openvino": openvino_available(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "openvino": openvino_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "reps_total": a.reps * a.rounds, "rounds": a.rounds, "threads": a.threads,
             "env": {k: os.environ.get(k) for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}}
+    if not a.no_openvino and not meta["openvino"]:
+        print("OpenVINO: not installed (run scripts/setup): reported as missing", flush=True)
     records = []
     for f in files:
         sess = ort_session(f, a.threads)
-        ours, ort_t, rec = [], [], None
+        ov = ov_request(f, a.threads) if meta["openvino"] and not a.no_openvino else None
+        ours, ort_t, ov_t, rec = [], [], [], None
         for _ in range(a.rounds):
             rec = time_ours(a.bin, f, a.threads, a.reps, a.budget_ms)
             ours += rec["samples_ms"]
             ort_t += time_ort(sess, a.reps)
+            if ov:
+                ov_t += time_ov(*ov, a.reps)
+        del sess, ov  # free the weights before the next model
         r = {"model": rec["model"], "file": f, "threads": a.threads, "ours_median_ms": statistics.median(ours),
              "ours_min_ms": min(ours), "ort_median_ms": statistics.median(ort_t), "ort_min_ms": min(ort_t),
              "ours_samples_ms": ours, "ort_samples_ms": ort_t, "formats": rec["formats"],
-             "compile_ms": rec["compile_ms"], "resident_bytes": rec["resident_bytes"], "openvino_ms": None}
+             "compile_ms": rec["compile_ms"], "resident_bytes": rec["resident_bytes"],
+             "openvino_ms": statistics.median(ov_t) if ov_t else None, "openvino_min_ms": min(ov_t) if ov_t else None,
+             "openvino_samples_ms": ov_t}
         records.append(r)
-        print(f"{r['model']:<24} ours {r['ours_median_ms']:8.2f} ms  ORT {r['ort_median_ms']:8.2f} ms  "
-              f"speedup {r['ort_median_ms'] / r['ours_median_ms']:.2f}x  {rec['formats']}", flush=True)
+        ov_s = (f"OpenVINO {r['openvino_ms']:8.2f} ms  vs OV {r['openvino_ms'] / r['ours_median_ms']:.2f}x  "
+                if ov_t else "")
+        print(f"{r['model']:<24} ours {r['ours_median_ms']:8.2f} ms  ORT {r['ort_median_ms']:8.2f} ms  {ov_s}"
+              f"vs ORT {r['ort_median_ms'] / r['ours_median_ms']:.2f}x  {rec['formats']}", flush=True)
     os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
     with open(a.json, "w") as fp:
         json.dump({"meta": meta, "records": records}, fp, indent=1)

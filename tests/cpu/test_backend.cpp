@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 
 #include "sparseloom/backends/cpu/backend.hpp"
 #include "sparseloom/backends/reference/backend.hpp"
@@ -248,4 +249,58 @@ TEST_CASE("Cpu.Backend.ObserveSeesEveryTensorOfAQdqGraph") {
   std::sort(want.begin(), want.end());
   std::sort(got.begin(), got.end());
   CHECK(got == want);
+}
+
+TEST_CASE("Cpu.Backend.Int8LinearLayersMatchReference") {
+  // Every QDQ Gemm forced onto the INT8 kernels (u8 x s8 -> s32), then plain, repaired and
+  // observed runs against the reference (f32 on dequantised tensors): equal up to a rounding
+  // flip in a later quantiser, bounded as in ZooVariantsMatchReference.
+  const fs::path file = fs::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/fmnist_vit/int8_p90.onnx";
+  if (!fs::exists(file)) return;
+  const ir::Graph g = onnx_io::import_file(file);
+  const std::vector<Tensor> in{task_inputs(file.parent_path(), g, 1).at(0)};
+  AffineMap affine;
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> sc(0.5f, 1.5f), sh(-0.2f, 0.2f);
+  int gemms = 0;
+  for (const auto& n : g.nodes) {
+    if (n.op != "Gemm") continue;
+    ++gemms;
+    if (gemms % 2) continue;  // repair every other one: both paths in one run
+    const auto c = g.value(n.outputs[0]).shape.at(1);
+    ChannelAffine a;
+    for (std::int64_t i = 0; i < c; ++i) a.scale.push_back(sc(rng)), a.shift.push_back(sh(rng));
+    affine[n.outputs[0]] = a;
+  }
+  REQUIRE(gemms >= 2);
+  auto ref = reference::Backend{}.compile(g, {});
+  RunOptions rro;
+  rro.affine = &affine;
+  std::set<std::string> ref_seen;
+  rro.observe = [&](const std::string& name, const Tensor&) { ref_seen.insert(name); };
+  const auto want_plain = ref.run(in);
+  const auto want = ref.run(in, rro);
+  auto close = [](const Tensor& got, const Tensor& want) {
+    const Diff d = diff(got, want);
+    CHECK(argmax(got) == argmax(want));
+    CHECK(d.max_err <= 0.05 * d.max_ref + 1e-5);
+  };
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    auto exe = test_backend().int8_linear(cpu::Backend::Int8::always).compile(g, {threads});
+    int int8 = 0;
+    for (const auto& l : exe.layers()) int8 += l.format == cpu::Format::int8_dense || l.format == cpu::Format::int8_1x4;
+    CHECK(int8 == gemms);
+    close(exe.run(in)[0], want_plain[0]);
+    RunOptions ro;
+    ro.affine = &affine;
+    close(exe.run(in, ro)[0], want[0]);
+    std::set<std::string> seen;
+    ro.observe = [&](const std::string& name, const Tensor&) { seen.insert(name); };
+    close(exe.run(in, ro)[0], want[0]);
+    CHECK(seen == ref_seen);
+  }
+  // Never: no INT8 layer, and the exact f32 path.
+  auto f32 = test_backend().int8_linear(cpu::Backend::Int8::never).compile(g, {1});
+  for (const auto& l : f32.layers()) CHECK((l.format != cpu::Format::int8_1x4 && l.format != cpu::Format::int8_dense));
 }

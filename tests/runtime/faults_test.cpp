@@ -114,19 +114,18 @@ TEST_CASE("Faults.MemoryBudgetHolds") {
     CHECK(m.overall.count(RequestState::on_time) == 40);
     CHECK(m.overall.load_stalls > 0);  // cold loads were waited for, and counted
   }
-  SUBCASE("a block larger than the budget: requests fail, nothing is loaded") {
+  SUBCASE("a block larger than the budget: a clear error at start (issue 10), nothing is loaded") {
     World w(two_processors());
     rt::EngineOptions o;
     o.memory_budget_bytes = w.zoo.block_bytes / 2;
-    Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(2), tasks(1, slo(5000)), o);
-    auto h = eng.submit(0, {input(1)});
-    REQUIRE(h.wait_for(5s));
-    INFO(h.record().reason);
-    CHECK(h.state() == RequestState::failed);
-    CHECK(h.record().reason.find("memory budget") != std::string::npos);
-    const auto m = eng.metrics();
-    check_accounting(m);
-    CHECK(m.peak_resident_bytes == 0);
+    try {
+      Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(2), tasks(1, slo(5000)), o);
+      FAIL("the engine started under a budget no plan fits");
+    } catch (const sparseloom::Error& e) {
+      CHECK(e.code() == sparseloom::ErrorCode::infeasible);
+      CHECK(std::string(e.what()).find("memory budget") != std::string::npos);
+    }
+    CHECK(w.runner.loads() == 0);
   }
 }
 

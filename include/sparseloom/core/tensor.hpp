@@ -73,7 +73,7 @@ class Tensor {
 
   static Tensor zeros(Shape shape, DType dtype) {
     Tensor t = empty(std::move(shape), dtype);
-    std::memset(t.raw(), 0, t.nbytes());
+    if (t.nbytes() > 0) std::memset(t.raw(), 0, t.nbytes());  // raw() may be null when empty
     return t;
   }
 
@@ -82,7 +82,9 @@ class Tensor {
     Tensor t = empty(std::move(shape), dtype_v<T>);
     check(static_cast<std::size_t>(t.numel()) == values.size(), ErrorCode::shape, "Tensor::from",
           std::to_string(values.size()) + " values for shape " + to_string(t.shape_));
-    std::memcpy(t.raw(), values.data(), values.size_bytes());
+    // memcpy from a null pointer is undefined even for 0 bytes (an empty ONNX initializer:
+    // tests/fuzz/regressions/onnx_import/crash-d53290f3...).
+    if (!values.empty()) std::memcpy(t.raw(), values.data(), values.size_bytes());
     return t;
   }
   template <class T>
@@ -145,7 +147,7 @@ class Tensor {
   Tensor clone() const {
     Tensor t = empty(shape_, dtype_);
     if (is_contiguous()) {
-      std::memcpy(t.raw(), raw(), nbytes());
+      if (nbytes() > 0) std::memcpy(t.raw(), raw(), nbytes());
     } else {
       copy_strided(t);
     }

@@ -2,13 +2,17 @@
 // Measured costs the latency estimator works from: per (task, block, variant, processor) a
 // latency distribution, per (task, block, variant) resident bytes, per (task, cut) the cost of
 // moving the cut tensor between processors, and per (task, block) the cost of a repair at a
-// switch. Persisted as JSON keyed by model hash + device + threads, so a second run does not
-// re-profile.
+// switch. Persisted as JSON; the profile cache (ProfileCacheKey, load_cached/save_cached) keys a
+// task's profile by its model files + processors (device, backend, threads) + profiling
+// options, so a second run on the same machine does not re-profile.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sparseloom/core/json.hpp"
@@ -121,6 +125,8 @@ inline ProfileTable profile_from_json(const json::Json& doc, const std::string& 
         tp.block.back().emplace_back();
         for (const auto& s : v) {
           check(s.size() == 4, ErrorCode::parse, jt.where("latency"), "each entry is [median, p90, min, samples]");
+          // The range check keeps the cast to int defined (tests/fuzz/regressions/profile_table/).
+          check(s[3] >= 0 && s[3] <= 1e9, ErrorCode::parse, jt.where("latency"), "sample count outside [0, 1e9]");
           tp.block.back().back().push_back({s[0], s[1], s[2], static_cast<int>(s[3])});
         }
       }
@@ -140,19 +146,100 @@ inline void save(const ProfileTable& t, const std::filesystem::path& p) {
 
 inline ProfileTable load_profile(const std::filesystem::path& p) { return profile_from_json(json::load(p), p.string()); }
 
-// FNV-1a over the bytes of the task's model files: the profile cache key.
+namespace detail {
+inline std::uint64_t fnv1a(std::string_view bytes, std::uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+inline std::string hex16(std::uint64_t h) {
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+}  // namespace detail
+
+// FNV-1a over the bytes of the task's model files (a missing file hashes as empty).
 inline std::string hash_files(const std::vector<std::filesystem::path>& files) {
   std::uint64_t h = 1469598103934665603ull;
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
     char buf[65536];
-    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-      for (std::streamsize i = 0; i < in.gcount(); ++i) h = (h ^ static_cast<unsigned char>(buf[i])) * 1099511628211ull;
-    }
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) h = detail::fnv1a(std::string_view(buf, static_cast<std::size_t>(in.gcount())), h);
   }
-  char out[17];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
-  return out;
+  return detail::hex16(h);
+}
+
+// What a cached task profile is valid for: a profile is reused only when all of it is equal.
+struct ProfileCacheKey {
+  std::string task;
+  std::string files_hash;                    // hash_files over the manifest and every variant file
+  std::vector<ProcessorProfile> processors;  // in the order the profile indexes them
+  std::string options;                       // profiling settings and build (reps, budget, compiler, ...)
+
+  // Canonical text, stored in the cache file and compared on load (the file name is a hash).
+  std::string text() const {
+    std::string t = "task=" + task + "\nfiles=" + files_hash + "\noptions=" + options + "\n";
+    for (const auto& p : processors)
+      t += "processor=" + p.name + "|" + p.kind + "|" + p.backend + "|" + p.device + "|" + std::to_string(p.threads) + "\n";
+    return t;
+  }
+  // File stem in the cache folder: the task name (readable) + a hash of text().
+  std::string id() const {
+    std::string safe;
+    for (char c : task) safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-') ? c : '_';
+    return safe.substr(0, 64) + "-" + detail::hex16(detail::fnv1a(text()));
+  }
+};
+
+inline std::filesystem::path cache_path(const std::filesystem::path& dir, const ProfileCacheKey& key) {
+  return dir / (key.id() + ".json");
+}
+
+// The cached profile for `key`, or nullopt (with the reason in *why) when there is none, it was
+// made under another key, or it cannot be read: the cache is disposable, so a damaged entry
+// means re-profiling, never a failed run.
+inline std::optional<TaskProfile> load_cached(const std::filesystem::path& dir, const ProfileCacheKey& key,
+                                              std::string* why = nullptr) {
+  auto miss = [&](const std::string& reason) -> std::optional<TaskProfile> {
+    if (why) *why = reason;
+    return std::nullopt;
+  };
+  const auto path = cache_path(dir, key);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return miss("no cached profile " + path.string());
+  try {
+    const auto doc = json::load(path);
+    const json::Field root(doc, path.string());
+    if (root.get_or<std::string>("cache_key", "") != key.text()) return miss(path.string() + " was made under another key");
+    auto table = profile_from_json(doc, path.string());
+    if (table.tasks.size() != 1 || table.tasks[0].task != key.task) return miss(path.string() + " holds another task");
+    for (const auto& b : table.tasks[0].block)
+      for (const auto& v : b)
+        if (v.size() != key.processors.size()) return miss(path.string() + " has a different processor count");
+    return std::move(table.tasks[0]);
+  } catch (const Error& e) {
+    return miss(std::string("unreadable cached profile: ") + e.what());
+  }
+}
+
+// Writes the profile under `key` (to a temporary name first, so a concurrent reader never sees
+// half a file).
+inline void save_cached(const std::filesystem::path& dir, const ProfileCacheKey& key, const TaskProfile& tp,
+                        double profiling_seconds = 0) {
+  std::filesystem::create_directories(dir);
+  const auto path = cache_path(dir, key);
+  auto j = to_json(ProfileTable{key.processors, {tp}, profiling_seconds});
+  j["cache_key"] = key.text();
+  const auto tmp = path.string() + ".tmp" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  {
+    std::ofstream f(tmp);
+    check(f.good(), ErrorCode::io, tmp, "cannot open for writing");
+    f << j.dump(1);
+    check(f.good(), ErrorCode::io, tmp, "write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  check(!ec, ErrorCode::io, path.string(), "cannot move the written profile into place: " + ec.message());
 }
 
 }  // namespace sparseloom::estimator

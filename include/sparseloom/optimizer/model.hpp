@@ -93,6 +93,7 @@ struct Candidate {
   double latency_ms = 0;    // service time now: estimator latency with processor speeds applied
   double accuracy_pct = 0;
   double memory_bytes = 0;
+  double energy_j = 0;      // per request, where the estimator models energy (energy_j()); else 0
   std::vector<double> busy_ms;  // per processor: time one request holds it
 };
 
@@ -115,6 +116,8 @@ Candidate make_candidate(const E& e, TaskIndex t, const BlockTable& bt, Stitched
   c.latency_ms = now_sum + overhead;
   c.accuracy_pct = accuracy_pct;
   c.memory_bytes = e.memory_bytes(t, s);
+  // Energy is optional in the Estimator concept: the simulator's estimator models it.
+  if constexpr (requires { e.energy_j(t, s, pl); }) c.energy_j = static_cast<double>(e.energy_j(t, s, pl));
   c.stitch = std::move(s);
   c.placement = std::move(pl);
   return c;
@@ -179,6 +182,7 @@ class LoadModel {
   TaskOutcome outcome(const Candidate& c, const Slo& slo) const {
     TaskOutcome o;
     if (!runnable(c) || c.accuracy_pct < slo.min_accuracy_pct) return o;
+    if (slo.max_energy_j && c.energy_j > *slo.max_energy_j) return o;  // over its energy limit: a violation
     double w = 0, r = 0;
     for (std::size_t p = 0; p < s1_.size(); ++p) {
       if (c.busy_ms[p] <= 0) continue;
@@ -243,7 +247,8 @@ inline Evaluation evaluate(const SystemState& s, const std::vector<std::vector<C
 // all of these, so pruning never loses the optimum.
 inline void prune_dominated(std::vector<Candidate>& cs) {
   auto leq = [](const Candidate& a, const Candidate& b) {  // a at least as good as b
-    if (a.latency_ms > b.latency_ms || a.memory_bytes > b.memory_bytes || a.accuracy_pct < b.accuracy_pct)
+    if (a.latency_ms > b.latency_ms || a.memory_bytes > b.memory_bytes || a.accuracy_pct < b.accuracy_pct ||
+        a.energy_j > b.energy_j)
       return false;
     for (std::size_t p = 0; p < a.busy_ms.size(); ++p)
       if (a.busy_ms[p] > b.busy_ms[p]) return false;
@@ -303,6 +308,8 @@ inline void fill_task_plan(TaskPlan& tp, const Candidate* c, const Slo& slo, con
       r += "; no available processor can run it";
     else if (c->accuracy_pct < slo.min_accuracy_pct)
       r += "; accuracy " + fmt_ms(c->accuracy_pct) + " % below floor " + fmt_ms(slo.min_accuracy_pct) + " %";
+    else if (slo.max_energy_j && c->energy_j > *slo.max_energy_j)
+      r += "; energy " + fmt_ms(1e3 * c->energy_j) + " mJ per request above its limit " + fmt_ms(1e3 * *slo.max_energy_j) + " mJ";
     else if (c->latency_ms > slo.deadline_ms)
       r += "; service time " + fmt_ms(c->latency_ms) + " ms exceeds deadline " + fmt_ms(slo.deadline_ms) + " ms";
     else if (o.utilisation >= 1.0)

@@ -12,12 +12,15 @@
 //    (ModelledBlockRunner::simulate) or the estimator's. Requests, queues, admission,
 //    re-planning, preloading and metrics are the same code (the simulator, issue 12).
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -70,12 +73,23 @@ struct EngineOptions {
   int max_attempts = 2;                 // plans a request may run on after device failures
   // Re-planning on observed change (checked every monitor_period_ms).
   double monitor_period_ms = 10;
+  // Rates: a task's rate is measured over a full window of its own load (from its first
+  // arrival, and again from each new plan), never over the idle time before load starts.
   double rate_window_ms = 500;          // arrival rates measured over this window
   double rate_change_ratio = 0.5;       // re-plan when |observed - planned| > ratio x planned
   int rate_min_arrivals = 20;           // ... and the window holds enough arrivals to tell
-  double slowdown_ratio = 3;            // a processor is slow when measured/predicted exceeds this
-  int slowdown_min_samples = 8;
-  double slowdown_ema_alpha = 0.2;
+  double rate_change_z = 4;             // ... and the count is this many Poisson std devs off
+  double rate_confirm_ms = -1;          // ... on every check for this long (< 0: rate_window_ms / 2)
+  // Slow-downs: a processor's speed is the median measured/predicted block time of its last
+  // 16 blocks; its first slowdown_min_samples calibrate a baseline (the contention it runs
+  // under, up to slowdown_baseline_cap), and it is slow when speed / baseline exceeds
+  // slowdown_ratio x that of the least slowed other calibrated processor (contention every
+  // processor shares is not one processor's slow-down). With no other calibrated processor
+  // the cap is all that separates contention from a slow-down present from the start.
+  double slowdown_ratio = 3;
+  int slowdown_min_samples = 8;         // 1..16
+  double slowdown_baseline_cap = 3;
+  double slowdown_confirm_ms = 500;     // ... on every check for this long (another program's busy moment is not it)
   // Discrete-event mode: modelled time of a cold block load.
   double sim_load_ms_per_mib = 0.5;
 };
@@ -113,6 +127,12 @@ struct MaskedEstimator {
   }
   double memory_bytes(TaskIndex t, const StitchedVariant& s) const { return e->memory_bytes(t, s); }
   double block_bytes(TaskIndex t, BlockIndex b, VariantIndex v) const { return e->block_bytes(t, b, v); }
+  // Optional: energy per request, where the estimator models it (the simulator's).
+  double energy_j(TaskIndex t, const StitchedVariant& s, const Placement& pl) const
+    requires requires(const E& x) { x.energy_j(t, s, pl); }
+  {
+    return e->energy_j(t, s, pl);
+  }
 };
 
 }  // namespace detail
@@ -129,6 +149,7 @@ class Engine {
       : lib_(lib), est_(estimator), opt_(std::move(optimizer)), pre_(std::move(preloader)), opts_(options),
         ledger_(names_of(tasks)) {
     validate(processors, tasks);
+    check_budget_floor();
     ledger_.now_fn = [](const void* c) { return static_cast<const ClockT*>(c)->now_ms(); };
     ledger_.clock = &clock_;
     for (auto& spec : processors) {
@@ -220,8 +241,12 @@ class Engine {
     auto& pr = *procs_[static_cast<std::size_t>(p)];
     pr.available.store(available);
     if (available) {
-      pr.speed_ema.store(1.0);
-      pr.speed_samples.store(0);
+      {
+        std::lock_guard sl(pr.speed_mu);
+        pr.speed.store(1.0);
+        pr.speed_samples.store(0);
+        pr.baseline.store(0);
+      }
       pr.slow_flagged.store(false);
       state_.processor_speed[static_cast<std::size_t>(p)] = 1.0;
     }
@@ -248,6 +273,8 @@ class Engine {
   std::size_t pending() { return ledger_.pending_count(); }
 
   Plan plan() const { return current()->plan; }
+  // The memory policy (its own statistics: loads, evictions, failed loads).
+  const P& preloader() const { return pre_; }
   std::uint64_t plan_version() const { return current()->plan.version; }
   double now_ms() const { return clock_.now_ms(); }
   const std::vector<std::string>& task_names() const { return ledger_task_names_; }
@@ -263,7 +290,7 @@ class Engine {
       m.blocks = pr->blocks.load();
       m.failures = pr->failures.load();
       m.available = pr->available.load();
-      m.observed_slowdown = pr->speed_ema.load();
+      m.observed_slowdown = pr->speed.load();
       ps.push_back(std::move(m));
     }
     return ledger_.metrics.summarize(clock_.now_ms(), std::move(ps), opts_.memory_budget_bytes);
@@ -345,9 +372,12 @@ class Engine {
     std::atomic<bool> available{true};
     std::atomic<double> busy_ms{0};
     std::atomic<std::uint64_t> blocks{0}, failures{0};
-    std::atomic<double> speed_ema{1};
-    std::atomic<int> speed_samples{0};
+    std::atomic<double> speed{1};       // median measured/predicted of the last kSpeedWindow blocks
+    std::atomic<int> speed_samples{0};  // since start or the last return to service
+    std::atomic<double> baseline{0};    // calibrated speed (0: still calibrating)
     std::atomic<bool> slow_flagged{false};
+    std::mutex speed_mu;                // speed_ring
+    std::array<double, 16> speed_ring{};
     std::vector<std::thread> workers;
     int idle_slots = 0;  // discrete-event mode
   };
@@ -397,6 +427,32 @@ class Engine {
     for (const auto& p : ps)
       check(p.workers >= 1 && p.queue_capacity >= 1, ErrorCode::invalid_argument, "Engine: processor " + p.name,
             "needs workers >= 1 and queue_capacity >= 1");
+  }
+
+  // A budget below the smallest runnable plan is an error at start, not requests that fail
+  // (or wait) forever: every task must have a variant whose every block fits on some processor
+  // (blocks load one at a time, so the largest block of the lightest variant is the floor).
+  void check_budget_floor() const {
+    const std::size_t budget = opts_.memory_budget_bytes;
+    if (budget == 0) return;
+    for (TaskIndex t = 0; t < lib_.num_tasks(); ++t) {
+      std::size_t floor = std::numeric_limits<std::size_t>::max();
+      for (VariantIndex v = 0; v < lib_.num_variants(t); ++v) {
+        std::size_t largest = 0;
+        for (BlockIndex b = 0; b < lib_.num_blocks(t); ++b) {
+          std::size_t smallest = std::numeric_limits<std::size_t>::max();
+          for (ProcessorIndex p = 0; p < lib_.num_processors(); ++p)
+            if (est_.can_place(t, b, v, p)) smallest = std::min(smallest, static_cast<std::size_t>(lib_.block_bytes(t, b, v, p)));
+          largest = std::max(largest, smallest);
+        }
+        floor = std::min(floor, largest);
+      }
+      check(floor <= budget, ErrorCode::infeasible, "Engine: memory budget",
+            std::to_string(budget) + " bytes is below the smallest runnable plan: task " + std::to_string(t) + " needs " +
+                (floor == std::numeric_limits<std::size_t>::max() ? std::string("a placeable block")
+                                                                   : std::to_string(floor) + " bytes") +
+                " resident at once (the largest block of its lightest variant)");
+    }
   }
 
   // --- planning ---------------------------------------------------------------------------
@@ -509,7 +565,7 @@ class Engine {
   }
 
   double speed(ProcessorIndex p) const {
-    return std::max(1.0, procs_[static_cast<std::size_t>(p)]->speed_ema.load(std::memory_order_relaxed));
+    return std::max(1.0, procs_[static_cast<std::size_t>(p)]->speed.load(std::memory_order_relaxed));
   }
 
   // Predicted service time of what is left of a job, at observed processor speeds.
@@ -766,12 +822,7 @@ class Engine {
     pr.busy_ms.fetch_add(t1 - t0, std::memory_order_relaxed);
     pr.blocks.fetch_add(1, std::memory_order_relaxed);
     const double predicted = j->route().block_ms[static_cast<std::size_t>(j->next)];
-    if (predicted > 0) {
-      const double a = opts_.slowdown_ema_alpha;
-      pr.speed_ema.store((1 - a) * pr.speed_ema.load(std::memory_order_relaxed) + a * (occupied / predicted),
-                         std::memory_order_relaxed);
-      pr.speed_samples.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (predicted > 0) record_speed(pr, occupied / predicted);
     if (j->rec.start_ms < 0) j->rec.start_ms = t0;
     j->started = true;
     j->current = std::move(out);
@@ -914,41 +965,123 @@ class Engine {
     }
   }
 
+  int speed_min_samples() const { return std::clamp(opts_.slowdown_min_samples, 1, 16); }
+
+  // One block's measured/predicted time: the processor's speed is the median of the last 16
+  // (one preempted block on a shared core is not a slow-down); the first samples calibrate.
+  void record_speed(Proc& pr, double ratio) {
+    std::lock_guard lk(pr.speed_mu);
+    const int n = pr.speed_samples.load(std::memory_order_relaxed);
+    pr.speed_ring[static_cast<std::size_t>(n) % pr.speed_ring.size()] = ratio;
+    pr.speed_samples.store(n + 1, std::memory_order_relaxed);
+    const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(n) + 1, pr.speed_ring.size());
+    if (k < 3) return;  // too few to say anything: admission keeps the profile's speed
+    auto w = pr.speed_ring;
+    std::nth_element(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(k / 2), w.begin() + static_cast<std::ptrdiff_t>(k));
+    const double med = w[k / 2];
+    pr.speed.store(med, std::memory_order_relaxed);
+    if (n + 1 == speed_min_samples()) pr.baseline.store(std::clamp(med, 1.0, std::max(1.0, opts_.slowdown_baseline_cap)));
+  }
+
   // Re-plans on a measured change: arrival rates off the planned ones, a processor slowed down.
   void monitor_tick(double now) {
+    ledger_.metrics.memory(now, lib_.resident_bytes());  // background preloads and evictions too
+    check_slowdowns(now);
+    check_rates(now);
+  }
+
+  // A processor is slow when its speed over its calibrated baseline exceeds slowdown_ratio x
+  // that of the least slowed other calibrated processor (1 when there is none).
+  void check_slowdowns(double now) {
+    const int need = speed_min_samples();
+    slow_since_.resize(procs_.size(), -1);
+    auto slowness = [&](const Proc& pr) {
+      const double base = pr.baseline.load();
+      return base > 0 && pr.available.load() && pr.speed_samples.load() >= need ? pr.speed.load() / base : -1.0;
+    };
     for (std::size_t p = 0; p < procs_.size(); ++p) {
       auto& pr = *procs_[p];
-      const double ema = pr.speed_ema.load();
-      if (!pr.slow_flagged.load() && pr.available.load() && pr.speed_samples.load() >= opts_.slowdown_min_samples &&
-          ema > opts_.slowdown_ratio) {
-        pr.slow_flagged.store(true);
-        std::lock_guard lk(planner_mu_);
-        state_.processor_speed[p] = ema;
-        replan_locked("processor " + pr.spec.name + " slowed down " + std::to_string(ema) + "x");
+      // After calibration, a full window of new samples before judging.
+      if (pr.slow_flagged.load() || pr.speed_samples.load() < need + 16) continue;
+      const double s = slowness(pr);
+      if (s < 0) continue;
+      double least = INFINITY;
+      for (std::size_t q = 0; q < procs_.size(); ++q)
+        if (q != p) {
+          const double sq = slowness(*procs_[q]);
+          if (sq >= 0) least = std::min(least, sq);
+        }
+      const double ref = std::isfinite(least) ? std::max(1.0, least) : 1.0;
+      if (s <= opts_.slowdown_ratio * ref) {
+        slow_since_[p] = -1;
+        continue;
       }
+      if (slow_since_[p] < 0) slow_since_[p] = now;
+      if (now - slow_since_[p] < opts_.slowdown_confirm_ms) continue;
+      pr.slow_flagged.store(true);
+      std::lock_guard lk(planner_mu_);
+      state_.processor_speed[p] = s / ref;
+      replan_locked("processor " + pr.spec.name + " slowed down " + std::to_string(s / ref) + "x (speed " +
+                    std::to_string(pr.speed.load()) + "x the profile, calibrated " + std::to_string(pr.baseline.load()) + "x)");
     }
-    RateSample s{now, {}};
-    for (const auto& lv : live_) s.counts.push_back(lv->arrivals.load(std::memory_order_relaxed));
-    rate_hist_.push_back(std::move(s));
+  }
+
+  // Each task's rate over a full window of its own load; a re-plan when it is off the planned
+  // rate by rate_change_ratio and rate_change_z Poisson std devs, on every check for
+  // rate_confirm_ms (hysteresis). Every new plan restarts the windows (warm-up).
+  void check_rates(double now) {
+    const std::uint64_t version = plan_version();
+    std::vector<std::uint64_t> counts;
+    for (const auto& lv : live_) counts.push_back(lv->arrivals.load(std::memory_order_relaxed));
+    if (version != rate_plan_version_ || rate_track_.size() != counts.size()) {
+      rate_plan_version_ = version;
+      rate_hist_.clear();
+      rate_track_.assign(counts.size(), RateTrack{});
+      for (std::size_t t = 0; t < counts.size(); ++t) rate_track_[t] = {now, counts[t], true, -1};
+    }
+    rate_hist_.push_back({now, counts});
+    // Keep the latest sample at or before now - window as the front.
     while (rate_hist_.size() > 2 && now - rate_hist_[1].t >= opts_.rate_window_ms) rate_hist_.pop_front();
-    const auto& old = rate_hist_.front();
-    const double span = now - old.t;
-    if (span < opts_.rate_window_ms || now - last_rate_replan_ < opts_.rate_window_ms) return;
-    std::lock_guard lk(planner_mu_);
-    std::string why;
-    for (std::size_t t = 0; t < live_.size(); ++t) {
-      const double n = static_cast<double>(rate_hist_.back().counts[t] - old.counts[t]);
-      const double observed = n * 1000.0 / span;
-      const double planned = state_.slos[t].rate_rps;
-      const bool enough = n >= opts_.rate_min_arrivals || planned * span / 1000.0 >= opts_.rate_min_arrivals;
-      if (enough && std::abs(observed - planned) > opts_.rate_change_ratio * std::max(planned, 1e-9)) {
-        why += (why.empty() ? "" : ", ") + ledger_task_names_[t] + " " + std::to_string(planned) + " -> " +
-               std::to_string(observed) + " rps";
-        state_.slos[t].rate_rps = observed;
+    const double confirm = opts_.rate_confirm_ms >= 0 ? opts_.rate_confirm_ms : opts_.rate_window_ms / 2;
+    std::vector<double> changed(counts.size(), -1);
+    bool any = false;
+    {
+      std::lock_guard lk(planner_mu_);
+      for (std::size_t t = 0; t < counts.size(); ++t) {
+        auto& tr = rate_track_[t];
+        if (tr.waiting) {  // no arrival since the window restarted: load has not started
+          if (counts[t] == tr.n0) {
+            tr.t0 = now;
+            continue;
+          }
+          tr.waiting = false;
+        }
+        const auto& old = rate_hist_.front();
+        const double t_from = old.t >= tr.t0 ? old.t : tr.t0;
+        const double n = static_cast<double>(counts[t] - (old.t >= tr.t0 ? old.counts[t] : tr.n0));
+        const double span = now - t_from;
+        if (span < opts_.rate_window_ms) continue;  // warming up
+        const double planned = state_.slos[t].rate_rps;
+        const double expect = planned * span / 1000.0, dev = std::abs(n - expect);
+        const bool enough = n >= opts_.rate_min_arrivals || expect >= opts_.rate_min_arrivals;
+        if (!(enough && dev > opts_.rate_change_ratio * std::max(expect, 1e-9) &&
+              dev > opts_.rate_change_z * std::sqrt(std::max(expect, 1.0)))) {
+          tr.off_since = -1;
+          continue;
+        }
+        if (tr.off_since < 0) tr.off_since = now;
+        if (now - tr.off_since < confirm) continue;
+        changed[t] = n * 1000.0 / span;
+        any = true;
       }
-    }
-    if (!why.empty()) {
-      last_rate_replan_ = now;
+      if (!any) return;
+      std::string why;
+      for (std::size_t t = 0; t < counts.size(); ++t) {
+        if (changed[t] < 0) continue;
+        why += (why.empty() ? "" : ", ") + ledger_task_names_[t] + " " + std::to_string(state_.slos[t].rate_rps) + " -> " +
+               std::to_string(changed[t]) + " rps";
+        state_.slos[t].rate_rps = changed[t];
+      }
       replan_locked("arrival rate changed: " + why);
     }
   }
@@ -1112,8 +1245,16 @@ class Engine {
     double t;
     std::vector<std::uint64_t> counts;
   };
-  std::deque<RateSample> rate_hist_;  // monitor thread only
-  double last_rate_replan_ = 0;
+  std::deque<RateSample> rate_hist_;  // monitor thread only (and the rate state below)
+  struct RateTrack {
+    double t0 = 0;            // the task's window starts no earlier than this sample ...
+    std::uint64_t n0 = 0;     // ... whose arrival count this is
+    bool waiting = true;      // no arrival yet since the window restarted
+    double off_since = -1;    // the rate has been off the plan on every check since then
+  };
+  std::vector<RateTrack> rate_track_;
+  std::vector<double> slow_since_;  // per processor: judged slow on every check since then (-1: not)
+  std::uint64_t rate_plan_version_ = 0;
 
   std::vector<Event> events_;  // discrete-event mode: a heap
   std::size_t busy_events_ = 0;

@@ -83,6 +83,7 @@ struct TaskMetrics {
   double p50_ms = 0, p99_ms = 0, mean_ms = 0, max_ms = 0;  // latency of served requests
   std::uint64_t load_stalls = 0;  // served requests that waited for a cold load
   double load_stall_ms = 0;       // total
+  std::uint64_t load_violations = 0;  // late requests that would have met their deadline without the stall
   std::uint64_t retries = 0;      // requests that ran on a second plan
 };
 
@@ -117,7 +118,9 @@ struct EngineMetrics {
   std::vector<ProcessorMetrics> processors;
   std::vector<MemorySample> memory;  // resident bytes, sampled on every load/unload
   std::size_t peak_resident_bytes = 0;
+  double mean_resident_bytes = 0;       // time-weighted over the samples, to the end of the run
   std::size_t memory_budget_bytes = 0;  // 0 = none
+  bool budget_exceeded = false;         // a sample above a non-zero budget
   std::vector<DecisionRecord> decisions;
   double decision_ms_mean = 0, decision_ms_max = 0;
   // Queue handoff: enqueue -> a worker starts it, over every queued block run.
@@ -161,6 +164,8 @@ class MetricsCollector {
       if (r.load_stall_ms > 0) {
         ++t.m.load_stalls;
         t.m.load_stall_ms += r.load_stall_ms;
+        if (r.state == RequestState::late && r.latency_ms() - r.load_stall_ms <= r.deadline_ms - r.arrival_ms)
+          ++t.m.load_violations;
       }
     }
   }
@@ -207,6 +212,7 @@ class MetricsCollector {
       for (std::size_t i = 0; i < kNumEndStates; ++i) out.overall.by_state[i] += m.by_state[i];
       out.overall.load_stalls += m.load_stalls;
       out.overall.load_stall_ms += m.load_stall_ms;
+      out.overall.load_violations += m.load_violations;
       out.overall.retries += m.retries;
     }
     finish(out.overall, all, wall_s);
@@ -216,6 +222,17 @@ class MetricsCollector {
     out.memory = memory_;
     out.peak_resident_bytes = peak_;
     out.memory_budget_bytes = budget_bytes;
+    out.budget_exceeded = budget_bytes > 0 && peak_ > budget_bytes;
+    if (!memory_.empty()) {
+      // Resident bytes are a step function between samples.
+      double area = 0;
+      const double t0 = memory_.front().t_ms, t1 = std::max(wall_ms, memory_.back().t_ms);
+      for (std::size_t i = 0; i < memory_.size(); ++i) {
+        const double until = i + 1 < memory_.size() ? memory_[i + 1].t_ms : t1;
+        area += static_cast<double>(memory_[i].bytes) * (until - memory_[i].t_ms);
+      }
+      out.mean_resident_bytes = t1 > t0 ? area / (t1 - t0) : static_cast<double>(memory_.back().bytes);
+    }
     out.decisions = decisions_;
     for (const auto& d : decisions_) {
       out.decision_ms_mean += d.decision_ms;

@@ -21,6 +21,7 @@ inline nlohmann::json to_json(const TaskMetrics& m) {
   j["latency_ms"] = {{"p50", m.p50_ms}, {"p99", m.p99_ms}, {"mean", m.mean_ms}, {"max", m.max_ms}};
   j["load_stalls"] = m.load_stalls;
   j["load_stall_ms"] = m.load_stall_ms;
+  j["load_violations"] = m.load_violations;
   j["retries"] = m.retries;
   return j;
 }
@@ -44,7 +45,9 @@ inline nlohmann::json to_json(const EngineMetrics& m) {
                                {"available", p.available},
                                {"observed_slowdown", p.observed_slowdown}});
   j["memory"] = {{"peak_resident_bytes", m.peak_resident_bytes},
+                 {"mean_resident_bytes", m.mean_resident_bytes},
                  {"budget_bytes", m.memory_budget_bytes},
+                 {"budget_exceeded", m.budget_exceeded},
                  {"timeline", nlohmann::json::array()}};
   for (const auto& s : m.memory) j["memory"]["timeline"].push_back({s.t_ms, s.bytes});
   j["decisions"] = {{"count", m.decisions.size()},

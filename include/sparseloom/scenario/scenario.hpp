@@ -25,6 +25,7 @@ struct ScenarioTask {
   double min_accuracy_pct = 0;
   double rate_rps = 10;
   double criticality = 1;
+  std::optional<double> max_energy_j;  // J per request (where energy is modelled: the simulator)
 };
 
 struct SloChange {
@@ -43,9 +44,8 @@ struct Scenario {
   std::vector<SloChange> changes;
 };
 
-// Parses a scenario document; `source` names it in errors (a path, or "<bytes>").
-inline Scenario parse_scenario(const json::Json& doc, const std::string& source) {
-  const json::Field root(doc, source);
+// Parses a scenario from its root field (errors name file, line when known, and field).
+inline Scenario parse_scenario(const json::Field& root) {
   json::check_schema(root, kScenarioSchema);
   Scenario s;
   s.name = root.get<std::string>("name");
@@ -81,6 +81,7 @@ inline Scenario parse_scenario(const json::Json& doc, const std::string& source)
     st.min_accuracy_pct = t.has("min_accuracy_pct") ? t.number("min_accuracy_pct", 0, 100) : 0;
     st.rate_rps = t.number("rate_rps", 0, 1e6);
     st.criticality = t.has("criticality") ? t.number("criticality", 0, 1e6) : 1;
+    if (t.has("max_energy_j")) st.max_energy_j = t.number("max_energy_j", 0, 1e6);
     s.tasks.push_back(st);
   }
   if (root.has("slo_changes")) {
@@ -98,6 +99,13 @@ inline Scenario parse_scenario(const json::Json& doc, const std::string& source)
   return s;
 }
 
-inline Scenario load_scenario(const std::string& path) { return parse_scenario(json::load(path), path); }
+// Parses a scenario document; `source` names it in errors (a path, or "<bytes>").
+inline Scenario parse_scenario(const json::Json& doc, const std::string& source) { return parse_scenario(json::Field(doc, source)); }
+
+// From a file: errors also carry the line of the field.
+inline Scenario load_scenario(const std::string& path) {
+  const auto doc = json::load_document(path);
+  return parse_scenario(doc.root());
+}
 
 }  // namespace sparseloom::scenario

@@ -4,6 +4,7 @@
 // stitched variant with its repair. Models runtime::BlockRunner. Backends are a compile-time
 // set; a processor's backend is picked by index into it and executables live in a
 // std::variant, so the request path has no virtual call.
+#include <atomic>
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -61,13 +62,8 @@ class BlockLibrary {
     if (s.exe.index() != 0) return;
     const ir::Graph& g = tasks_.at(t)->blocks.at(b).at(v);
     compile_into<0>(procs_.at(p).backend, g, procs_[p].options, s.exe);
-    // Backends that pack weights (sparse formats, device buffers) report what they hold.
-    s.bytes = std::visit(
-        [&](const auto& e) -> std::size_t {
-          if constexpr (requires { e.resident_bytes(); }) return static_cast<std::size_t>(e.resident_bytes());
-          else return graph_bytes(g);
-        },
-        s.exe);
+    s.bytes = exe_bytes(s.exe, g);
+    s.known.store(s.bytes);  // block_bytes() is exact from now on, resident or not
     std::lock_guard lock(mu_);
     resident_ += s.bytes;
   }
@@ -84,8 +80,21 @@ class BlockLibrary {
     std::lock_guard lock(mu_);
     return resident_ + repair_bytes_;
   }
-  std::size_t block_bytes(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex) const {
-    return graph_bytes(tasks_.at(t)->blocks.at(b).at(v));
+  // Exactly what load() will add to resident_bytes() (packed weights, kept constants and
+  // workspaces as the backend reports them): the preloader's budget check relies on it. Known
+  // after the block's first load on p; before that it is measured by compiling the block once
+  // and freeing it again (the profiler's first load does this for every block).
+  std::size_t block_bytes(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
+    const Slot& s = slot(t, b, v, p);
+    if (const auto k = s.known.load(); k != kUnknown) return k;
+    std::lock_guard lock(measure_mu_);
+    if (const auto k = s.known.load(); k != kUnknown) return k;
+    const ir::Graph& g = tasks_.at(t)->blocks.at(b).at(v);
+    Exe tmp;
+    auto& self = const_cast<BlockLibrary&>(*this);  // compiling uses the (non-const) backend; no state of ours changes
+    self.template compile_into<0>(procs_.at(p).backend, g, procs_[p].options, tmp);
+    s.known.store(exe_bytes(tmp, g));
+    return s.known.load();
   }
 
   // Repair of a stitch, computed once (on the reference oracle, from the calibration set) and
@@ -128,10 +137,24 @@ class BlockLibrary {
   }
 
  private:
+  static constexpr std::size_t kUnknown = static_cast<std::size_t>(-1);
   struct Slot {
     Exe exe;
     std::size_t bytes = 0;
+    mutable std::atomic<std::size_t> known{kUnknown};  // exact packed size once measured
+    Slot() = default;
+    Slot(Slot&& o) noexcept : exe(std::move(o.exe)), bytes(o.bytes), known(o.known.load()) {}
   };
+
+  // Backends that pack weights (sparse formats, device buffers) report what they hold.
+  static std::size_t exe_bytes(const Exe& exe, const ir::Graph& g) {
+    return std::visit(
+        [&](const auto& e) -> std::size_t {
+          if constexpr (requires { e.resident_bytes(); }) return static_cast<std::size_t>(e.resident_bytes());
+          else return graph_bytes(g);
+        },
+        exe);
+  }
 
   Slot& slot(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     return const_cast<Slot&>(std::as_const(*this).slot(t, b, v, p));
@@ -172,7 +195,7 @@ class BlockLibrary {
   std::vector<ProcessorBinding> procs_;
   std::vector<std::unique_ptr<StitchedModel<reference::Backend>>> oracle_;
   std::vector<std::vector<Slot>> slots_;  // [task][(block * variants + variant) * processors + processor]
-  mutable std::mutex mu_;
+  mutable std::mutex mu_, measure_mu_;
   std::size_t resident_ = 0, repair_bytes_ = 0;
   struct Entry {
     std::once_flag once;

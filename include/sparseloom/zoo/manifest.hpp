@@ -72,10 +72,10 @@ struct Manifest {
   }
 };
 
-inline Manifest load_manifest(const std::filesystem::path& task_dir) {
-  const auto path = task_dir / "manifest.json";
-  const json::Json doc = json::load(path);
-  const json::Field root(doc, path.string());
+// Parses a manifest document; `task_dir` is where its files live, `source` names it in errors
+// (the path, or "<fuzz>"). Bounded: fuzzed (tests/fuzz/fuzz_manifest.cpp).
+inline Manifest parse_manifest(const json::Json& doc, const std::filesystem::path& task_dir, const std::string& source) {
+  const json::Field root(doc, source);
   json::check_schema(root, kManifestSchema);
   Manifest m;
   m.dir = task_dir;
@@ -120,8 +120,10 @@ inline Manifest load_manifest(const std::filesystem::path& task_dir) {
         s.repair.channels = r.get<std::int64_t>("channels");
       } else if (kind == "residual_map") {
         s.repair.kind = RepairKind::residual_map;
-        for (const auto& [v, f] : r.raw().at("files").items())
-          s.repair.adapter_files[v] = {f.at("W").get<std::string>(), f.at("b").get<std::string>()};
+        const auto files = r["files"];
+        check(files.raw().is_object(), ErrorCode::parse, files.where(), "expected an object");
+        for (const auto& [v, f] : files.raw().items())
+          s.repair.adapter_files[v] = {files[v].get<std::string>("W"), files[v].get<std::string>("b")};
       } else {
         throw Error(ErrorCode::unsupported, r.where("kind"), "repair kind '" + kind + "'");
       }
@@ -176,7 +178,7 @@ inline Manifest load_manifest(const std::filesystem::path& task_dir) {
       out.assign(m.variants.size(), {});
       for (const auto& [name, accs] : sc[key].raw().items()) {
         const auto v = static_cast<std::size_t>(m.variant_index(name));
-        out[v] = accs.get<std::vector<double>>();
+        out[v] = sc[key][name].get<std::vector<double>>();
         check(out[v].size() == m.blocks.size(), ErrorCode::parse, sc.where(key), "one accuracy per block expected for '" + name + "'");
       }
     };
@@ -184,6 +186,11 @@ inline Manifest load_manifest(const std::filesystem::path& task_dir) {
     singles("single_swap_repair", m.single_swap_repair);
   }
   return m;
+}
+
+inline Manifest load_manifest(const std::filesystem::path& task_dir) {
+  const auto path = task_dir / "manifest.json";
+  return parse_manifest(json::load(path), task_dir, path.string());
 }
 
 }  // namespace sparseloom::zoo

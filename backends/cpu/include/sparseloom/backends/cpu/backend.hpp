@@ -15,6 +15,13 @@
 //    alpha/beta, a following bias Add (MatMul) and a following Relu / Clip fold into the
 //    kernel's epilogue when the intermediate tensor has a single consumer and is no graph
 //    output;
+//  - INT8 QDQ Gemm/MatMul (weights DequantizeLinear(int8 const, per-output-channel scale, zp 0),
+//    activation DequantizeLinear(u8 runtime tensor, scalar scale and zero point)) run u8 x s8
+//    -> s32 on the quantised activation itself (oneDNN INT8 dense or our INT8 1x4 sparse
+//    kernel), dequantisation scale s_x*s_w[c], bias and activation in the f32 epilogue; kept
+//    only when its measured trial beats the layer's best f32 format. Repairs or observation
+//    inside such a layer run it through the reference op on the dequantised tensors;
+//  - Transpose runs a tiled copy split over the pool (detail in transpose.hpp);
 //  - every other op runs the reference backend's implementation of it (one-node executables).
 // run(): RunOptions::affine on a kernel's output is folded into that run's epilogue (scale and
 // shift combined with the bias, weights shared: repair costs nothing per request); on any
@@ -28,6 +35,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -37,6 +45,7 @@
 
 #include "sparseloom/backends/cpu/conv.hpp"
 #include "sparseloom/backends/cpu/format_choice.hpp"
+#include "sparseloom/backends/cpu/transpose.hpp"
 #include "sparseloom/backends/reference/backend.hpp"
 #include "sparseloom/concepts/backend.hpp"
 #include "sparseloom/ir/graph.hpp"
@@ -107,6 +116,76 @@ inline std::vector<float> const_floats(const Tensor& t) {
   return std::vector<float>(c.data<float>(), c.data<float>() + c.numel());
 }
 
+inline double best_ms(const std::vector<Candidate>& c) {
+  double b = 1e300;
+  for (const auto& x : c) b = std::min(b, x.ms);
+  return b;
+}
+
+// The INT8 operands of a QDQ Gemm/MatMul: W = DequantizeLinear(s8 const, scale per output
+// channel or scalar, zero point 0) and X = DequantizeLinear(u8 runtime tensor, scalar scale
+// and zero point). nullopt when the node is not of that form (it then runs in f32).
+struct QdqLinear {
+  std::vector<std::int8_t> w;   // M x K, row-major
+  std::vector<float> w_scale;   // M
+  ActivationQuant xq;
+  std::string x;                // the u8 activation
+};
+
+inline std::optional<QdqLinear> qdq_linear_operands(const ir::Node& n, bool trans_b, std::int64_t M, std::int64_t K,
+                                                    const std::map<std::string, Tensor>& consts,
+                                                    const std::map<std::string, const ir::Node*>& producer_of,
+                                                    const ir::Graph& g) {
+  auto producer = [&](const std::string& t) -> const ir::Node* {
+    auto it = producer_of.find(t);
+    return it == producer_of.end() ? nullptr : it->second;
+  };
+  auto cst = [&](const std::string& t) -> const Tensor* {
+    auto it = consts.find(t);
+    return it == consts.end() ? nullptr : &it->second;
+  };
+  const ir::Node* wd = producer(n.inputs[1]);
+  const ir::Node* xd = producer(n.inputs[0]);
+  if (!wd || !xd || wd->op != "DequantizeLinear" || xd->op != "DequantizeLinear") return std::nullopt;
+  // Weights.
+  const Tensor* wq = cst(wd->inputs.at(0));
+  const Tensor* ws = wd->has_input(1) ? cst(wd->inputs[1]) : nullptr;
+  if (!wq || !ws || wq->dtype() != DType::i8 || wq->rank() != 2 || ws->dtype() != DType::f32) return std::nullopt;
+  if (wd->has_input(2)) {
+    const Tensor* wz = cst(wd->inputs[2]);
+    if (!wz || wz->dtype() != DType::i8) return std::nullopt;
+    const Tensor z = wz->contiguous();
+    for (std::int64_t i = 0; i < z.numel(); ++i)
+      if (z.data<std::int8_t>()[i] != 0) return std::nullopt;
+  }
+  const std::int64_t out_axis = trans_b ? 0 : 1;
+  std::int64_t axis = wd->attr<std::int64_t>("axis", 1);
+  if (axis < 0) axis += 2;
+  const auto sv = const_floats(*ws);
+  QdqLinear r;
+  if (sv.size() == 1) r.w_scale.assign(static_cast<std::size_t>(M), sv[0]);
+  else if (static_cast<std::int64_t>(sv.size()) == M && axis == out_axis) r.w_scale = sv;
+  else return std::nullopt;
+  const Tensor wc = wq->contiguous();
+  const std::int8_t* wp = wc.data<std::int8_t>();
+  r.w.resize(static_cast<std::size_t>(M * K));
+  for (std::int64_t i = 0; i < M; ++i)
+    for (std::int64_t k = 0; k < K; ++k) r.w[static_cast<std::size_t>(i * K + k)] = trans_b ? wp[i * K + k] : wp[k * M + i];
+  // Activation.
+  const std::string& q = xd->inputs.at(0);
+  if (cst(q) || g.value(q).dtype != DType::u8) return std::nullopt;
+  const Tensor* xs = xd->has_input(1) ? cst(xd->inputs[1]) : nullptr;
+  if (!xs || xs->dtype() != DType::f32 || xs->numel() != 1) return std::nullopt;
+  r.xq.scale = const_floats(*xs)[0];
+  if (xd->has_input(2)) {
+    const Tensor* xz = cst(xd->inputs[2]);
+    if (!xz || xz->dtype() != DType::u8 || xz->numel() != 1) return std::nullopt;
+    r.xq.zero_point = xz->contiguous().data<std::uint8_t>()[0];
+  }
+  r.x = q;
+  return r;
+}
+
 }  // namespace detail
 
 class Executable {
@@ -122,6 +201,7 @@ class Executable {
     for (std::size_t i = 0; i < steps_.size(); ++i)
       out.emplace_back(steps_[i].kernel ? steps_[i].kernel->mid + " [kernel]"
                        : steps_[i].ew ? steps_[i].ew->mid + " [elementwise]"
+                       : steps_[i].tr ? steps_[i].tr->out + " [Transpose]"
                                       : steps_[i].ref->outputs.at(0) + " [" + steps_[i].ref->op + "]",
                        ms[i]);
     return out;
@@ -156,6 +236,7 @@ class Executable {
       const auto t0 = std::chrono::steady_clock::now();
       if (s.kernel) run_kernel(*s.kernel, env, ro);
       else if (s.ew) run_ew(*s.ew, env, ro);
+      else if (s.tr) publish(s.tr->out, permute(env.at(s.tr->in), s.tr->perm, proc_->pool, threads_, s.tr->where), env, ro);
       else run_ref(*s.ref, env, ro);
       if (step_ms) (*step_ms)[si] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       for (const auto& dead : s.release) env.erase(dead);
@@ -187,6 +268,10 @@ class Executable {
     std::int64_t in_per_image = 0, out_per_image = 0, batch = 1;
     // linear: X (rows x k) -> Y (rows x m) via Y^T = W X^T
     std::shared_ptr<const PreparedMatmul> mm;
+    // INT8 linear: `in` is the u8 activation (rows x k); `self` is the node on the dequantised
+    // tensors, for runs that must see or repair tensors inside the fused layer.
+    std::shared_ptr<const PreparedMatmulQu8> qmm;
+    std::shared_ptr<const detail::RefNode> self;
     std::int64_t rows = 1, k = 0, m = 0;
   };
   // Same-shape f32 Add / Sub / Mul of two runtime tensors, optionally with a fused Relu.
@@ -195,9 +280,15 @@ class Executable {
     std::string a, b, mid, out;
     std::vector<detail::RefNode> absorbed;  // the fused Relu, for unfused runs
   };
+  // Transpose of a runtime tensor.
+  struct TrStep {
+    std::string in, out, where;
+    std::vector<std::int64_t> perm;
+  };
   struct Step {
     std::shared_ptr<const KernelStep> kernel;
     std::shared_ptr<const EwStep> ew;
+    std::shared_ptr<const TrStep> tr;
     std::shared_ptr<const detail::RefNode> ref;
     std::vector<std::string> observe_consts;  // folded constants reported before this step
     std::vector<std::string> release;         // env tensors dead after this step
@@ -245,6 +336,7 @@ class Executable {
   Tensor kernel_call(const KernelStep& s, const Tensor& x_in, const EpilogueArrays* epi, const Shape& shape) const {
     const Tensor x = x_in.contiguous();
     Tensor y = Tensor::empty(shape, DType::f32);
+    if (s.qmm) return qkernel_call(s, x, std::move(y));
     if (s.kind == Kind::conv) {
       for (std::int64_t b = 0; b < s.batch; ++b)
         s.conv->run(x.data<float>() + b * s.in_per_image, y.data<float>() + b * s.out_per_image, proc_->pool, epi);
@@ -254,19 +346,54 @@ class Executable {
       s.mm->run(x.data<float>(), y.data<float>(), proc_->pool, epi);
       return y;
     }
-    std::vector<float> xt(static_cast<std::size_t>(s.rows * s.k)), yt(static_cast<std::size_t>(s.rows * s.m));
-    const float* xp = x.data<float>();
-    for (std::int64_t r = 0; r < s.rows; ++r)
-      for (std::int64_t c = 0; c < s.k; ++c) xt[static_cast<std::size_t>(c * s.rows + r)] = xp[r * s.k + c];
+    // Token-major X (rows x k): our kernels take X^T (k x rows) and give Y^T (m x rows).
+    // Tiled threaded transposes into per-thread buffers that only grow (no page faults of
+    // fresh allocations per call).
+    thread_local std::vector<float> xt, yt;
+    if (xt.size() < static_cast<std::size_t>(s.rows * s.k)) xt.resize(static_cast<std::size_t>(s.rows * s.k));
+    if (yt.size() < static_cast<std::size_t>(s.rows * s.m)) yt.resize(static_cast<std::size_t>(s.rows * s.m));
+    transpose_2d(x.data<float>(), s.rows, s.k, xt.data(), proc_->pool, threads_);
     s.mm->run(xt.data(), yt.data(), proc_->pool, epi);
-    float* yp = y.data<float>();
-    for (std::int64_t r = 0; r < s.m; ++r)
-      for (std::int64_t c = 0; c < s.rows; ++c) yp[c * s.m + r] = yt[static_cast<std::size_t>(r * s.rows + c)];
+    transpose_2d(yt.data(), s.m, s.rows, y.data<float>(), proc_->pool, threads_);
+    return y;
+  }
+
+  // INT8 linear: the u8 activation is already token-major X^T (rows x k), oneDNN's native
+  // layout; our sparse kernel takes X (k x rows), so it gets the tiled transposes.
+  Tensor qkernel_call(const KernelStep& s, const Tensor& x, Tensor y) const {
+    const auto* xp = x.data<std::uint8_t>();
+    if (const DenseQu8* d = s.qmm->dense()) {
+      d->run_nk(xp, y.data<float>(), threads_);
+      return y;
+    }
+    const SpmmQu8& sp = *s.qmm->sparse();
+    if (s.rows == 1) {
+      sp.run(xp, y.data<float>(), proc_->pool);
+      return y;
+    }
+    thread_local std::vector<std::uint8_t> xt;
+    thread_local std::vector<float> yt;
+    if (xt.size() < static_cast<std::size_t>(s.rows * s.k)) xt.resize(static_cast<std::size_t>(s.rows * s.k));
+    if (yt.size() < static_cast<std::size_t>(s.rows * s.m)) yt.resize(static_cast<std::size_t>(s.rows * s.m));
+    transpose_2d(xp, s.rows, s.k, xt.data(), proc_->pool, threads_);
+    sp.run(xt.data(), yt.data(), proc_->pool);
+    transpose_2d(yt.data(), s.m, s.rows, y.data<float>(), proc_->pool, threads_);
     return y;
   }
 
   void run_kernel(const KernelStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
     const Tensor& x = env.at(s.in);
+    if (s.qmm) {
+      bool inside = ro.observe != nullptr && !s.absorbed.empty();
+      if (ro.affine) {
+        inside |= ro.affine->count(s.mid) != 0;
+        for (const auto& o : s.absorbed_outputs) inside |= ro.affine->count(o) != 0;
+      }
+      if (!inside) return publish(s.out, kernel_call(s, x, nullptr, s.out_shape), env, ro);
+      run_ref(*s.self, env, ro);
+      for (const auto& r : s.absorbed) run_ref(r, env, ro);
+      return;
+    }
     const ChannelAffine* mid_affine = nullptr;
     bool unfused = ro.observe != nullptr && !s.absorbed.empty();
     if (ro.affine) {
@@ -360,6 +487,14 @@ class Backend {
     return *this;
   }
 
+  // INT8 QDQ Gemm/MatMul layers: measured (the faster of the INT8 and f32 trials, default),
+  // always INT8, or never (f32 on dequantised weights).
+  enum class Int8 : std::uint8_t { measured, always, never };
+  Backend& int8_linear(Int8 mode) {
+    state_->int8 = mode;
+    return *this;
+  }
+
   Executable compile(const ir::Graph& g, const CompileOptions& o = {}) const;
 
  private:
@@ -369,6 +504,7 @@ class Backend {
     std::vector<int> cores;
     std::map<int, std::shared_ptr<Processor>> pools;
     double budget_ms = 1.0;
+    Int8 int8 = Int8::measured;
   };
   std::shared_ptr<Processor> processor(int threads) const {
     std::lock_guard lock(state_->mu);
@@ -411,6 +547,9 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     for (const auto& in : n.inputs)
       if (!in.empty()) consumer_of[in] = &n;
   auto is_const = [&](const std::string& t) { return t.empty() || consts.count(t) != 0; };
+  std::map<std::string, const ir::Node*> producer_of;
+  for (const auto& n : g.nodes)
+    for (const auto& out : n.outputs) producer_of[out] = &n;
   // Folds a Relu, or a Clip with constant bounds, that consumes `prev` into the epilogue;
   // false when `c` is neither (the fusion chain stops there).
   auto fuse_activation = [&](const ir::Node& c, const ir::Node& prev, Epilogue& epi) {
@@ -585,15 +724,43 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
           ks->out = cur->outputs[0];
           ks->out_shape = shape_of(ks->out);
           auto mm = std::make_shared<PreparedMatmul>(prepare_matmul(wt.data(), M, K, ks->rows, ks->epi, pool, copt));
-          exe.layers_.push_back(LayerInfo{n.name, n.op, mm->format(), mm->kernel(), fused_ops, mm->weight_bytes()});
-          exe.resident_ += mm->weight_bytes();
-          ks->mm = std::move(mm);
+          std::shared_ptr<const PreparedMatmulQu8> qmm;
+          std::optional<detail::QdqLinear> qo;
+          if (state_->int8 != Int8::never) qo = detail::qdq_linear_operands(n, tb, M, K, consts, producer_of, g);
+          if (qo) {
+            ChoiceOptions qopt = copt;
+            qopt.qu8_native = true;  // qkernel_call runs oneDNN INT8 dense through run_nk
+            auto cand = std::make_shared<PreparedMatmulQu8>(
+                prepare_matmul_qu8(qo->w.data(), qo->w_scale.data(), M, K, ks->rows, qo->xq, ks->epi, pool, qopt));
+            if (state_->int8 == Int8::always || detail::best_ms(cand->candidates()) < detail::best_ms(mm->candidates())) {
+              qmm = std::move(cand);
+              ks->in = qo->x;
+              ks->self = std::make_shared<const detail::RefNode>(g, n, consts, o.threads);
+            }
+          }
+          if (qmm) {
+            exe.layers_.push_back(LayerInfo{n.name, n.op, qmm->format(), qmm->kernel(), fused_ops, qmm->weight_bytes()});
+            exe.resident_ += qmm->weight_bytes();
+            ks->qmm = std::move(qmm);
+          } else {
+            exe.layers_.push_back(LayerInfo{n.name, n.op, mm->format(), mm->kernel(), fused_ops, mm->weight_bytes()});
+            exe.resident_ += mm->weight_bytes();
+            ks->mm = std::move(mm);
+          }
           kernel = true;
         }
       }
     }
+    std::shared_ptr<Executable::TrStep> tr;
+    if (!kernel && n.op == "Transpose" && n.inputs.size() == 1 && !is_const(n.inputs[0]) && n.outputs.size() == 1) {
+      tr = std::make_shared<Executable::TrStep>();
+      tr->in = n.inputs[0];
+      tr->out = n.outputs[0];
+      tr->where = where;
+      tr->perm = n.attr<std::vector<std::int64_t>>("perm", {});
+    }
     std::shared_ptr<Executable::EwStep> ew;
-    if (!kernel && (n.op == "Add" || n.op == "Sub" || n.op == "Mul") && n.inputs.size() == 2 && !is_const(n.inputs[0]) &&
+    if (!kernel && !tr && (n.op == "Add" || n.op == "Sub" || n.op == "Mul") && n.inputs.size() == 2 && !is_const(n.inputs[0]) &&
         !is_const(n.inputs[1]) && g.value(n.inputs[0]).dtype == DType::f32 && g.value(n.inputs[1]).dtype == DType::f32 &&
         shape_of(n.inputs[0]) == shape_of(n.inputs[1])) {
       ew = std::make_shared<Executable::EwStep>();
@@ -615,6 +782,7 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     pending_observe.clear();
     if (kernel) step.kernel = std::move(ks);
     else if (ew) step.ew = std::move(ew);
+    else if (tr) step.tr = std::move(tr);
     else step.ref = std::make_shared<const detail::RefNode>(g, n, consts, o.threads);
     exe.steps_.push_back(std::move(step));
   }
@@ -625,10 +793,15 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     const auto& s = exe.steps_[i];
     if (s.kernel) {
       last_use[s.kernel->in] = i;
+      if (s.kernel->self)
+        for (const auto& in : s.kernel->self->runtime_inputs) last_use[in] = i;
       for (const auto& r : s.kernel->absorbed)
         for (const auto& in : r.runtime_inputs) last_use[in] = i;
       last_use[s.kernel->mid] = i;
       for (const auto& a : s.kernel->absorbed_outputs) last_use[a] = i;
+    } else if (s.tr) {
+      last_use[s.tr->in] = i;
+      last_use[s.tr->out] = std::max(last_use[s.tr->out], i);
     } else if (s.ew) {
       last_use[s.ew->a] = i;
       last_use[s.ew->b] = i;

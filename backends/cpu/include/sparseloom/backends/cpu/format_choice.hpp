@@ -22,6 +22,7 @@ struct ChoiceOptions {
   bool allow_dense = true;                // oneDNN dense as a candidate
   std::vector<Format> formats;            // empty: every plausible format
   double budget_ms = 3.0;                 // trial time per candidate (at least 3 runs)
+  bool qu8_native = false;                // INT8 dense timed by run_nk (caller keeps X^T, Y^T)
 };
 
 // One timed candidate: format, microkernel (or oneDNN implementation) and its time.
@@ -169,6 +170,13 @@ class PreparedMatmulQu8 {
                                                    : std::get<SpmmQu8>(impl_).ukernel_name();
   }
   const std::vector<Candidate>& candidates() const noexcept { return tried_; }
+  // The chosen implementation (one of the two is null), for callers with other layouts.
+  const DenseQu8* dense() const noexcept { return std::get_if<DenseQu8>(&impl_); }
+  const SpmmQu8* sparse() const noexcept { return std::get_if<SpmmQu8>(&impl_); }
+  std::size_t weight_bytes() const {
+    return std::visit([](const auto& i) { return i.weight_bytes(); }, impl_);
+  }
+  int threads() const noexcept { return threads_; }
 
  private:
   Impl impl_;
@@ -201,7 +209,12 @@ inline PreparedMatmulQu8 prepare_matmul_qu8(const std::int8_t* q, const float* w
   }
   if (opt.allow_dense || !best) {
     DenseQu8 dn(q, w_scale, m, k, n, xq, epilogue);
-    const double ms = detail::time_min_ms([&] { dn.run(x.data(), y.data(), opt.threads); }, opt.budget_ms);
+    // With qu8_native the caller runs oneDNN's native (token-major) layout through run_nk, so
+    // the transposes of run() are not its cost (cpu::Backend); else run() is timed as called.
+    const double ms = detail::time_min_ms([&] {
+      if (opt.qu8_native) dn.run_nk(x.data(), y.data(), opt.threads);
+      else dn.run(x.data(), y.data(), opt.threads);
+    }, opt.budget_ms);
     tried.push_back({Format::int8_dense, "onednn:" + dn.impl(), ms});
     if (ms < best_ms || !best) best_ms = ms, best.emplace(std::move(dn));
   }

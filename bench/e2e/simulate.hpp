@@ -1,0 +1,459 @@
+#pragma once
+// sparseloom-bench-e2e's simulator modes (issue 12, docs/sim.md):
+//  --simulate PROFILE.json: the scenario's policies on the same Engine in DiscreteEvent mode,
+//    blocks timed by the cost model of a processor profile (sim::SimRunner), planned on the
+//    modelled latencies (sim::ModelEstimator); same per-policy fields as a real run plus
+//    energy per request and simulation speed.
+//  --fit-profile OUT.json: profiles the scenario's processors for real (the harness's build())
+//    and fits each one's roofline (overheads, f32/INT8 throughput, sparse speed-up per format
+//    and sparsity) to the measured block latencies; memory bandwidth is measured with a copy.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+#include "sparseloom/sim/estimator.hpp"
+#include "sparseloom/sim/profile.hpp"
+#include "sparseloom/sim/sim_runner.hpp"
+
+namespace sparseloom::e2e {
+
+struct SimSetup {
+  scenario::Scenario sc;
+  sim::SocProfile soc;
+  std::unique_ptr<sim::SimRunner> runner;
+  sim::ModelEstimator est;
+  std::vector<runtime::ProcessorSpec> procs;
+  std::vector<runtime::TaskSpec> tasks;
+  std::vector<double> worst_ms;
+  double setup_s = 0;
+};
+
+inline runtime::ProcessorKind kind_of(const std::string& k) {
+  return k == "gpu" ? runtime::ProcessorKind::gpu : k == "npu" ? runtime::ProcessorKind::npu : runtime::ProcessorKind::cpu;
+}
+
+// The simulated SoC: the scenario's processors when the profile has all of them by name (a
+// fitted profile of the machine the scenario ran on), else every processor of the profile.
+inline SimSetup build_sim(const std::string& scenario_path, const std::string& profile_path) {
+  const auto t0 = std::chrono::steady_clock::now();
+  SimSetup st;
+  st.sc = scenario::load_scenario(scenario_path);
+  st.soc = sim::load_profile(profile_path);
+  std::vector<std::string> names;
+  for (const auto& p : st.sc.processors)
+    if (st.soc.index_of(p.name) >= 0) names.push_back(p.name);
+  if (names.size() != st.sc.processors.size()) {
+    names.clear();
+    for (const auto& p : st.soc.processors) names.push_back(p.name);
+  }
+  // Tasks repeat in scaled scenarios: each zoo task is loaded and modelled once.
+  std::map<std::string, std::pair<sim::TaskModel, estimator::AccuracyModel>> cache;
+  std::vector<sim::TaskModel> models;
+  std::vector<estimator::AccuracyModel> acc;
+  for (const auto& t : st.sc.tasks) {
+    auto it = cache.find(t.task);
+    if (it == cache.end()) {
+      const auto z = zoo::load_task(std::filesystem::path(st.sc.zoo) / t.task);
+      it = cache.emplace(t.task, std::make_pair(sim::task_model(z), estimator::fit_accuracy(z.manifest, true, 0.10).model)).first;
+    }
+    models.push_back(it->second.first);
+    acc.push_back(it->second.second);
+  }
+  st.runner = std::make_unique<sim::SimRunner>(std::move(models), st.soc, names);
+  st.est = sim::ModelEstimator(*st.runner, std::move(acc));
+  for (const auto& n : names) {
+    runtime::ProcessorSpec ps;
+    ps.name = n;
+    ps.kind = kind_of(st.soc.processors[static_cast<std::size_t>(st.soc.index_of(n))].kind);
+    st.procs.push_back(ps);
+  }
+  for (std::size_t t = 0; t < st.sc.tasks.size(); ++t) {
+    // Band's slo_scale base: the base variant on its slowest processor that can run it.
+    const int base = st.runner->task(static_cast<TaskIndex>(t)).base;
+    double worst = 0;
+    for (int p = 0; p < st.runner->num_processors(); ++p) {
+      double sum = 0;
+      bool ok = true;
+      for (int b = 0; b < st.runner->num_blocks(static_cast<TaskIndex>(t)); ++b) {
+        const auto& c = st.runner->cost(static_cast<TaskIndex>(t), b, base, p);
+        ok = ok && c.supported;
+        sum += c.ms;
+      }
+      if (ok) worst = std::max(worst, sum);
+    }
+    st.worst_ms.push_back(worst);
+    Slo s = slo_of(st.sc.tasks[t], worst);
+    s.max_energy_j = st.sc.tasks[t].max_energy_j;
+    st.tasks.push_back({st.sc.tasks[t].task, s});
+  }
+  st.setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return st;
+}
+
+struct SimRow {
+  Row row;
+  double energy_per_request = 0, energy_incl_idle = 0, sim_s = 0, wall_s = 0;
+};
+
+template <class Policy>
+SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, double duration_s) {
+  st.runner->reset();
+  const auto w0 = std::chrono::steady_clock::now();
+  runtime::EngineOptions eo;
+  eo.memory_budget_bytes = static_cast<std::size_t>(st.sc.memory_budget_bytes);
+  eo.rate_change_ratio = 1e9;  // as in the real harness (run_policy): every policy the same setting
+  eo.slowdown_ratio = 1e9;
+  runtime::Engine<sim::SimRunner, sim::ModelEstimator, Policy, runtime::LoadAllPreloader, runtime::DiscreteEvent> eng(
+      *st.runner, st.est, std::move(policy), st.procs, st.tasks, eo);
+  std::vector<Slo> slos;
+  for (const auto& t : st.tasks) slos.push_back(t.slo);
+  const double start_ms = eng.metrics().wall_ms;
+  eng.schedule(runtime::poisson_arrivals(slos, duration_s * 1000.0, st.sc.seed));
+  auto changes = st.sc.changes;
+  std::stable_sort(changes.begin(), changes.end(), [](const auto& a, const auto& b) { return a.at_s < b.at_s; });
+  for (const auto& c : changes) {
+    eng.run_until(start_ms + c.at_s * 1000.0);
+    Slo s = st.tasks[c.task].slo;
+    auto tc = st.sc.tasks[c.task];
+    if (c.min_accuracy_pct) s.min_accuracy_pct = *c.min_accuracy_pct;
+    if (c.rate_rps) s.rate_rps = *c.rate_rps;
+    if (c.slo_scale) { tc.slo_scale = *c.slo_scale; s.deadline_ms = slo_of(tc, st.worst_ms[c.task]).deadline_ms; }
+    eng.set_slo(static_cast<TaskIndex>(c.task), s);
+  }
+  eng.drain();
+  const auto m = eng.metrics();
+  SimRow sr;
+  sr.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+  sr.sim_s = duration_s;
+  Row& r = sr.row;
+  r.policy = name;
+  r.metrics = runtime::to_json(m);
+  const auto& o = m.overall;
+  auto served_of = [](const runtime::TaskMetrics& tm) {
+    return tm.count(runtime::RequestState::on_time) + tm.count(runtime::RequestState::late) +
+           tm.count(runtime::RequestState::below_accuracy);
+  };
+  const double served = static_cast<double>(served_of(o));
+  r.violation = o.slo_violation_rate;
+  r.served = served / duration_s;
+  r.goodput = static_cast<double>(o.count(runtime::RequestState::on_time)) / duration_s;
+  r.p99 = o.p99_ms;
+  r.peak = static_cast<double>(m.peak_resident_bytes);
+  r.decision = m.decision_ms_mean;
+  // Energy: the active energy of every block run (and hand-over), per served request; and
+  // with each processor's idle power over the simulated time it was not busy.
+  const double active = st.runner->energy_j();
+  double idle = 0;
+  for (std::size_t p = 0; p < m.processors.size(); ++p)
+    idle += st.runner->processor(static_cast<ProcessorIndex>(p)).idle_w * std::max(0.0, m.wall_ms - m.processors[p].busy_ms) * 1e-3;
+  sr.energy_per_request = served > 0 ? active / served : 0;
+  sr.energy_incl_idle = served > 0 ? (active + idle) / served : 0;
+  r.metrics["policy"] = name;
+  r.metrics["slo_violation_rate"] = r.violation;
+  r.metrics["load_seconds"] = duration_s;
+  r.metrics["served_rps"] = r.served;
+  r.metrics["goodput_rps"] = r.goodput;
+  r.metrics["p99_ms"] = r.p99;
+  r.metrics["peak_memory_bytes"] = m.peak_resident_bytes;
+  r.metrics["mean_memory_bytes"] = m.mean_resident_bytes;
+  r.metrics["budget_bytes"] = eo.memory_budget_bytes;
+  r.metrics["budget_exceeded"] = eo.memory_budget_bytes > 0 && m.peak_resident_bytes > eo.memory_budget_bytes;
+  r.metrics["load_stalls"] = o.load_stalls;
+  r.metrics["load_stall_ms"] = o.load_stall_ms;
+  r.metrics["load_violations"] = o.load_violations;
+  r.metrics["throughput_rps"] = nullptr;  // the max-sustainable-rate search is not run in simulation
+  r.metrics["requests_issued"] = o.issued;
+  r.metrics["requests_accounted"] = o.accounted;
+  r.metrics["decision_ms"] = r.decision;
+  r.metrics["energy_j_per_request"] = sr.energy_per_request;
+  r.metrics["energy_j_per_request_incl_idle"] = sr.energy_incl_idle;
+  json::Json per_task = json::Json::array();
+  for (std::size_t t = 0; t < m.tasks.size(); ++t) {
+    const double n = static_cast<double>(served_of(m.tasks[t]));
+    per_task.push_back({{"task", st.tasks[t].name},
+                        {"energy_j_per_request", n > 0 ? st.runner->energy_j(static_cast<TaskIndex>(t)) / n : 0.0},
+                        {"max_energy_j", st.tasks[t].slo.max_energy_j ? json::Json(*st.tasks[t].slo.max_energy_j) : json::Json()}});
+  }
+  r.metrics["energy_per_task"] = per_task;
+  r.metrics["simulated_seconds"] = sr.sim_s;
+  r.metrics["wall_seconds"] = sr.wall_s;
+  r.metrics["speed_x_real_time"] = sr.sim_s / std::max(sr.wall_s, 1e-9);
+  json::Json plan;
+  for (const auto& tp : eng.plan().tasks) {
+    json::Json procs = json::Json::array();
+    for (auto p : tp.placement.processor) procs.push_back(st.procs.at(static_cast<std::size_t>(p)).name);
+    plan.push_back({{"stitch", tp.variant.choice}, {"placement", tp.placement.processor}, {"processors", procs},
+                    {"accuracy_pct", tp.predicted_accuracy_pct}, {"latency_ms", tp.predicted_latency_ms},
+                    {"reason", tp.reason}});
+  }
+  r.metrics["final_plan"] = plan;
+  return sr;
+}
+
+// The whole --simulate run: every policy, a table, and the JSON.
+inline int run_simulation(const std::string& scenario_path, const std::string& profile_path, const std::string& json_path,
+                          bool quick) {
+  SimSetup st = build_sim(scenario_path, profile_path);
+  const double dur = quick ? std::min(4.0, st.sc.duration_s) : st.sc.duration_s;
+  std::printf("scenario %s simulated on %s (%s): %zu tasks, %zu processors, %.0f s simulated per policy\n", st.sc.name.c_str(),
+              st.soc.name.c_str(), profile_path.c_str(), st.tasks.size(), st.procs.size(), dur);
+  std::printf("setup (zoo load + cost model) took %.2f s\n", st.setup_s);
+  std::vector<SimRow> rows;
+  rows.push_back(simulate_policy(st, "SparseLoom", optimizer::SparsityAware{}, dur));
+  rows.push_back(simulate_policy(st, "SparseLoom-no-stitching", optimizer::SparsityAwareNoStitching{}, dur));
+  rows.push_back(simulate_policy(st, "SparseLoom-sparsity-blind", optimizer::SparsityAwareBlind{}, dur));
+  rows.push_back(simulate_policy(st, "Fixed", baselines::Fixed{}, dur));
+  rows.push_back(simulate_policy(st, "Band-SEL", baselines::BandSEL{}, dur));
+  rows.push_back(simulate_policy(st, "Band-LSF", baselines::BandLSF{}, dur));
+  rows.push_back(simulate_policy(st, "INFaaS-like", baselines::Infaas{}, dur));
+  const Row& ours = rows.front().row;
+  std::printf("\n%-26s %10s %10s %10s %9s %10s %10s %12s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms", "mJ/req",
+              "decide ms", "x real time");
+  for (const auto& sr : rows) {
+    const auto& r = sr.row;
+    std::printf("%-26s %9.1f%% %10.2f %10.2f %9.2f %10.3f %10.3f %12.0f\n", r.policy.c_str(), 100 * r.violation, r.served,
+                r.goodput, r.p99, 1e3 * sr.energy_per_request, r.decision, sr.sim_s / std::max(sr.wall_s, 1e-9));
+  }
+  double best = 1e9;
+  std::string best_name;
+  for (std::size_t i = 3; i < rows.size(); ++i)
+    if (rows[i].row.violation < best) best = rows[i].row.violation, best_name = rows[i].row.policy;
+  const double reduction = best > 0 ? 1.0 - ours.violation / best : 0.0;
+  std::printf("\nSLO violation rate vs the best baseline (%s): %.1f%% -> %.1f%%\n", best_name.c_str(), 100 * best, 100 * ours.violation);
+  if (!json_path.empty()) {
+    json::Json out;
+    out["scenario"] = st.sc.name;
+    out["simulated"] = true;
+    out["profile"] = {{"name", st.soc.name}, {"file", profile_path}, {"fitted", st.soc.fitted}};
+    out["machine"] = {{"cpu", cpu_model()}, {"note", "the machine that ran the simulation (wall_seconds); the SoC is the profile"}};
+    out["processors"] = json::Json::array();
+    for (const auto& p : st.procs) out["processors"].push_back({{"name", p.name}, {"kind", std::string(runtime::to_string(p.kind))}});
+    out["duration_s"] = dur;
+    out["arrival"] = "poisson";  // bursty scenarios are simulated with Poisson arrivals (not built)
+    out["setup_seconds"] = st.setup_s;
+    out["throughput_rps"] = nullptr;
+    out["throughput_note"] = "the max-sustainable-rate search is not implemented yet; served_rps/goodput_rps are at the scenario's rate";
+    for (const auto& r : rows) out["policies"].push_back(r.row.metrics);
+    out["violation_reduction_vs_best_baseline"] = reduction;
+    out["best_baseline"] = best_name;
+    std::ofstream f(json_path);
+    check(f.good(), ErrorCode::io, json_path, "cannot open for writing");
+    f << out.dump(1);
+  }
+  return 0;
+}
+
+// --- fitting a profile to measured block latencies ------------------------------------------
+
+namespace fit {
+
+// Least squares of y ~ X c with c >= 0, weighted by w (tiny NNLS: every subset of columns).
+inline std::vector<double> nnls(const std::vector<std::vector<double>>& X, const std::vector<double>& y, const std::vector<double>& w) {
+  const std::size_t k = X.empty() ? 0 : X[0].size();
+  std::vector<double> best(k, 0.0);
+  double best_err = INFINITY;
+  for (unsigned mask = 1; mask < (1u << k); ++mask) {
+    std::vector<std::size_t> cols;
+    for (std::size_t j = 0; j < k; ++j)
+      if (mask & (1u << j)) cols.push_back(j);
+    const std::size_t n = cols.size();
+    std::vector<double> A(n * n, 0.0), b(n, 0.0);
+    for (std::size_t i = 0; i < X.size(); ++i)
+      for (std::size_t a = 0; a < n; ++a) {
+        b[a] += w[i] * X[i][cols[a]] * y[i];
+        for (std::size_t c = 0; c < n; ++c) A[a * n + c] += w[i] * X[i][cols[a]] * X[i][cols[c]];
+      }
+    // Gaussian elimination with partial pivoting.
+    bool ok = true;
+    for (std::size_t c = 0; c < n && ok; ++c) {
+      std::size_t piv = c;
+      for (std::size_t r = c + 1; r < n; ++r)
+        if (std::abs(A[r * n + c]) > std::abs(A[piv * n + c])) piv = r;
+      if (std::abs(A[piv * n + c]) < 1e-300) { ok = false; break; }
+      for (std::size_t j = 0; j < n; ++j) std::swap(A[c * n + j], A[piv * n + j]);
+      std::swap(b[c], b[piv]);
+      for (std::size_t r = 0; r < n; ++r) {
+        if (r == c) continue;
+        const double f = A[r * n + c] / A[c * n + c];
+        for (std::size_t j = 0; j < n; ++j) A[r * n + j] -= f * A[c * n + j];
+        b[r] -= f * b[c];
+      }
+    }
+    if (!ok) continue;
+    std::vector<double> coef(k, 0.0);
+    bool nonneg = true;
+    for (std::size_t a = 0; a < n; ++a) {
+      coef[cols[a]] = b[a] / A[a * n + a];
+      nonneg = nonneg && coef[cols[a]] >= 0;
+    }
+    if (!nonneg) continue;
+    double err = 0;
+    for (std::size_t i = 0; i < X.size(); ++i) {
+      double p = 0;
+      for (std::size_t j = 0; j < k; ++j) p += X[i][j] * coef[j];
+      err += w[i] * (p - y[i]) * (p - y[i]);
+    }
+    if (err < best_err) best_err = err, best = coef;
+  }
+  return best;
+}
+
+// Single-thread copy bandwidth of this machine (GB/s) over a buffer of n bytes.
+inline double copy_bandwidth_gbps(std::size_t n) {
+  std::vector<char> a(n, 1), b(n, 0);
+  double best = 0;
+  for (int i = 0; i < (n < (1u << 24) ? 200 : 5); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::memcpy(b.data(), a.data(), n);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * static_cast<double>(n) / s / 1e9);  // read + write
+    a[static_cast<std::size_t>(i)] = b[n - 1 - static_cast<std::size_t>(i)];
+  }
+  return best;
+}
+
+}  // namespace fit
+
+// Fits every scenario processor's roofline to what the profiler measured on this machine.
+inline int fit_profile(const std::string& scenario_path, const std::string& out_path, bool quick) {
+  Setup st = build(scenario_path, quick);
+  // The zoo's blocks work within the caches: their activations stream at cache-resident copy
+  // bandwidth (256 KiB); DRAM bandwidth (64 MiB) is the SoC's, for the record.
+  const double bw = fit::copy_bandwidth_gbps(std::size_t{1} << 18), dram_bw = fit::copy_bandwidth_gbps(std::size_t{1} << 26);
+  std::vector<std::vector<std::vector<sim::BlockStats>>> stats;
+  for (const auto& z : st.zoos) stats.push_back(sim::task_stats(*z));
+  sim::SocProfile soc;
+  soc.name = "fitted-" + cpu_model();
+  soc.fitted = true;
+  soc.description = "Fitted by sparseloom-bench-e2e --fit-profile " + scenario_path + " from the profiler's measured block "
+                    "latencies on this machine (" + cpu_model() + "); processors are the scenario's.";
+  soc.sources = {"measured: per-block median latencies of every zoo variant of the scenario's tasks on each processor "
+                 "(estimator::profile_task), fitted by non-negative least squares on relative error",
+                 "measured: single-thread memcpy bandwidth, cache-resident 256 KiB " + std::to_string(bw) + " GB/s (the processors' "
+                 "bandwidth: zoo blocks fit in the caches), 64 MiB " + std::to_string(dram_bw) + " GB/s (read + write)",
+                 "power: nominal (this machine exposes no readable RAPL counter); energy figures of this profile are not measured"};
+  soc.soc = {bw, 16e9, 20};
+  soc.description += " DRAM copy bandwidth " + std::to_string(dram_bw) + " GB/s.";
+  soc.transfer = {0.0, 1000};  // every block run starts and ends with host tensors (profiler.hpp)
+  std::printf("\nfit on %s (copy bandwidth %.1f GB/s)\n", cpu_model().c_str(), bw);
+  for (std::size_t p = 0; p < st.procs.size(); ++p) {
+    sim::ProcessorModel pm;
+    pm.name = st.procs[p].name;
+    pm.kind = st.sc.processors[p].kind;
+    pm.dtypes = {"f32", "int8"};
+    pm.all_ops = true;
+    pm.memory_bandwidth_gbps = bw;
+    pm.idle_w = 1.0;
+    pm.active_w = 5.0 * st.sc.processors[p].threads;
+    // 1. Dense f32 blocks: t = launch + kernels x per-kernel + flops / throughput.
+    std::vector<std::vector<double>> X;
+    std::vector<double> y, w;
+    auto measured = [&](std::size_t t, int b, int v) { return st.est.task(static_cast<TaskIndex>(t)).profile.block[b][v][p]; };
+    for (std::size_t t = 0; t < stats.size(); ++t)
+      for (std::size_t b = 0; b < stats[t].size(); ++b)
+        for (std::size_t v = 0; v < stats[t][b].size(); ++v) {
+          const auto& s = stats[t][b][v];
+          const auto m = measured(t, static_cast<int>(b), static_cast<int>(v));
+          if (s.int8 || s.format != sim::Format::dense || m.samples == 0 || m.median_ms <= 0) continue;
+          X.push_back({1.0, static_cast<double>(s.kernels), (s.flops_dense + s.flops_pruned) * 1e-9});
+          y.push_back(m.median_ms);
+          w.push_back(1.0 / (m.median_ms * m.median_ms));
+        }
+    check(!X.empty(), ErrorCode::invalid_argument, scenario_path, "no dense block was measured on processor " + pm.name);
+    const auto c = fit::nnls(X, y, w);
+    pm.launch_overhead_ms = c[0];
+    pm.kernel_overhead_ms = c[1];
+    const double ms_per_gflop = std::max(c[2], 1e-9);
+    pm.peak_f32 = 1e3 / ms_per_gflop;  // GFLOP/s
+    pm.peak_f16 = pm.peak_f32;
+    pm.compute_efficiency = 1.0;
+    auto ovh = [&](const sim::BlockStats& s) { return pm.launch_overhead_ms + s.kernels * pm.kernel_overhead_ms; };
+    // 2. INT8 (dense) throughput and 3. sparse speed-ups: ratio of summed compute parts.
+    double i8_flops = 0, i8_ms = 0;
+    // format -> sparsity -> per-block implied speed-ups (modelled dense compute / measured compute)
+    std::map<sim::Format, std::map<double, std::vector<double>>> sp;
+    for (std::size_t t = 0; t < stats.size(); ++t) {
+      const auto& man = st.zoos[t]->manifest;
+      for (std::size_t b = 0; b < stats[t].size(); ++b)
+        for (std::size_t v = 0; v < stats[t][b].size(); ++v) {
+          const auto& s = stats[t][b][v];
+          const auto m = measured(t, static_cast<int>(b), static_cast<int>(v));
+          if (m.samples == 0) continue;
+          const double compute = std::max(1e-6, m.median_ms - ovh(s));
+          if (s.int8 && s.format == sim::Format::dense) {
+            i8_flops += (s.flops_dense + s.flops_pruned) * 1e-9;
+            i8_ms += compute;
+          } else if (!s.int8 && s.format != sim::Format::dense && s.flops_pruned > 0) {
+            const double level = std::round(man.variants[v].sparsity * 100) / 100;
+            sp[s.format][level].push_back(s.flops_pruned * 1e-9 * ms_per_gflop /
+                                          std::max(1e-6, compute - s.flops_dense * 1e-9 * ms_per_gflop));
+          }
+        }
+    }
+    pm.peak_int8 = i8_ms > 0 ? 1e3 * i8_flops / i8_ms : pm.peak_f32;
+    for (const auto& [fmt, levels] : sp) {
+      sim::SpeedupCurve cv;
+      // The median block: the fit is judged on relative error per block, which the summed
+      // ratio (dominated by the largest blocks) does not minimise.
+      for (auto [level, v] : levels) {
+        if (level <= 0 || level >= 1 || v.empty()) continue;
+        std::sort(v.begin(), v.end());
+        cv.sparsity.push_back(level);
+        cv.speedup.push_back(std::clamp(v[v.size() / 2], 0.01, 1e3));
+      }
+      if (!cv.sparsity.empty()) pm.sparse[fmt] = cv;
+    }
+    std::printf("  %-6s launch %.4f ms, per kernel %.4f ms, f32 %.1f GFLOP/s, int8 %.1f GOP/s", pm.name.c_str(),
+                pm.launch_overhead_ms, pm.kernel_overhead_ms, pm.peak_f32, pm.peak_int8);
+    for (const auto& [fmt, cv] : pm.sparse) {
+      std::printf("; %s", sim::to_string(fmt));
+      for (std::size_t i = 0; i < cv.sparsity.size(); ++i) std::printf(" %.0f%%:%.2fx", 100 * cv.sparsity[i], cv.speedup[i]);
+    }
+    std::printf("\n");
+    soc.processors.push_back(std::move(pm));
+  }
+  // The fit's own error: modelled vs measured block latency, over every measured block.
+  double err = 0;
+  int n = 0;
+  std::map<std::string, std::pair<double, int>> by_variant;
+  for (std::size_t t = 0; t < stats.size(); ++t)
+    for (std::size_t b = 0; b < stats[t].size(); ++b)
+      for (std::size_t v = 0; v < stats[t][b].size(); ++v)
+        for (std::size_t p = 0; p < st.procs.size(); ++p) {
+          const auto m = st.est.task(static_cast<TaskIndex>(t)).profile.block[b][v][p];
+          if (m.samples == 0 || m.median_ms <= 0) continue;
+          const auto c = sim::block_cost(soc, soc.processors[p], stats[t][b][v]);
+          err += std::abs(c.ms - m.median_ms) / m.median_ms;
+          ++n;
+          auto& bv = by_variant[st.zoos[t]->manifest.variants[v].name];
+          bv.first += (c.ms - m.median_ms) / m.median_ms;
+          bv.second++;
+        }
+  const double mape = n ? err / n : 0;
+  std::printf("  mean signed relative error per variant:");
+  for (const auto& [name, e] : by_variant) std::printf(" %s %+.0f%%", name.c_str(), 100 * e.first / e.second);
+  std::printf("\n");
+  std::printf("  block latency fit: mean relative error %.1f %% over %d measured blocks\n", 100 * mape, n);
+  soc.description += " Mean relative error of the fitted block latencies: " + std::to_string(100 * mape) + " % over " +
+                     std::to_string(n) + " blocks.";
+  auto j = sim::to_json(soc);
+  j["fit_mean_relative_error"] = mape;
+  j["fit_blocks"] = n;
+  std::filesystem::path out(out_path);
+  if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
+  std::ofstream f(out_path);
+  check(f.good(), ErrorCode::io, out_path, "cannot open for writing");
+  f << j.dump(1);
+  std::printf("wrote %s\n", out_path.c_str());
+  return 0;
+}
+
+}  // namespace sparseloom::e2e

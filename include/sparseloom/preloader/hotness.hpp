@@ -1,0 +1,257 @@
+#pragma once
+// The hot-subgraph preloader (SparseLoom's default memory policy). Each block (task, block,
+// variant, processor) gets a hotness score from
+//  - the plans that use it: the current plan (weight 1), the last `history` plans (decay^age:
+//    a re-plan on an SLO or load change often returns to a recent configuration), and, under a
+//    budget with room to spare, the neighbouring sparsity levels of the current blocks
+//    (neighbour_weight: a re-plan on a changed SLO or rate typically moves a block one level);
+//  - how often requests used it since the last plan (acquires, normalised);
+//  - how many stitched variants of those plans share it (held once, it serves all of them);
+//  - its measured cold-load time (bytes x default_load_ms_per_mib until first loaded) per byte:
+//    the stall it saves per byte of budget it takes.
+// After each re-plan the hottest set that fits the budget is loaded, hottest first, on one
+// background thread (bounded: one thread, one pending target list, replaced by the next plan);
+// that thread gives way to requests waiting for a block (a demand load) and only displaces
+// colder blocks. Blocks outside every scored plan are dropped once unpinned, so without a
+// budget only the current and recent plans stay resident. The first plan is loaded before
+// on_plan returns (the engine plans before it admits requests), and with background = false
+// everything is synchronous (the discrete-event engine, tests). A request whose block is
+// missing loads it at once (evicting the coldest unpinned blocks) and the wait counts in its
+// latency.
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "sparseloom/preloader/residency.hpp"
+#include "sparseloom/runtime/preloader.hpp"
+
+namespace sparseloom::preloader {
+
+struct HotnessOptions {
+  bool background = true;               // load ahead on the preloader's own thread
+  int history = 1;                      // previous plans that keep a score
+  double decay = 0.5;                   // weight of a plan `age` re-plans old: decay^age
+  double neighbour_weight = 0.1;        // blocks one sparsity level away (preloaded only under a budget)
+  double default_load_ms_per_mib = 2.0; // cold-load cost guess before a block was first loaded
+  bool use_measured_load_cost = true;   // false: always the guess (deterministic scores, tests)
+};
+
+class Hotness : public Residency {
+ public:
+  Hotness() = default;
+  explicit Hotness(std::size_t budget_bytes, HotnessOptions o = {}) : Residency(budget_bytes), opt_(o) {}
+  explicit Hotness(HotnessOptions o) : opt_(o) {}
+  // Movable before use (the Engine takes it by value); the thread starts on the second plan.
+  Hotness(Hotness&& o) noexcept
+      : Residency(std::move(o)), opt_(o.opt_), history_(std::move(o.history_)), score_(std::move(o.score_)),
+        uses_(std::move(o.uses_)) {}
+  ~Hotness() {
+    {
+      std::lock_guard lk(bg_mu_);
+      bg_stop_ = true;
+    }
+    bg_cv_.notify_all();
+    if (bg_.joinable()) bg_.join();
+  }
+
+  template <runtime::BlockRunner L>
+  void on_plan(L& lib, const Plan& plan) {
+    std::vector<Key> targets;
+    {
+      std::lock_guard load_lock(load_mu_);  // rescore asks the runner for block sizes: serialised
+      std::lock_guard lk(mu_);
+      history_.push_front(plan);
+      while (static_cast<int>(history_.size()) > opt_.history + 1) history_.pop_back();
+      targets = rescore(lib);
+    }
+    auto job = [this, &lib, targets = std::move(targets)](const std::atomic<bool>& superseded) {
+      preload(lib, targets, superseded);
+    };
+    if (!opt_.background || !started_) {
+      started_ = true;
+      const std::atomic<bool> never{false};
+      job(never);
+      return;
+    }
+    std::lock_guard lk(bg_mu_);
+    if (!bg_.joinable()) bg_ = std::thread([this] { bg_loop(); });
+    superseded_ = true;  // the job in flight (if any) stops at its next block
+    next_ = std::move(job);
+    bg_cv_.notify_all();
+  }
+
+  template <runtime::BlockRunner L>
+  bool acquire(L& lib, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+    const Key k{t, b, v, p};
+    {
+      std::lock_guard lk(mu_);
+      ++uses_[k];
+    }
+    if (pin_if_held(k)) return false;
+    load_set(lib, {k}, [this](const Key& x) { return rank(x); }, /*demand=*/true);
+    return true;
+  }
+
+  template <runtime::BlockRunner L>
+  void release(L&, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+    std::lock_guard lk(mu_);
+    unpin({t, b, v, p});
+  }
+
+  // The current score of a block (0 = cold); for tests and reports.
+  double score(const Key& k) const {
+    std::lock_guard lk(mu_);
+    auto it = score_.find(k);
+    return it == score_.end() ? 0.0 : it->second;
+  }
+  // Blocks until the background thread has nothing left to do (tests, benchmarks).
+  void wait_idle() {
+    std::unique_lock lk(bg_mu_);
+    bg_cv_.wait(lk, [&] { return !next_ && !bg_busy_; });
+  }
+
+ private:
+  using Job = std::function<void(const std::atomic<bool>&)>;
+
+  // Scores every block of the recent plans (and the current plan's neighbours) and returns
+  // the hot set to load, hottest first. mu_ held.
+  template <class L>
+  std::vector<Key> rescore(L& lib) {
+    std::map<Key, double> weight;               // plan weight of each block
+    std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex>, std::set<std::vector<int>>> sharing;
+    double w = 1.0;
+    for (const Plan& pl : history_) {
+      for (const auto& k : plan_keys(pl)) {
+        auto& x = weight[k];
+        x = std::max(x, w);
+        const auto& [t, b, v, p] = k;
+        sharing[{t, b, v}].insert(pl.tasks[static_cast<std::size_t>(t)].variant.choice);
+      }
+      w *= opt_.decay;
+    }
+    if (budget_ > 0 && opt_.neighbour_weight > 0) {
+      for (const auto& k : plan_keys(history_.front())) {
+        const auto& [t, b, v, p] = k;
+        for (VariantIndex n : {v - 1, v + 1}) {
+          if (n < 0 || n >= lib.num_variants(t)) continue;
+          auto& x = weight[{t, b, n, p}];
+          x = std::max(x, opt_.neighbour_weight);
+        }
+      }
+    }
+    double max_uses = 0;
+    for (const auto& [_, u] : uses_) max_uses = std::max(max_uses, u);
+    score_.clear();
+    for (const auto& [k, pw] : weight) {
+      const auto& [t, b, v, p] = k;
+      const double bytes = std::max<double>(1.0, static_cast<double>(lib.block_bytes(t, b, v, p)));
+      const double mib = bytes / (1024.0 * 1024.0);
+      double cost = opt_.use_measured_load_cost ? measured_load_ms(k) : -1.0;
+      if (cost < 0) cost = mib * opt_.default_load_ms_per_mib;
+      auto u = uses_.find(k);
+      const double use = 1.0 + (u == uses_.end() || max_uses == 0 ? 0.0 : u->second / max_uses);
+      auto s = sharing.find({t, b, v});
+      const double shares = s == sharing.end() ? 1.0 : static_cast<double>(s->second.size());
+      // Plan weight orders first (a block of the current plan always outranks a recent or
+      // neighbouring one, whatever its size or cost); use, sharing and cost per byte order
+      // blocks of the same weight.
+      const double within = std::min(use * shares * std::max(cost, 1e-3) / mib, kTier - 1);
+      score_[k] = pw * kTier + within;
+    }
+    // Usage decays per plan: a block used a lot long ago is not hot now.
+    for (auto it = uses_.begin(); it != uses_.end();) {
+      it->second *= 0.5;
+      it = it->second < 0.5 ? uses_.erase(it) : std::next(it);
+    }
+    // Without a budget the hot set is the current plan only: no room is held for speculation.
+    std::vector<Key> out;
+    for (const auto& [k, s] : score_)
+      if (budget_ > 0 || weight[k] >= 1.0) out.push_back(k);
+    current_.clear();
+    for (const auto& [k, pw] : weight)
+      if (pw >= 1.0) current_.insert(k);
+    // Blocks of the current plan first (a request needs them now), then by score.
+    std::stable_sort(out.begin(), out.end(), [&](const Key& a, const Key& b) {
+      const bool ca = weight[a] >= 1.0, cb = weight[b] >= 1.0;
+      if (ca != cb) return ca;
+      return score_[a] > score_[b];
+    });
+    return out;
+  }
+
+  // Scored blocks rank by score; unscored ones are coldest. Ties: least recently used first.
+  double rank(const Key& k) const {  // mu_ held
+    auto it = score_.find(k);
+    const double s = it == score_.end() ? 0.0 : it->second;
+    return s + 1e-12 * static_cast<double>(last_use(k));
+  }
+
+  template <class L>
+  void preload(L& lib, const std::vector<Key>& targets, const std::atomic<bool>& superseded) {
+    // Without a budget, blocks outside the current plan go before the new ones load (the peak
+    // is then the larger plan, not both); a request still on the old plan reloads what it needs.
+    const bool unlimited = memory_budget() == 0;
+    if (unlimited) evict_if(lib, [this](const Key& k) { return !current_.contains(k); });
+    for (const Key& k : targets) {
+      if (superseded.load()) return;
+      while (opt_.background && demand_waiting() && !superseded.load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      double s = 0;
+      {
+        std::lock_guard lk(mu_);
+        if (is_held(k)) continue;
+        s = rank(k);
+      }
+      try {
+        load_set(lib, {k}, [this](const Key& x) { return rank(x); }, /*demand=*/false,
+                 [this, s](const Key& x) { return rank(x) < s; });  // only displaces colder blocks
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::device) throw;  // recorded in stats(); a request needing it fails over
+      }
+    }
+    // Without a budget nothing forces eviction: drop what no scored plan uses.
+    evict_if(lib, [this, unlimited](const Key& k) { return unlimited ? !current_.contains(k) : !score_.contains(k); });
+  }
+
+  void bg_loop() {
+    std::unique_lock lk(bg_mu_);
+    for (;;) {
+      bg_cv_.wait(lk, [&] { return bg_stop_ || next_; });
+      if (bg_stop_) return;
+      Job job = std::move(next_);
+      next_ = nullptr;
+      superseded_ = false;
+      bg_busy_ = true;
+      lk.unlock();
+      try {
+        job(superseded_);
+      } catch (...) {
+        // A load that fails is recorded in stats(); the requests that need it fail over.
+      }
+      lk.lock();
+      bg_busy_ = false;
+      bg_cv_.notify_all();
+    }
+  }
+
+  HotnessOptions opt_;
+  std::deque<Plan> history_;        // newest first
+  static constexpr double kTier = 1e9;  // score = plan weight x kTier + (use x sharing x cost per byte)
+  std::map<Key, double> score_;
+  std::set<Key> current_;               // blocks of the current plan
+  std::map<Key, double> uses_;      // acquires since the last plans (decayed)
+  bool started_ = false;            // the first plan was loaded synchronously
+  std::mutex bg_mu_;
+  std::condition_variable bg_cv_;
+  std::thread bg_;
+  Job next_;
+  std::atomic<bool> superseded_{false};
+  bool bg_busy_ = false, bg_stop_ = false;
+};
+
+}  // namespace sparseloom::preloader

@@ -1,0 +1,35 @@
+#pragma once
+// SparseLoom without the preloader (the ablation): nothing is loaded ahead; a request that
+// needs a missing block loads that one block and waits for it; under the budget the least
+// recently used unpinned blocks are evicted first. Blocks are the unit, so a block shared by
+// several stitched variants is loaded once and serves all of them.
+#include "sparseloom/preloader/residency.hpp"
+#include "sparseloom/runtime/preloader.hpp"
+
+namespace sparseloom::preloader {
+
+class OnDemandLru : public Residency {
+ public:
+  OnDemandLru() = default;
+  explicit OnDemandLru(std::size_t budget_bytes) : Residency(budget_bytes) {}
+  OnDemandLru(OnDemandLru&&) noexcept = default;
+
+  template <runtime::BlockRunner L>
+  void on_plan(L&, const Plan&) {}
+
+  template <runtime::BlockRunner L>
+  bool acquire(L& lib, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+    const Key k{t, b, v, p};
+    if (pin_if_held(k)) return false;
+    load_set(lib, {k}, [this](const Key& x) { return static_cast<double>(last_use(x)); }, /*demand=*/true);
+    return true;
+  }
+
+  template <runtime::BlockRunner L>
+  void release(L&, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+    std::lock_guard lk(mu_);
+    unpin({t, b, v, p});
+  }
+};
+
+}  // namespace sparseloom::preloader

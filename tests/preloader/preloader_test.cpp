@@ -1,0 +1,347 @@
+// The memory policies of issue 10: each holds the budget under concurrent requests, holds a
+// block shared by stitched variants once, and fails clearly; Hotness keeps the hot blocks;
+// ClockworkLike evicts and loads in Clockwork's order. Every wait is bounded.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+
+#include "fixture.hpp"
+#include "sparseloom/preloader/preloader.hpp"
+#include "sparseloom/runtime/runtime.hpp"
+#include "sparseloom/runtime/synthetic.hpp"
+
+namespace pl = sparseloom::preloader;
+namespace rt = sparseloom::runtime;
+namespace syn = sparseloom::runtime::synthetic;
+using pretest::Key;
+using pretest::plan_of;
+using pretest::Runner;
+using namespace std::chrono_literals;
+
+static_assert(rt::Preloader<pl::Hotness, Runner> && rt::Preloader<pl::Hotness, syn::Runner>);
+static_assert(rt::Preloader<pl::OnDemandLru, Runner> && rt::Preloader<pl::OnDemandLru, syn::Runner>);
+static_assert(rt::Preloader<pl::ClockworkLike, Runner> && rt::Preloader<pl::ClockworkLike, syn::Runner>);
+static_assert(rt::Preloader<pl::OneModelPerTask, Runner> && rt::Preloader<pl::OneModelPerTask, syn::Runner>);
+
+namespace {
+
+// Threads acquire random blocks, hold them briefly, release; loads are slow enough to overlap.
+// Infeasible answers (everything pinned) are allowed; anything else is not.
+template <class P>
+void hammer(P& pre, Runner& r, int threads, int iters) {
+  std::atomic<int> errors{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < threads; ++i)
+    ts.emplace_back([&, i] {
+      std::mt19937 rng(static_cast<unsigned>(i + 1));
+      for (int n = 0; n < iters; ++n) {
+        const int t = static_cast<int>(rng() % 2), b = static_cast<int>(rng() % 2), v = static_cast<int>(rng() % 3),
+                  p = static_cast<int>(rng() % 2);
+        try {
+          pre.acquire(r, t, b, v, p);
+          CHECK(r.is_resident(t, b, v, p));  // pinned: nobody evicts it while we "run"
+          std::this_thread::sleep_for(50us);
+          pre.release(r, t, b, v, p);
+        } catch (const sparseloom::Error& e) {
+          if (e.code() != sparseloom::ErrorCode::infeasible) ++errors;
+        }
+      }
+    });
+  for (auto& t : ts) t.join();
+  CHECK(errors == 0);
+}
+
+template <class P>
+void budget_holds_under_concurrent_load() {
+  Runner r(2, 2, 3, 2, 100);
+  r.set_size({0, 0, 0, 0}, 250);  // sizes differ: the budget check must use each block's own
+  r.set_size({1, 1, 2, 1}, 30);
+  r.set_delay_ms(0.2);
+  const std::size_t budget = 520;
+  P pre(budget);
+  pre.set_pin_wait_ms(200);
+  pre.on_plan(r, plan_of({{0, 1}, {2, 2}}));
+  hammer(pre, r, 4, 150);
+  CHECK(r.max_bytes() <= budget);
+  CHECK(r.max_concurrent_loads() == 1);  // runner loads are serialised by the policy
+  const auto st = pre.stats();
+  CHECK_FALSE(st.budget_exceeded);
+  CHECK(st.max_resident_bytes <= budget);
+  CHECK(st.evictions > 0);  // the budget forced evictions: the test exercised it
+}
+
+}  // namespace
+
+TEST_CASE("Preloader.BudgetHoldsUnderConcurrentLoad") {
+  SUBCASE("Hotness") { budget_holds_under_concurrent_load<pl::Hotness>(); }
+  SUBCASE("OnDemandLru") { budget_holds_under_concurrent_load<pl::OnDemandLru>(); }
+  SUBCASE("ClockworkLike") { budget_holds_under_concurrent_load<pl::ClockworkLike>(); }
+  SUBCASE("OneModelPerTask") { budget_holds_under_concurrent_load<pl::OneModelPerTask>(); }
+}
+
+TEST_CASE("Preloader.SharedBlockHeldOnce") {
+  // Two stitches of one task share block 0 of variant 0: it is loaded once and counted once.
+  Runner r(1, 3, 3, 1, 100);
+  pl::Hotness pre(pl::HotnessOptions{.background = false, .use_measured_load_cost = false});
+  pre.on_plan(r, plan_of({{0, 1, 1}}));
+  pre.on_plan(r, plan_of({{0, 2, 2}}));
+  CHECK(r.loads({0, 0, 0, 0}) == 1);
+  // Without a budget only the current plan stays: {0,2,2}, with block 0 kept, not reloaded.
+  CHECK(r.resident_bytes() == 3 * 100);
+  CHECK(r.resident() == std::set<Key>{{0, 0, 0, 0}, {0, 1, 2, 0}, {0, 2, 2, 0}});
+  // Sharing raises its score above a block of the same plan weight that only one stitch uses.
+  CHECK(pre.score({0, 0, 0, 0}) > pre.score({0, 1, 2, 0}));
+  // A request of either stitch finds it resident: no load.
+  CHECK_FALSE(pre.acquire(r, 0, 0, 0, 0));
+  pre.release(r, 0, 0, 0, 0);
+  CHECK(r.loads({0, 0, 0, 0}) == 1);
+}
+
+TEST_CASE("Preloader.HotnessPrefersHotBlocks") {
+  Runner r(1, 2, 4, 1, 100);
+  r.set_size({0, 1, 1, 0}, 50);
+  pl::Hotness pre(300, pl::HotnessOptions{.background = false, .use_measured_load_cost = false});
+  pre.on_plan(r, plan_of({{0, 0}}));
+  pre.on_plan(r, plan_of({{1, 1}}));
+  // Current plan > previous plan > a neighbouring level > never planned.
+  CHECK(pre.score({0, 0, 1, 0}) > pre.score({0, 0, 0, 0}));
+  CHECK(pre.score({0, 0, 0, 0}) > pre.score({0, 0, 2, 0}));
+  CHECK(pre.score({0, 0, 2, 0}) > 0);
+  CHECK(pre.score({0, 0, 3, 0}) == 0);
+  const auto held = pre.resident();
+  CHECK(held.contains({0, 0, 1, 0}));
+  CHECK(held.contains({0, 1, 1, 0}));
+  CHECK(r.resident_bytes() <= 300);
+  // A demand load of a cold block evicts the coldest, never a block of the current plan.
+  CHECK(pre.acquire(r, 0, 0, 3, 0));
+  pre.release(r, 0, 0, 3, 0);
+  CHECK(r.is_resident(0, 0, 1, 0));
+  CHECK(r.is_resident(0, 1, 1, 0));
+  CHECK(r.resident_bytes() <= 300);
+  // Requests make a block hot: after a re-plan, the used neighbour outranks the unused one.
+  for (int i = 0; i < 20; ++i) {
+    pre.acquire(r, 0, 1, 2, 0);
+    pre.release(r, 0, 1, 2, 0);
+  }
+  pre.on_plan(r, plan_of({{1, 1}}));
+  CHECK(pre.score({0, 1, 2, 0}) > pre.score({0, 1, 0, 0}));
+}
+
+TEST_CASE("Preloader.HotnessUsesMeasuredLoadCost") {
+  // Same plan weight and size; one block took 30 ms to load: keeping it saves more per byte.
+  Runner r(1, 2, 2, 1, 100);
+  r.set_delay_ms({0, 0, 1, 0}, 30);
+  pl::Hotness pre(pl::HotnessOptions{.background = false});
+  pre.on_plan(r, plan_of({{1, 1}}));
+  pre.on_plan(r, plan_of({{1, 1}}));
+  CHECK(pre.score({0, 0, 1, 0}) > pre.score({0, 1, 1, 0}));
+}
+
+TEST_CASE("Preloader.HotnessBackgroundDoesNotBlockResidentRequests") {
+  Runner r(1, 2, 3, 1, 100);
+  pl::Hotness pre(1000);
+  pre.on_plan(r, plan_of({{0, 0}}));  // the first plan loads before on_plan returns
+  CHECK(r.is_resident(0, 0, 0, 0));
+  r.gate({0, 0, 2, 0});  // (level 1 was preloaded as a neighbour) the background load of the next plan hangs until opened
+  pre.on_plan(r, plan_of({{2, 2}}));
+  REQUIRE(pretest::eventually([&] { return r.loads_in_progress() == 1; }));
+  // A resident block is acquired at once while the background thread is stuck in a load.
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(pre.acquire(r, 0, 1, 0, 0));
+  pre.release(r, 0, 1, 0, 0);
+  CHECK(std::chrono::steady_clock::now() - t0 < 100ms);
+  r.open({0, 0, 2, 0});
+  pre.wait_idle();
+  CHECK(r.is_resident(0, 0, 2, 0));
+  CHECK(r.is_resident(0, 1, 2, 0));
+  CHECK(pre.stats().ahead_loads >= 6);
+}
+
+TEST_CASE("Preloader.ClockworkEvictionOrder") {
+  // One block per model; the budget holds two models.
+  Runner r(3, 1, 1, 1, 100);
+  pl::ClockworkLike pre(200);
+  auto use = [&](int t) {
+    pre.acquire(r, t, 0, 0, 0);
+    pre.release(r, t, 0, 0, 0);
+  };
+  use(0);
+  use(1);
+  use(0);  // model 1 is now the least recently used
+  CHECK(pre.acquire(r, 2, 0, 0, 0));
+  pre.release(r, 2, 0, 0, 0);
+  CHECK(r.is_resident(0, 0, 0, 0));
+  CHECK_FALSE(r.is_resident(1, 0, 0, 0));  // LRU among models without demand
+  // Model 0 has outstanding demand (acquired, not released); model 2 has none but is more
+  // recent: no-demand models go first.
+  CHECK_FALSE(pre.acquire(r, 0, 0, 0, 0));
+  CHECK(pre.acquire(r, 1, 0, 0, 0));
+  CHECK(r.is_resident(0, 0, 0, 0));
+  CHECK_FALSE(r.is_resident(2, 0, 0, 0));
+  pre.release(r, 1, 0, 0, 0);
+  pre.release(r, 0, 0, 0, 0);
+}
+
+TEST_CASE("Preloader.ClockworkLoadsMostDemandedFirstAndWholeModels") {
+  Runner r(3, 2, 1, 1, 100);
+  pl::ClockworkLike pre;
+  r.gate({0, 0, 0, 0});
+  std::vector<std::thread> ts;
+  auto request = [&](int t) {
+    ts.emplace_back([&, t] {
+      pre.acquire(r, t, 0, 0, 0);
+      pre.release(r, t, 0, 0, 0);
+    });
+  };
+  request(0);  // holds the load slot (gated)
+  REQUIRE(pretest::eventually([&] { return r.loads_in_progress() == 1; }));
+  request(1);  // one request for model 1
+  request(2);
+  request(2);  // two for model 2
+  std::this_thread::sleep_for(50ms);
+  r.open({0, 0, 0, 0});
+  for (auto& t : ts) t.join();
+  const auto order = r.order();
+  REQUIRE(order.size() == 6);  // three models, two blocks each: whole models
+  CHECK(std::get<0>(order[2]) == 2);  // after model 0: model 2 (more demand) before model 1
+  CHECK(std::get<0>(order[4]) == 1);
+}
+
+TEST_CASE("Preloader.ImpossibleBudgetIsAClearErrorAtStart") {
+  syn::Zoo z;
+  z.blocks = 2;
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  rt::EngineOptions o;
+  o.memory_budget_bytes = z.block_bytes - 1;
+  std::vector<rt::ProcessorSpec> ps{{"p0", rt::ProcessorKind::cpu, 1, 64}};
+  std::vector<rt::TaskSpec> ts{{"t0", sparseloom::Slo{}}};
+  using Eng = rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, pl::Hotness>;
+  try {
+    Eng eng(runner, est, syn::GreedyOptimizer{}, ps, ts, o, pl::Hotness(o.memory_budget_bytes));
+    FAIL("started under a budget below one block");
+  } catch (const sparseloom::Error& e) {
+    CHECK(e.code() == sparseloom::ErrorCode::infeasible);
+    CHECK(std::string(e.what()).find("smallest runnable plan") != std::string::npos);
+  }
+  CHECK(runner.loads() == 0);
+  // One block's worth is enough to run (blocks load one at a time).
+  o.memory_budget_bytes = z.block_bytes;
+  Eng eng(runner, est, syn::GreedyOptimizer{}, ps, ts, o, pl::Hotness(o.memory_budget_bytes));
+  auto h = eng.submit(0, {sparseloom::Tensor::from<float>({1, 1}, std::vector<float>{1})});
+  REQUIRE(h.wait_for(5s));
+  CHECK(h.state() == rt::RequestState::on_time);
+  REQUIRE(eng.drain(5s));
+  const auto m = eng.metrics();
+  CHECK(m.peak_resident_bytes <= o.memory_budget_bytes);
+  CHECK_FALSE(m.budget_exceeded);
+}
+
+TEST_CASE("Preloader.FailedLoadRecordedAndFailedOver") {
+  // Processor 0 is faster, so the plan starts there; block 1 cannot compile on it.
+  syn::Zoo z;
+  z.blocks = 2;
+  z.processor_factor = {1.0, 2.0};
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  runner.fail_compile(0, 1, 0, 0);
+  std::vector<rt::ProcessorSpec> ps{{"p0", rt::ProcessorKind::cpu, 1, 64}, {"p1", rt::ProcessorKind::gpu, 1, 64}};
+  sparseloom::Slo slo;
+  slo.deadline_ms = 2000;
+  std::vector<rt::TaskSpec> ts{{"t0", slo}};
+  rt::EngineOptions o;
+  o.memory_budget_bytes = 3 * z.block_bytes;
+  rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, pl::OnDemandLru> eng(
+      runner, est, syn::GreedyOptimizer{}, ps, ts, o, pl::OnDemandLru(o.memory_budget_bytes));
+  std::vector<rt::RequestHandle> hs;
+  for (int i = 0; i < 10; ++i) {
+    hs.push_back(eng.submit(0, {sparseloom::Tensor::from<float>({1, 1}, std::vector<float>{1})}));
+    REQUIRE(hs.back().wait_for(5s));
+  }
+  REQUIRE(eng.drain(5s));
+  for (const auto& h : hs) CHECK(h.state() == rt::RequestState::on_time);  // the failing one was re-routed
+  const auto tp = eng.plan().tasks[0];
+  CHECK(!(tp.variant.choice[1] == 0 && tp.placement.processor[1] == 0));
+  const auto m = eng.metrics();
+  bool logged = false;
+  for (const auto& d : m.decisions) logged = logged || d.reason.find("failed to compile") != std::string::npos;
+  CHECK(logged);
+  CHECK(m.peak_resident_bytes <= o.memory_budget_bytes);
+}
+
+TEST_CASE("Preloader.FailedLoadStats") {
+  Runner r(1, 1, 2, 1, 100);
+  r.fail({0, 0, 1, 0});
+  pl::OnDemandLru pre(500);
+  CHECK_THROWS_AS(pre.acquire(r, 0, 0, 1, 0), sparseloom::Error);
+  const auto st = pre.stats();
+  REQUIRE(st.failed_loads == 1);
+  REQUIRE(st.failures.size() == 1);
+  CHECK(st.failures[0].key == Key{0, 0, 1, 0});
+  CHECK(st.failures[0].what.find("failed to compile") != std::string::npos);
+  // Nothing stays pinned after the failure: the block's slot can be evicted and others load.
+  CHECK(pre.acquire(r, 0, 0, 0, 0));
+  pre.release(r, 0, 0, 0, 0);
+}
+
+TEST_CASE("Preloader.BlockLargerThanPredictedIsCorrectedAndRecorded") {
+  Runner r(4, 1, 1, 1, 100);
+  r.set_actual({2, 0, 0, 0}, 150);  // says 100, packs to 150
+  pl::OnDemandLru pre(300);
+  for (int t = 0; t < 3; ++t) {
+    pre.acquire(r, t, 0, 0, 0);
+    pre.release(r, t, 0, 0, 0);
+  }
+  auto st = pre.stats();
+  CHECK(st.size_surprises == 1);
+  CHECK(st.budget_exceeded);          // transiently, and said so
+  CHECK(r.resident_bytes() <= 300);   // corrected at once: the LRU block went
+  CHECK_FALSE(r.is_resident(0, 0, 0, 0));
+  // Later loads reserve the surprise: no further excess.
+  const auto before = r.max_bytes();
+  pre.acquire(r, 3, 0, 0, 0);
+  pre.release(r, 3, 0, 0, 0);
+  CHECK(r.resident_bytes() <= 300);
+  CHECK(r.max_bytes() == before);
+  CHECK(pre.stats().size_surprises == 1);
+}
+
+TEST_CASE("Preloader.EngineBudgetHoldsUnderLoad") {
+  // Two tasks, two processors, budget of three blocks for eight in the plans: blocks swap.
+  syn::Zoo z;
+  z.blocks = 2;
+  z.task_block_ms = {0.3, 0.3};
+  z.variant_speed = {1.0, 0.8};
+  z.variant_accuracy = {90, 85};
+  z.processor_factor = {1.0, 1.0};
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  rt::EngineOptions o;
+  o.memory_budget_bytes = 3 * z.block_bytes;
+  std::vector<rt::ProcessorSpec> ps{{"p0", rt::ProcessorKind::cpu, 1, 256}, {"p1", rt::ProcessorKind::cpu, 1, 256}};
+  sparseloom::Slo slo;
+  slo.deadline_ms = 5000;
+  std::vector<rt::TaskSpec> ts{{"a", slo}, {"b", slo}};
+  rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, pl::Hotness> eng(runner, est, syn::GreedyOptimizer{}, ps, ts, o,
+                                                                                  pl::Hotness(o.memory_budget_bytes));
+  std::vector<std::thread> clients;
+  std::atomic<int> done{0};
+  for (int c = 0; c < 2; ++c)
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < 40; ++i) {
+        auto h = eng.submit(c, {sparseloom::Tensor::from<float>({1, 1}, std::vector<float>{1})});
+        if (h.wait_for(5s) && h.state() == rt::RequestState::on_time) ++done;
+      }
+    });
+  for (auto& c : clients) c.join();
+  REQUIRE(eng.drain(5s));
+  const auto m = eng.metrics();
+  CHECK(done == 80);
+  CHECK(m.peak_resident_bytes <= o.memory_budget_bytes);
+  CHECK_FALSE(m.budget_exceeded);
+  CHECK(m.mean_resident_bytes > 0);
+  CHECK(m.mean_resident_bytes <= static_cast<double>(m.peak_resident_bytes) * (1 + 1e-9));  // a time-weighted mean: rounding
+  CHECK(m.overall.load_stalls > 0);
+}

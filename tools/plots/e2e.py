@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Plots sparseloom-bench-e2e results: SLO violation rate and throughput (max sustainable
+rate at >= 99 % attainment) per policy, one group of bars per scenario.
+
+usage: tools/plots/e2e.py OUT.png RESULT.json [RESULT.json ...]
+"""
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main(argv):
+    if len(argv) < 3:
+        sys.exit(__doc__)
+    out, paths = argv[1], argv[2:]
+    runs = []
+    for p in paths:
+        with open(p) as f:
+            d = json.load(f)
+        runs.append((d.get("scenario", p), d))
+    policies = [p["policy"] for p in runs[0][1]["policies"]]
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.6 * len(runs) * len(policies) / 4), 7), sharex=True)
+    width = 0.8 / len(policies)
+    for k, pol in enumerate(policies):
+        viol, tput = [], []
+        for _, d in runs:
+            row = next((r for r in d["policies"] if r["policy"] == pol), None)
+            viol.append(100 * row["slo_violation_rate"] if row else float("nan"))
+            t = row.get("throughput_rps") if row else None
+            tput.append(t if isinstance(t, (int, float)) else float("nan"))
+        xs = [i + (k - (len(policies) - 1) / 2) * width for i in range(len(runs))]
+        axes[0].bar(xs, viol, width, label=pol)
+        axes[1].bar(xs, tput, width, label=pol)
+    axes[0].set_ylabel("SLO violation rate (%)")
+    axes[1].set_ylabel("throughput at >= 99 % attainment (rps)")
+    axes[1].set_xticks(range(len(runs)))
+    axes[1].set_xticklabels([n for n, _ in runs], rotation=15, ha="right")
+    machine = runs[0][1].get("machine", {})
+    fig.suptitle(f"sparseloom-bench-e2e on {machine.get('cpu', '?')} ({machine.get('hardware_threads', '?')} hw threads); "
+                 "processors share the cores", fontsize=9)
+    axes[0].legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
