@@ -14,4 +14,9 @@ if cmake -S "$src/tests/package" -B "$tmp/consumer2" -DCMAKE_PREFIX_PATH="$tmp/p
   echo "FAIL: a missing component was accepted"; exit 1
 fi
 grep -q "component 'warp_drive' was not built" "$tmp/cfg2.log" || { cat "$tmp/cfg2.log"; exit 1; }
-echo "package consumer OK; missing component rejected clearly"
+# pkg-config: the installed .pc points into this prefix, wherever the prefix is.
+if command -v pkg-config > /dev/null; then
+  inc=$(PKG_CONFIG_PATH="$tmp/prefix/share/pkgconfig" pkg-config --variable=includedir sparseloom)
+  [ -f "$inc/sparseloom/core/tensor.hpp" ] || { echo "FAIL: pkg-config includedir '$inc' has no headers"; exit 1; }
+fi
+echo "package consumer OK; missing component rejected clearly; pkg-config resolves"

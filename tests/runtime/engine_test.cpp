@@ -273,3 +273,25 @@ TEST_CASE("Engine.Submit.BadTaskIsAnError") {
   CHECK_THROWS_AS(eng.submit(3, {}), sparseloom::Error);
   CHECK_THROWS_AS(Engine(w.runner, w.est, syn::GreedyOptimizer{}, processors(2), tasks(1)), sparseloom::Error);
 }
+
+TEST_CASE("Metrics.SloTimelineBucketsEndStatesByFinishTime") {
+  rt::MetricsCollector mc({"a"});
+  auto rec = [&](double finish_ms, rt::RequestState s) {
+    rt::RequestRecord r;
+    r.state = s;
+    r.finish_ms = finish_ms;
+    mc.record(r);
+  };
+  rec(10, rt::RequestState::on_time);
+  rec(100, rt::RequestState::late);
+  rec(260, rt::RequestState::cancelled);  // not in the violation rate, not in the timeline
+  rec(600, rt::RequestState::rejected);
+  rec(610, rt::RequestState::on_time);
+  const auto m = mc.summarize(1000, {}, 0);
+  REQUIRE(m.slo_timeline.accounted.size() == 3);
+  CHECK(m.slo_timeline.accounted == std::vector<std::uint64_t>{2, 0, 2});
+  CHECK(m.slo_timeline.violations == std::vector<std::uint64_t>{1, 0, 1});
+  const auto j = rt::to_json(m);
+  CHECK(j["slo_timeline"]["bucket_ms"].get<double>() == rt::SloTimeline::kBucketMs);
+  CHECK(j["slo_timeline"]["violations"].size() == 3);
+}

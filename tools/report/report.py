@@ -82,11 +82,40 @@ def e2e_plots(doc, plt, outdir, tag, made, notes):
         ax.legend(fontsize=8)
         save(fig, outdir, f"{tag}-memory", made)
     plt.close(fig)
-    sweep = doc.get("budget_sweep")
+    # SLO violation rate over time per policy (the engine's slo_timeline buckets).
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    any_line = False
+    for name, p in zip(names, pols):
+        tl = p.get("slo_timeline") or {}
+        acc, vio = tl.get("accounted") or [], tl.get("violations") or []
+        if acc:
+            w = tl.get("bucket_ms", 250) / 1000
+            pts = [(i * w, 100 * v / a) for i, (a, v) in enumerate(zip(acc, vio)) if a]
+            ax.plot([x for x, _ in pts], [y for _, y in pts], drawstyle="steps-post", label=name)
+            any_line = True
+    if any_line:
+        ax.set_xlabel("time since engine start (s)")
+        ax.set_ylabel("SLO violations (%)")
+        ax.set_ylim(bottom=0)
+        ax.set_title("SLO violations over time per policy")
+        ax.legend(fontsize=8)
+        save(fig, outdir, f"{tag}-slo-over-time", made)
+    else:
+        notes.append(f"{tag}: no slo_timeline in this file (written by engines since 2026-11-26).")
+    plt.close(fig)
+    sweep_plots(doc, plt, outdir, tag, made, notes)
+
+
+def sweep_plots(doc, plt, outdir, tag, made, notes):
+    # The budget sweep: `budget_sweep` records, or a --budget-sweep file (records + budget_fractions).
+    sweep = doc.get("budget_sweep") or (doc.get("records") if "budget_fractions" in doc else None)
     if sweep:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         for pol in sorted({r["policy"] for r in sweep}):
-            rs = sorted((r for r in sweep if r["policy"] == pol), key=lambda r: r["budget_bytes"])
+            # Budgets an engine refused to start under have no rate: they are left out of the line.
+            # Budget 0 is the unlimited reference run; it has no place on a budget axis.
+            rs = sorted((r for r in sweep if r["policy"] == pol and r.get("slo_violation_rate") is not None
+                         and r.get("budget_bytes")), key=lambda r: r["budget_bytes"])
             ax.plot([r["budget_bytes"] / 1e6 for r in rs], [100 * r["slo_violation_rate"] for r in rs], marker="o", label=pol)
         ax.set_xlabel("memory budget (MB)")
         ax.set_ylabel("SLO violations (%)")
@@ -95,7 +124,7 @@ def e2e_plots(doc, plt, outdir, tag, made, notes):
         save(fig, outdir, f"{tag}-budget-sweep", made)
         plt.close(fig)
     else:
-        notes.append(f"{tag}: no budget sweep in this file (the preloader's sweep is not built yet).")
+        notes.append(f"{tag}: no budget sweep in this file (sparseloom-bench-e2e --budget-sweep writes one).")
 
 
 def pareto_plots(doc, plt, outdir, tag, made):
@@ -159,6 +188,9 @@ def main():
         if isinstance(doc, dict) and "policies" in doc:
             e2e_plots(doc, plt, a.outdir, tag, made, notes)
             kind = "end-to-end run"
+        elif isinstance(doc, dict) and "budget_fractions" in doc:
+            sweep_plots(doc, plt, a.outdir, tag, made, notes)
+            kind = "memory budget sweep"
         elif isinstance(doc, dict) and doc.get("tasks") and "fronts" in doc["tasks"][0]:
             pareto_plots(doc, plt, a.outdir, tag, made)
             kind = "estimator Pareto fronts"

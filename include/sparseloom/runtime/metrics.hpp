@@ -104,6 +104,14 @@ struct MemorySample {
   std::size_t bytes = 0;
 };
 
+// SLO outcomes over time: requests by the bucket their end state was recorded in (cancelled
+// ones left out, as in the violation rate), for "violations over time" plots.
+struct SloTimeline {
+  static constexpr double kBucketMs = 250;
+  static constexpr std::size_t kMaxBuckets = 1 << 16;  // 4.5 h of 250 ms buckets; later ones land in the last
+  std::vector<std::uint64_t> accounted, violations;
+};
+
 struct DecisionRecord {
   double t_ms = 0;
   double decision_ms = 0;
@@ -117,6 +125,7 @@ struct EngineMetrics {
   TaskMetrics overall;
   std::vector<ProcessorMetrics> processors;
   std::vector<MemorySample> memory;  // resident bytes, sampled on every load/unload
+  SloTimeline slo_timeline;
   std::size_t peak_resident_bytes = 0;
   double mean_resident_bytes = 0;       // time-weighted over the samples, to the end of the run
   std::size_t memory_budget_bytes = 0;  // 0 = none
@@ -159,6 +168,16 @@ class MetricsCollector {
     ++t.m.by_state[state_slot(r.state)];
     ++t.m.accounted;
     if (r.attempts > 1) ++t.m.retries;
+    if (r.state != RequestState::cancelled) {
+      const auto b = static_cast<std::size_t>(std::clamp(r.finish_ms / SloTimeline::kBucketMs, 0.0,
+                                                         static_cast<double>(SloTimeline::kMaxBuckets - 1)));
+      if (timeline_.accounted.size() <= b) {
+        timeline_.accounted.resize(b + 1, 0);
+        timeline_.violations.resize(b + 1, 0);
+      }
+      ++timeline_.accounted[b];
+      timeline_.violations[b] += is_violation(r.state);
+    }
     if (is_served(r.state)) {
       t.latencies.push_back(r.latency_ms());
       if (r.load_stall_ms > 0) {
@@ -220,6 +239,7 @@ class MetricsCollector {
       p.utilisation = std::min(1.0, p.busy_ms / (std::max(wall_ms, 1e-9) * std::max(p.workers, 1)));
     out.processors = std::move(processors);
     out.memory = memory_;
+    out.slo_timeline = timeline_;
     out.peak_resident_bytes = peak_;
     out.memory_budget_bytes = budget_bytes;
     out.budget_exceeded = budget_bytes > 0 && peak_ > budget_bytes;
@@ -274,6 +294,7 @@ class MetricsCollector {
   std::vector<PerTask> tasks_;
   std::vector<DecisionRecord> decisions_;
   std::vector<MemorySample> memory_;
+  SloTimeline timeline_;
   std::size_t peak_ = 0;
   double handoff_sum_ = 0;
   std::uint64_t handoff_n_ = 0;

@@ -50,6 +50,9 @@ inline nlohmann::json to_json(const EngineMetrics& m) {
                  {"budget_exceeded", m.budget_exceeded},
                  {"timeline", nlohmann::json::array()}};
   for (const auto& s : m.memory) j["memory"]["timeline"].push_back({s.t_ms, s.bytes});
+  j["slo_timeline"] = {{"bucket_ms", SloTimeline::kBucketMs},
+                       {"accounted", m.slo_timeline.accounted},
+                       {"violations", m.slo_timeline.violations}};
   j["decisions"] = {{"count", m.decisions.size()},
                     {"decision_ms_mean", m.decision_ms_mean},
                     {"decision_ms_max", m.decision_ms_max},
