@@ -78,14 +78,17 @@ int main(int argc, char** argv) {
     each("Band-LSF", [] { return baselines::BandLSF{}; });
     each("INFaaS-like", [] { return baselines::Infaas{}; });
     const Row& ours = rows.front();
-    std::printf("\n%-26s %10s %10s %10s %9s %12s %10s %14s %12s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms",
-                "peak MB", "decide ms", "viol. vs ours", "tput rps");
+    std::printf("\n%-26s %10s %10s %10s %9s %12s %10s %14s%s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms",
+                "peak MB", "decide ms", "viol. vs ours", search ? "     tput rps" : "");
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
       const double ratio = ours.violation > 0 ? r.violation / ours.violation : (r.violation > 0 ? INFINITY : 1.0);
-      std::printf("%-26s %9.1f%% %10.2f %10.2f %9.2f %12.3f %10.3f %13.2fx %12.1f\n", r.policy.c_str(), 100 * r.violation, r.served,
-                  r.goodput, r.p99, r.peak / 1e6, r.decision, ratio, search ? tput[i].offered_rps : NAN);
+      std::printf("%-26s %9.1f%% %10.2f %10.2f %9.2f %12.3f %10.3f %13.2fx", r.policy.c_str(), 100 * r.violation, r.served,
+                  r.goodput, r.p99, r.peak / 1e6, r.decision, ratio);
+      if (search) std::printf(" %12.1f", tput[i].offered_rps);
+      std::printf("\n");
     }
+    if (!search) std::printf("(throughput at saturation: not searched in this run; drop --quick / --no-throughput)\n");
     double best_baseline = 1e9, best_tput = -1;
     std::string best_name, best_tput_name;
     for (std::size_t i = 3; i < rows.size(); ++i) {
@@ -93,8 +96,12 @@ int main(int argc, char** argv) {
       if (search && tput[i].offered_rps > best_tput) { best_tput = tput[i].offered_rps; best_tput_name = rows[i].policy; }
     }
     const double reduction = best_baseline > 0 ? 1.0 - ours.violation / best_baseline : 0.0;
-    std::printf("\nSLO violation rate vs the best baseline (%s): %.1f%% -> %.1f%% (%s%.0f%%)\n", best_name.c_str(), 100 * best_baseline,
-                100 * ours.violation, reduction >= 0 ? "-" : "+", 100 * std::abs(reduction));
+    // A relative change from 0 % is undefined: then the difference is given in points.
+    const std::string change = best_baseline > 0
+        ? (reduction >= 0 ? "-" : "+") + std::to_string(static_cast<int>(std::lround(100 * std::abs(reduction)))) + "%"
+        : (ours.violation > 0 ? "+" + std::to_string(100 * ours.violation).substr(0, 4) + " pp" : "equal");
+    std::printf("\nSLO violation rate vs the best baseline (%s): %.1f%% -> %.1f%% (%s)\n", best_name.c_str(), 100 * best_baseline,
+                100 * ours.violation, change.c_str());
     const double tput_ratio = search && best_tput > 0 ? tput[0].offered_rps / best_tput : NAN;
     if (search)
       std::printf("throughput at >= 99 %% attainment vs the best baseline (%s): %.1f -> %.1f rps (%.2fx)\n", best_tput_name.c_str(),

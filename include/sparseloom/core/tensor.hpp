@@ -29,13 +29,16 @@ inline std::string to_string(const Shape& s) {
   return r;
 }
 
-// Number of elements; throws on negative dims or overflow so bad files cannot wrap sizes.
+// Number of elements; throws on negative dims or overflow so bad files cannot wrap sizes. The
+// bound is on the product of the non-zero dims: an empty tensor with huge other dims would
+// still overflow its strides.
 inline std::int64_t numel_of(const Shape& s, std::string_view where = "shape") {
-  std::int64_t n = 1;
+  std::int64_t n = 1, extent = 1;
   for (auto d : s) {
     check(d >= 0, ErrorCode::shape, where, "negative dimension in " + to_string(s));
-    check(d == 0 || n <= (std::int64_t{1} << 40) / std::max<std::int64_t>(d, 1), ErrorCode::shape,
-          where, "tensor too large: " + to_string(s));
+    const std::int64_t e = std::max<std::int64_t>(d, 1);
+    check(extent <= (std::int64_t{1} << 40) / e, ErrorCode::shape, where, "tensor too large: " + to_string(s));
+    extent *= e;
     n *= d;
   }
   return n;

@@ -181,6 +181,8 @@ inline std::vector<ValueInfo> infer_node(const Graph& g, const Node& n) {
         infer = static_cast<std::int64_t>(i);
       } else {
         check(target[i] >= 0, ErrorCode::shape, w, "negative dimension in the target shape");
+        check(target[i] == 0 || known <= (std::int64_t{1} << 40) / target[i], ErrorCode::shape, w,
+              "target shape too large");
         known *= target[i];
       }
     }
