@@ -67,9 +67,8 @@ def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None
     sparse_steps = FT_STEPS_SPARSE or cfg.get("ft_steps_sparse")
     if sparsity >= 0.9 and sparse_steps and not QUICK_STEPS:
         steps = sparse_steps   # the >= 90 % variants need longer to recover
-        key += f"_s{steps}"
-    elif FT_STEPS and not QUICK_STEPS:
-        key += f"_s{steps}"
+    if not QUICK_STEPS and steps != 100:
+        key += f"_s{steps}"    # the budget is part of the cache key (100: the first zoo's keys)
     if QUICK_STEPS:
         key += "_quick"
     own_stats = OWN_STATS or cfg.get("b2_own_stats", False)

@@ -51,7 +51,7 @@ TASKS = {
         description="ResNet-style CNN (stem + 3 basic residual blocks + GAP/linear head), "
                     "BatchNorm folded into Conv. " + FMNIST_DESC,
         split=lambda c: _fmnist_split(), pre=data.FMNIST_PRE, classes=data.FMNIST_CLASSES,
-        base_epochs=4, lr=3e-3, wd=5e-4, ft_steps=100, ft_lr=5e-4),
+        base_epochs=4, lr=3e-3, wd=5e-4, ft_steps=500, ft_lr=5e-4, ft_steps_sparse=800),
     "fmnist_mobilenet": dict(
         modality="image", dataset="Fashion-MNIST", model=models.fmnist_mobilenet,
         description="MobileNetV2-style CNN (inverted residuals: 1x1 expand, 3x3 depthwise, "
