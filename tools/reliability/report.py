@@ -30,6 +30,8 @@ FIXES = {
     "manifest/residual-map-missing-b.json": "uncaught nlohmann out_of_range (missing 'b' adapter file); now a parse Error naming the field",
     "manifest/single-swap-not-list.json": "uncaught nlohmann type_error (single_swap entry not a list); now a parse Error",
     "scenario/number-1e999.json": "uncaught nlohmann out_of_range 406 (number overflow) escaped json::parse, which caught only parse_error (json.hpp)",
+    "onnx_import/crash-fbc5fd20287da602e08c8cb47778ed4ad5f644b1": "found by CI's fuzz stage (10 s): signed overflow multiplying a Reshape's target dims (ir/infer.hpp); the product is now bounded like every tensor size",
+    "npy/crash-459cfa54fe07d741324c1cdf51f2839711e40cc1": "found by CI's fuzz stage (10 s): signed overflow in the strides of an empty tensor with huge other dims; numel_of now bounds the product of the non-zero dims (tensor.hpp)",
     "scenario/seed-negative.json": "not a crash: a negative seed wrapped silently into uint64; now a parse Error",
 }
 
