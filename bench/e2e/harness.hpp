@@ -92,15 +92,6 @@ inline double measure_handoff_ms() {
   return rt[100];
 }
 
-inline Slo slo_of(const scenario::ScenarioTask& t, double worst_ms) {
-  Slo s;
-  s.deadline_ms = t.deadline_ms > 0 ? t.deadline_ms : t.slo_scale * worst_ms;
-  s.min_accuracy_pct = t.min_accuracy_pct;
-  s.rate_rps = t.rate_rps;
-  s.criticality = t.criticality;
-  return s;
-}
-
 // on_profiled(done, total) is called after each task is profiled (the CLI's progress bar).
 // Block profiles are reused from `profile_cache` (empty: off) when their key matches
 // (estimator::ProfileCacheKey: model files, processors, profiling options, compiler).

@@ -10,22 +10,15 @@
 #include <fstream>
 
 #include "sparseloom/backends/reference/backend.hpp"
+#include "zoo_fixture.hpp"
 #include "sparseloom/core/npy.hpp"
 #include "sparseloom/onnx/export.hpp"
 
 using namespace sparseloom;
 
 namespace {
-std::filesystem::path zoo_dir() {
-  if (const char* e = std::getenv("SPARSELOOM_ZOO")) return e;
-  return SPARSELOOM_ZOO_DIR;
-}
-
-StitchedVariant by_names(const zoo::Manifest& m, const std::vector<std::string>& names) {
-  StitchedVariant s;
-  for (const auto& n : names) s.choice.push_back(m.variant_index(n));
-  return s;
-}
+using zoo_test::by_names;
+using zoo_test::zoo_dir;
 
 double max_rel_diff(const Tensor& a_in, const Tensor& b_in) {
   const Tensor a = a_in.contiguous(), b = b_in.contiguous();

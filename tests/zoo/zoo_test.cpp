@@ -6,21 +6,14 @@
 #include <cstdlib>
 
 #include "sparseloom/backends/reference/backend.hpp"
+#include "zoo_fixture.hpp"
 #include "sparseloom/stitch/stitched_model.hpp"
 
 using namespace sparseloom;
 
 namespace {
-std::filesystem::path zoo_dir() {
-  if (const char* e = std::getenv("SPARSELOOM_ZOO")) return e;
-  return SPARSELOOM_ZOO_DIR;
-}
-
-StitchedVariant by_names(const zoo::Manifest& m, const std::vector<std::string>& names) {
-  StitchedVariant s;
-  for (const auto& n : names) s.choice.push_back(m.variant_index(n));
-  return s;
-}
+using zoo_test::by_names;
+using zoo_test::zoo_dir;
 }  // namespace
 
 TEST_CASE("Zoo.Committed.StructureMeetsTheIssue") {

@@ -60,15 +60,6 @@ inline std::vector<zoo::Manifest> load_manifests(const scenario::Scenario& sc) {
   return out;
 }
 
-inline Slo slo_of(const scenario::ScenarioTask& t, double worst_ms) {
-  Slo s;
-  s.deadline_ms = t.deadline_ms > 0 ? t.deadline_ms : t.slo_scale * worst_ms;
-  s.min_accuracy_pct = t.min_accuracy_pct;
-  s.rate_rps = t.rate_rps;
-  s.criticality = t.criticality;
-  return s;
-}
-
 inline ScenarioModel build_model(scenario::Scenario sc, const estimator::ProfileTable& table) {
   ScenarioModel m;
   m.sc = std::move(sc);

@@ -103,6 +103,17 @@ inline Scenario parse_scenario(const json::Field& root) {
 inline Scenario parse_scenario(const json::Json& doc, const std::string& source) { return parse_scenario(json::Field(doc, source)); }
 
 // From a file: errors also carry the line of the field.
+// A task's SLO: its absolute deadline, or slo_scale x `worst_ms` (the base variant on its
+// slowest processor, Band's convention). Found by ADL from the e2e harness and the CLI.
+inline Slo slo_of(const ScenarioTask& t, double worst_ms) {
+  Slo s;
+  s.deadline_ms = t.deadline_ms > 0 ? t.deadline_ms : t.slo_scale * worst_ms;
+  s.min_accuracy_pct = t.min_accuracy_pct;
+  s.rate_rps = t.rate_rps;
+  s.criticality = t.criticality;
+  return s;
+}
+
 inline Scenario load_scenario(const std::string& path) {
   const auto doc = json::load_document(path);
   return parse_scenario(doc.root());
