@@ -287,9 +287,10 @@ TEST_CASE("Cpu.Backend.Int8LinearLayersMatchReference") {
   };
   for (int threads : {1, 2}) {
     CAPTURE(threads);
-    auto exe = test_backend().int8_linear(cpu::Backend::Int8::always).compile(g, {threads});
+    auto exe = test_backend().int8(cpu::Backend::Int8::always).compile(g, {threads});
     int int8 = 0;
-    for (const auto& l : exe.layers()) int8 += l.format == cpu::Format::int8_dense || l.format == cpu::Format::int8_1x4;
+    for (const auto& l : exe.layers())
+      int8 += l.op == "Gemm" && (l.format == cpu::Format::int8_dense || l.format == cpu::Format::int8_1x4);
     CHECK(int8 == gemms);
     close(exe.run(in)[0], want_plain[0]);
     RunOptions ro;
@@ -301,6 +302,61 @@ TEST_CASE("Cpu.Backend.Int8LinearLayersMatchReference") {
     CHECK(seen == ref_seen);
   }
   // Never: no INT8 layer, and the exact f32 path.
-  auto f32 = test_backend().int8_linear(cpu::Backend::Int8::never).compile(g, {1});
+  auto f32 = test_backend().int8(cpu::Backend::Int8::never).compile(g, {1});
   for (const auto& l : f32.layers()) CHECK((l.format != cpu::Format::int8_1x4 && l.format != cpu::Format::int8_dense));
+}
+
+TEST_CASE("Cpu.Backend.Int8ConvLayersMatchReference") {
+  // Every QDQ conv of groups 1 forced onto the INT8 kernels (u8 im2col with the zero point as
+  // padding), then plain, repaired and observed runs against the reference, bounded as in
+  // ZooVariantsMatchReference. Both the sparse (int8_p90) and the dense (int8) INT8 paths.
+  for (const char* variant : {"int8_p90.onnx", "int8.onnx"}) {
+    const fs::path file = fs::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/fmnist_resnet" / variant;
+    if (!fs::exists(file)) continue;
+    CAPTURE(file.string());
+    const ir::Graph g = onnx_io::import_file(file);
+    const auto inputs = task_inputs(file.parent_path(), g, 2);
+    AffineMap affine;
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> sc(0.5f, 1.5f), sh(-0.2f, 0.2f);
+    int convs = 0;
+    for (const auto& n : g.nodes) {
+      if (n.op != "Conv" || n.attr<std::int64_t>("group", 1) != 1) continue;
+      ++convs;
+      if (convs % 3) continue;  // repair every third one: both paths in one run
+      const auto c = g.value(n.outputs[0]).shape.at(1);
+      ChannelAffine a;
+      for (std::int64_t i = 0; i < c; ++i) a.scale.push_back(sc(rng)), a.shift.push_back(sh(rng));
+      affine[n.outputs[0]] = a;
+    }
+    REQUIRE(convs >= 3);
+    auto ref = reference::Backend{}.compile(g, {});
+    auto close = [](const Tensor& got, const Tensor& want) {
+      const Diff d = diff(got, want);
+      CHECK(argmax(got) == argmax(want));
+      CHECK(d.max_err <= 0.05 * d.max_ref + 1e-5);
+    };
+    for (int threads : {1, 2}) {
+      CAPTURE(threads);
+      auto exe = test_backend().int8(cpu::Backend::Int8::always).compile(g, {threads});
+      int int8 = 0;
+      for (const auto& l : exe.layers())
+        int8 += l.op == "Conv" && (l.format == cpu::Format::int8_dense || l.format == cpu::Format::int8_1x4);
+      CHECK(int8 == convs);
+      for (const auto& x : inputs) {
+        const std::vector<Tensor> in{x};
+        close(exe.run(in)[0], ref.run(in)[0]);
+        RunOptions rro, ro;
+        rro.affine = ro.affine = &affine;
+        std::set<std::string> ref_seen, seen;
+        rro.observe = [&](const std::string& name, const Tensor&) { ref_seen.insert(name); };
+        ro.observe = [&](const std::string& name, const Tensor&) { seen.insert(name); };
+        const auto want = ref.run(in, rro);
+        close(exe.run(in, ro)[0], want[0]);
+        CHECK(seen == ref_seen);
+        ro.observe = nullptr;
+        close(exe.run(in, ro)[0], want[0]);
+      }
+    }
+  }
 }

@@ -15,13 +15,17 @@
 //    alpha/beta, a following bias Add (MatMul) and a following Relu / Clip fold into the
 //    kernel's epilogue when the intermediate tensor has a single consumer and is no graph
 //    output;
-//  - INT8 QDQ Gemm/MatMul (weights DequantizeLinear(int8 const, per-output-channel scale, zp 0),
-//    activation DequantizeLinear(u8 runtime tensor, scalar scale and zero point)) run u8 x s8
-//    -> s32 on the quantised activation itself (oneDNN INT8 dense or our INT8 1x4 sparse
-//    kernel), dequantisation scale s_x*s_w[c], bias and activation in the f32 epilogue; kept
-//    only when its measured trial beats the layer's best f32 format. Repairs or observation
-//    inside such a layer run it through the reference op on the dequantised tensors;
-//  - Transpose runs a tiled copy split over the pool (detail in transpose.hpp);
+//  - INT8 QDQ Conv (groups 1) / Gemm / MatMul (weights DequantizeLinear(int8 const,
+//    per-output-channel scale, zp 0), activation DequantizeLinear(u8 runtime tensor, scalar
+//    scale and zero point)) run u8 x s8 -> s32 on the quantised activation itself (oneDNN INT8
+//    dense or our INT8 1x4 sparse kernel; convs through a u8 im2col, conv_qu8.hpp),
+//    dequantisation scale s_x*s_w[c], bias and activation in the f32 epilogue; kept only when
+//    its measured trial beats the layer's best f32 format. The activation's DequantizeLinear is
+//    then skipped. Repairs or observation inside such a layer run it through the reference op
+//    on the dequantised tensors;
+//  - Transpose runs a tiled copy split over the pool (detail in transpose.hpp), a per-tensor
+//    u8 QuantizeLinear a threaded quantiser (quantize.hpp), a MatMul of two activations with
+//    the same batch dims Eigen products split over the pool (batched_matmul.hpp);
 //  - every other op runs the reference backend's implementation of it (one-node executables).
 // run(): RunOptions::affine on a kernel's output is folded into that run's epilogue (scale and
 // shift combined with the bias, weights shared: repair costs nothing per request); on any
@@ -43,8 +47,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "sparseloom/backends/cpu/batched_matmul.hpp"
 #include "sparseloom/backends/cpu/conv.hpp"
+#include "sparseloom/backends/cpu/conv_qu8.hpp"
 #include "sparseloom/backends/cpu/format_choice.hpp"
+#include "sparseloom/backends/cpu/quantize.hpp"
 #include "sparseloom/backends/cpu/transpose.hpp"
 #include "sparseloom/backends/reference/backend.hpp"
 #include "sparseloom/concepts/backend.hpp"
@@ -122,67 +129,96 @@ inline double best_ms(const std::vector<Candidate>& c) {
   return b;
 }
 
-// The INT8 operands of a QDQ Gemm/MatMul: W = DequantizeLinear(s8 const, scale per output
+// The INT8 operands of a QDQ Gemm/MatMul/Conv: W = DequantizeLinear(s8 const, scale per output
 // channel or scalar, zero point 0) and X = DequantizeLinear(u8 runtime tensor, scalar scale
 // and zero point). nullopt when the node is not of that form (it then runs in f32).
 struct QdqLinear {
-  std::vector<std::int8_t> w;   // M x K, row-major
+  std::vector<std::int8_t> w;   // M x K, row-major (a conv's OIHW as Cout x Cin*kh*kw)
   std::vector<float> w_scale;   // M
   ActivationQuant xq;
   std::string x;                // the u8 activation
+  const ir::Node* x_dq = nullptr;  // the DequantizeLinear that made the f32 activation
+};
+
+struct QdqLookup {
+  const std::map<std::string, Tensor>& consts;
+  const std::map<std::string, const ir::Node*>& producer_of;
+  const ir::Graph& g;
+  const ir::Node* producer(const std::string& t) const {
+    auto it = producer_of.find(t);
+    return it == producer_of.end() ? nullptr : it->second;
+  }
+  const Tensor* cst(const std::string& t) const {
+    auto it = consts.find(t);
+    return it == consts.end() ? nullptr : &it->second;
+  }
+
+  // The s8 weights behind `w` (rank `rank`, output channel on `out_axis`, M channels) and
+  // their per-channel scales, when `w` is such a DequantizeLinear.
+  const Tensor* weights(const std::string& w, std::size_t rank, std::int64_t out_axis, std::int64_t M,
+                        std::vector<float>& w_scale) const {
+    const ir::Node* wd = producer(w);
+    if (!wd || wd->op != "DequantizeLinear") return nullptr;
+    const Tensor* wq = cst(wd->inputs.at(0));
+    const Tensor* ws = wd->has_input(1) ? cst(wd->inputs[1]) : nullptr;
+    if (!wq || !ws || wq->dtype() != DType::i8 || wq->rank() != rank || ws->dtype() != DType::f32) return nullptr;
+    if (wd->has_input(2)) {
+      const Tensor* wz = cst(wd->inputs[2]);
+      if (!wz || wz->dtype() != DType::i8) return nullptr;
+      const Tensor z = wz->contiguous();
+      for (std::int64_t i = 0; i < z.numel(); ++i)
+        if (z.data<std::int8_t>()[i] != 0) return nullptr;
+    }
+    std::int64_t axis = wd->attr<std::int64_t>("axis", 1);
+    if (axis < 0) axis += static_cast<std::int64_t>(rank);
+    const auto sv = const_floats(*ws);
+    if (sv.size() == 1) w_scale.assign(static_cast<std::size_t>(M), sv[0]);
+    else if (static_cast<std::int64_t>(sv.size()) == M && axis == out_axis) w_scale = sv;
+    else return nullptr;
+    return wq;
+  }
+
+  // The u8 tensor and its quantisation behind the f32 activation `x`.
+  bool activation(const std::string& x, QdqLinear& r) const {
+    const ir::Node* xd = producer(x);
+    if (!xd || xd->op != "DequantizeLinear") return false;
+    const std::string& q = xd->inputs.at(0);
+    if (cst(q) || g.value(q).dtype != DType::u8) return false;
+    const Tensor* xs = xd->has_input(1) ? cst(xd->inputs[1]) : nullptr;
+    if (!xs || xs->dtype() != DType::f32 || xs->numel() != 1) return false;
+    r.xq.scale = const_floats(*xs)[0];
+    if (xd->has_input(2)) {
+      const Tensor* xz = cst(xd->inputs[2]);
+      if (!xz || xz->dtype() != DType::u8 || xz->numel() != 1) return false;
+      r.xq.zero_point = xz->contiguous().data<std::uint8_t>()[0];
+    }
+    r.x = q;
+    r.x_dq = xd;
+    return true;
+  }
 };
 
 inline std::optional<QdqLinear> qdq_linear_operands(const ir::Node& n, bool trans_b, std::int64_t M, std::int64_t K,
-                                                    const std::map<std::string, Tensor>& consts,
-                                                    const std::map<std::string, const ir::Node*>& producer_of,
-                                                    const ir::Graph& g) {
-  auto producer = [&](const std::string& t) -> const ir::Node* {
-    auto it = producer_of.find(t);
-    return it == producer_of.end() ? nullptr : it->second;
-  };
-  auto cst = [&](const std::string& t) -> const Tensor* {
-    auto it = consts.find(t);
-    return it == consts.end() ? nullptr : &it->second;
-  };
-  const ir::Node* wd = producer(n.inputs[1]);
-  const ir::Node* xd = producer(n.inputs[0]);
-  if (!wd || !xd || wd->op != "DequantizeLinear" || xd->op != "DequantizeLinear") return std::nullopt;
-  // Weights.
-  const Tensor* wq = cst(wd->inputs.at(0));
-  const Tensor* ws = wd->has_input(1) ? cst(wd->inputs[1]) : nullptr;
-  if (!wq || !ws || wq->dtype() != DType::i8 || wq->rank() != 2 || ws->dtype() != DType::f32) return std::nullopt;
-  if (wd->has_input(2)) {
-    const Tensor* wz = cst(wd->inputs[2]);
-    if (!wz || wz->dtype() != DType::i8) return std::nullopt;
-    const Tensor z = wz->contiguous();
-    for (std::int64_t i = 0; i < z.numel(); ++i)
-      if (z.data<std::int8_t>()[i] != 0) return std::nullopt;
-  }
-  const std::int64_t out_axis = trans_b ? 0 : 1;
-  std::int64_t axis = wd->attr<std::int64_t>("axis", 1);
-  if (axis < 0) axis += 2;
-  const auto sv = const_floats(*ws);
+                                                    const QdqLookup& look) {
   QdqLinear r;
-  if (sv.size() == 1) r.w_scale.assign(static_cast<std::size_t>(M), sv[0]);
-  else if (static_cast<std::int64_t>(sv.size()) == M && axis == out_axis) r.w_scale = sv;
-  else return std::nullopt;
+  const Tensor* wq = look.weights(n.inputs[1], 2, trans_b ? 0 : 1, M, r.w_scale);
+  if (!wq || !look.activation(n.inputs[0], r)) return std::nullopt;
   const Tensor wc = wq->contiguous();
   const std::int8_t* wp = wc.data<std::int8_t>();
   r.w.resize(static_cast<std::size_t>(M * K));
   for (std::int64_t i = 0; i < M; ++i)
     for (std::int64_t k = 0; k < K; ++k) r.w[static_cast<std::size_t>(i * K + k)] = trans_b ? wp[i * K + k] : wp[k * M + i];
-  // Activation.
-  const std::string& q = xd->inputs.at(0);
-  if (cst(q) || g.value(q).dtype != DType::u8) return std::nullopt;
-  const Tensor* xs = xd->has_input(1) ? cst(xd->inputs[1]) : nullptr;
-  if (!xs || xs->dtype() != DType::f32 || xs->numel() != 1) return std::nullopt;
-  r.xq.scale = const_floats(*xs)[0];
-  if (xd->has_input(2)) {
-    const Tensor* xz = cst(xd->inputs[2]);
-    if (!xz || xz->dtype() != DType::u8 || xz->numel() != 1) return std::nullopt;
-    r.xq.zero_point = xz->contiguous().data<std::uint8_t>()[0];
-  }
-  r.x = q;
+  return r;
+}
+
+// A Conv's s8 weights are OIHW (output channel on axis 0): already Cout x Cin*kh*kw.
+inline std::optional<QdqLinear> qdq_conv_operands(const ir::Node& n, std::size_t rank, std::int64_t cout,
+                                                  const QdqLookup& look) {
+  QdqLinear r;
+  const Tensor* wq = look.weights(n.inputs[1], rank, 0, cout, r.w_scale);
+  if (!wq || !look.activation(n.inputs[0], r)) return std::nullopt;
+  const Tensor wc = wq->contiguous();
+  r.w.assign(wc.data<std::int8_t>(), wc.data<std::int8_t>() + wc.numel());
   return r;
 }
 
@@ -202,6 +238,8 @@ class Executable {
       out.emplace_back(steps_[i].kernel ? steps_[i].kernel->mid + " [kernel]"
                        : steps_[i].ew ? steps_[i].ew->mid + " [elementwise]"
                        : steps_[i].tr ? steps_[i].tr->out + " [Transpose]"
+                       : steps_[i].q  ? steps_[i].q->out + " [QuantizeLinear]"
+                       : steps_[i].mm ? steps_[i].mm->out + " [MatMul]"
                                       : steps_[i].ref->outputs.at(0) + " [" + steps_[i].ref->op + "]",
                        ms[i]);
     return out;
@@ -237,6 +275,8 @@ class Executable {
       if (s.kernel) run_kernel(*s.kernel, env, ro);
       else if (s.ew) run_ew(*s.ew, env, ro);
       else if (s.tr) publish(s.tr->out, permute(env.at(s.tr->in), s.tr->perm, proc_->pool, threads_, s.tr->where), env, ro);
+      else if (s.q) run_q(*s.q, env, ro);
+      else if (s.mm) run_mm(*s.mm, env, ro);
       else run_ref(*s.ref, env, ro);
       if (step_ms) (*step_ms)[si] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       for (const auto& dead : s.release) env.erase(dead);
@@ -271,7 +311,11 @@ class Executable {
     // INT8 linear: `in` is the u8 activation (rows x k); `self` is the node on the dequantised
     // tensors, for runs that must see or repair tensors inside the fused layer.
     std::shared_ptr<const PreparedMatmulQu8> qmm;
+    std::shared_ptr<const Conv2dQu8> qconv;     // INT8 conv: `in` is the u8 activation (NCHW)
     std::shared_ptr<const detail::RefNode> self;
+    // The activation's DequantizeLinear when only this layer reads it: skipped on the INT8
+    // path, run before `self` when the layer runs through the reference.
+    std::shared_ptr<const detail::RefNode> pre;
     std::int64_t rows = 1, k = 0, m = 0;
   };
   // Same-shape f32 Add / Sub / Mul of two runtime tensors, optionally with a fused Relu.
@@ -279,6 +323,18 @@ class Executable {
     char op = '+';
     std::string a, b, mid, out;
     std::vector<detail::RefNode> absorbed;  // the fused Relu, for unfused runs
+  };
+  // Per-tensor QuantizeLinear of a runtime f32 tensor to u8 (quantize.hpp).
+  struct QStep {
+    std::string in, out;
+    float scale = 1.f;
+    std::int32_t zero_point = 0;
+  };
+  // MatMul of two runtime f32 tensors with the same batch dims (batched_matmul.hpp).
+  struct MmStep {
+    std::string a, b, out;
+    std::int64_t batch = 1, m = 0, k = 0, n = 0;
+    Shape out_shape;
   };
   // Transpose of a runtime tensor.
   struct TrStep {
@@ -289,6 +345,8 @@ class Executable {
     std::shared_ptr<const KernelStep> kernel;
     std::shared_ptr<const EwStep> ew;
     std::shared_ptr<const TrStep> tr;
+    std::shared_ptr<const QStep> q;
+    std::shared_ptr<const MmStep> mm;
     std::shared_ptr<const detail::RefNode> ref;
     std::vector<std::string> observe_consts;  // folded constants reported before this step
     std::vector<std::string> release;         // env tensors dead after this step
@@ -308,6 +366,20 @@ class Executable {
   void run_ref(const detail::RefNode& r, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
     auto outs = r.run(env);
     for (std::size_t i = 0; i < outs.size() && i < r.outputs.size(); ++i) publish(r.outputs[i], std::move(outs[i]), env, ro);
+  }
+
+  void run_q(const QStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
+    const Tensor x = env.at(s.in).contiguous();
+    Tensor y = Tensor::empty(x.shape(), DType::u8);
+    quantize_u8(x.data<float>(), x.numel(), s.scale, s.zero_point, y.data<std::uint8_t>(), proc_->pool, threads_);
+    publish(s.out, std::move(y), env, ro);
+  }
+
+  void run_mm(const MmStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
+    const Tensor a = env.at(s.a).contiguous(), b = env.at(s.b).contiguous();
+    Tensor y = Tensor::empty(s.out_shape, DType::f32);
+    batched_matmul(a.data<float>(), b.data<float>(), y.data<float>(), s.batch, s.m, s.k, s.n, proc_->pool, threads_);
+    publish(s.out, std::move(y), env, ro);
   }
 
   void run_ew(const EwStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
@@ -337,6 +409,11 @@ class Executable {
     const Tensor x = x_in.contiguous();
     Tensor y = Tensor::empty(shape, DType::f32);
     if (s.qmm) return qkernel_call(s, x, std::move(y));
+    if (s.qconv) {
+      for (std::int64_t b = 0; b < s.batch; ++b)
+        s.qconv->run(x.data<std::uint8_t>() + b * s.in_per_image, y.data<float>() + b * s.out_per_image, proc_->pool);
+      return y;
+    }
     if (s.kind == Kind::conv) {
       for (std::int64_t b = 0; b < s.batch; ++b)
         s.conv->run(x.data<float>() + b * s.in_per_image, y.data<float>() + b * s.out_per_image, proc_->pool, epi);
@@ -383,13 +460,15 @@ class Executable {
 
   void run_kernel(const KernelStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
     const Tensor& x = env.at(s.in);
-    if (s.qmm) {
-      bool inside = ro.observe != nullptr && !s.absorbed.empty();
+    if (s.qmm || s.qconv) {
+      bool inside = ro.observe != nullptr && (!s.absorbed.empty() || s.pre);
       if (ro.affine) {
         inside |= ro.affine->count(s.mid) != 0;
         for (const auto& o : s.absorbed_outputs) inside |= ro.affine->count(o) != 0;
+        if (s.pre) inside |= ro.affine->count(s.pre->outputs.at(0)) != 0;
       }
       if (!inside) return publish(s.out, kernel_call(s, x, nullptr, s.out_shape), env, ro);
+      if (s.pre) run_ref(*s.pre, env, ro);
       run_ref(*s.self, env, ro);
       for (const auto& r : s.absorbed) run_ref(r, env, ro);
       return;
@@ -487,10 +566,10 @@ class Backend {
     return *this;
   }
 
-  // INT8 QDQ Gemm/MatMul layers: measured (the faster of the INT8 and f32 trials, default),
-  // always INT8, or never (f32 on dequantised weights).
+  // INT8 QDQ Conv/Gemm/MatMul layers: measured (the faster of the INT8 and f32 trials,
+  // default), always INT8, or never (f32 on dequantised weights).
   enum class Int8 : std::uint8_t { measured, always, never };
-  Backend& int8_linear(Int8 mode) {
+  Backend& int8(Int8 mode) {
     state_->int8 = mode;
     return *this;
   }
@@ -542,6 +621,7 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     for (const auto& in : n.inputs)
       if (!in.empty()) ++consumers[in];
   auto single_private = [&](const std::string& t) { return consumers[t] == 1 && !graph_outputs.count(t); };
+  std::vector<std::string> pending_observe;  // folded constants, reported before the next step
   std::map<std::string, const ir::Node*> consumer_of;
   for (const auto& n : g.nodes)
     for (const auto& in : n.inputs)
@@ -568,8 +648,24 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     return true;
   };
   auto shape_of = [&](const std::string& t) { return g.value(t).shape; };
+  const detail::QdqLookup look{consts, producer_of, g};
+  // An INT8 layer reads the u8 tensor itself; the f32 node stays as `self` for runs that must
+  // see or repair tensors inside the layer. The activation's DequantizeLinear step is dropped
+  // when only this layer reads it (kept as `pre` for those runs): it would be wasted work.
+  auto take_quantised_input = [&](const ir::Node& n, const detail::QdqLinear& qo, Executable::KernelStep& ks) {
+    ks.in = qo.x;
+    ks.self = std::make_shared<const detail::RefNode>(g, n, consts, o.threads);
+    const std::string& dq = qo.x_dq->outputs.at(0);
+    if (!single_private(dq)) return;
+    for (auto it = exe.steps_.begin(); it != exe.steps_.end(); ++it) {
+      if (!it->ref || it->ref->outputs.empty() || it->ref->outputs[0] != dq) continue;
+      ks.pre = it->ref;
+      pending_observe.insert(pending_observe.begin(), it->observe_consts.begin(), it->observe_consts.end());
+      exe.steps_.erase(it);
+      return;
+    }
+  };
 
-  std::vector<std::string> pending_observe;
   std::set<const ir::Node*> absorbed;
   for (const auto& n : g.nodes) {
     if (absorbed.count(&n)) continue;
@@ -647,17 +743,33 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
             ks->out = cur->outputs[0];
             ks->out_shape = shape_of(ks->out);
             auto conv = std::make_shared<Conv2dF32>(cs, w.data<float>(), ks->epi, pool, copt);
+            std::optional<detail::QdqLinear> qo;
+            if (state_->int8 != Int8::never && cs.groups == 1) qo = detail::qdq_conv_operands(n, xs.size(), cs.cout, look);
+            if (qo) {
+              auto cand = std::make_shared<const Conv2dQu8>(cs, qo->w.data(), qo->w_scale.data(), qo->xq, ks->epi, pool, copt);
+              if (state_->int8 == Int8::always || detail::best_ms(cand->matmul().candidates()) < detail::best_ms(conv->matmul()->candidates())) {
+                exe.layers_.push_back(LayerInfo{n.name, n.op, cand->matmul().format(), cand->matmul().kernel(), fused_ops,
+                                                cand->matmul().weight_bytes()});
+                exe.resident_ += cand->resident_bytes();
+                ks->qconv = std::move(cand);
+                take_quantised_input(n, *qo, *ks);
+              }
+            }
             LayerInfo li{n.name, n.op, Format::dense, "direct:depthwise", fused_ops, 0};
-            if (conv->matmul()) {
+            if (ks->qconv) {
+              // INT8 chosen: the f32 candidate is dropped.
+            } else if (conv->matmul()) {
               li.format = conv->matmul()->format();
               li.kernel = conv->matmul()->kernel();
               li.weight_bytes = conv->matmul()->weight_bytes();
             } else {
               li.weight_bytes = static_cast<std::size_t>(w.numel()) * sizeof(float);
             }
-            exe.resident_ += conv->resident_bytes();
-            exe.layers_.push_back(std::move(li));
-            ks->conv = std::move(conv);
+            if (!ks->qconv) {
+              exe.resident_ += conv->resident_bytes();
+              exe.layers_.push_back(std::move(li));
+              ks->conv = std::move(conv);
+            }
           }
         }
       } else if ((n.op == "Gemm" || n.op == "MatMul") && is_const(n.inputs.at(1)) && !is_const(n.inputs[0]) &&
@@ -726,7 +838,7 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
           auto mm = std::make_shared<PreparedMatmul>(prepare_matmul(wt.data(), M, K, ks->rows, ks->epi, pool, copt));
           std::shared_ptr<const PreparedMatmulQu8> qmm;
           std::optional<detail::QdqLinear> qo;
-          if (state_->int8 != Int8::never) qo = detail::qdq_linear_operands(n, tb, M, K, consts, producer_of, g);
+          if (state_->int8 != Int8::never) qo = detail::qdq_linear_operands(n, tb, M, K, look);
           if (qo) {
             ChoiceOptions qopt = copt;
             qopt.qu8_native = true;  // qkernel_call runs oneDNN INT8 dense through run_nk
@@ -734,8 +846,7 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
                 prepare_matmul_qu8(qo->w.data(), qo->w_scale.data(), M, K, ks->rows, qo->xq, ks->epi, pool, qopt));
             if (state_->int8 == Int8::always || detail::best_ms(cand->candidates()) < detail::best_ms(mm->candidates())) {
               qmm = std::move(cand);
-              ks->in = qo->x;
-              ks->self = std::make_shared<const detail::RefNode>(g, n, consts, o.threads);
+              take_quantised_input(n, *qo, *ks);
             }
           }
           if (qmm) {
@@ -759,8 +870,41 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
       tr->where = where;
       tr->perm = n.attr<std::vector<std::int64_t>>("perm", {});
     }
+    std::shared_ptr<Executable::QStep> qs;
+    if (!kernel && !tr && n.op == "QuantizeLinear" && !is_const(n.inputs[0]) && g.value(n.inputs[0]).dtype == DType::f32 &&
+        n.has_input(1) && is_const(n.inputs[1]) && (!n.has_input(2) || is_const(n.inputs[2]))) {
+      const Tensor& sc = consts.at(n.inputs[1]);
+      const Tensor* zp = n.has_input(2) ? &consts.at(n.inputs[2]) : nullptr;
+      if (sc.dtype() == DType::f32 && sc.numel() == 1 && (!zp || (zp->dtype() == DType::u8 && zp->numel() == 1))) {
+        qs = std::make_shared<Executable::QStep>();
+        qs->in = n.inputs[0];
+        qs->out = n.outputs.at(0);
+        qs->scale = detail::const_floats(sc)[0];
+        qs->zero_point = zp ? zp->contiguous().data<std::uint8_t>()[0] : 0;
+      }
+    }
+    std::shared_ptr<Executable::MmStep> mms;
+    if (!kernel && !tr && !qs && n.op == "MatMul" && n.inputs.size() == 2 && !is_const(n.inputs[0]) && !is_const(n.inputs[1]) &&
+        g.value(n.inputs[0]).dtype == DType::f32 && g.value(n.inputs[1]).dtype == DType::f32) {
+      const Shape as = shape_of(n.inputs[0]), bs = shape_of(n.inputs[1]);
+      auto positive = [](const Shape& v) { return std::all_of(v.begin(), v.end(), [](std::int64_t d) { return d > 0; }); };
+      const bool same_batch = as.size() >= 2 && positive(as) && positive(bs) && as.size() == bs.size() && std::equal(as.begin(), as.end() - 2, bs.begin()) &&
+                              as.back() == bs[bs.size() - 2];
+      if (same_batch && shape_of(n.outputs.at(0)).size() == as.size()) {
+        mms = std::make_shared<Executable::MmStep>();
+        mms->a = n.inputs[0];
+        mms->b = n.inputs[1];
+        mms->out = n.outputs[0];
+        mms->m = as[as.size() - 2];
+        mms->k = as.back();
+        mms->n = bs.back();
+        mms->batch = numel_of(as) / std::max<std::int64_t>(mms->m * mms->k, 1);
+        mms->out_shape = shape_of(mms->out);
+        if (numel_of(mms->out_shape) != mms->batch * mms->m * mms->n) mms.reset();
+      }
+    }
     std::shared_ptr<Executable::EwStep> ew;
-    if (!kernel && !tr && (n.op == "Add" || n.op == "Sub" || n.op == "Mul") && n.inputs.size() == 2 && !is_const(n.inputs[0]) &&
+    if (!kernel && !tr && !qs && !mms && (n.op == "Add" || n.op == "Sub" || n.op == "Mul") && n.inputs.size() == 2 && !is_const(n.inputs[0]) &&
         !is_const(n.inputs[1]) && g.value(n.inputs[0]).dtype == DType::f32 && g.value(n.inputs[1]).dtype == DType::f32 &&
         shape_of(n.inputs[0]) == shape_of(n.inputs[1])) {
       ew = std::make_shared<Executable::EwStep>();
@@ -783,6 +927,8 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     if (kernel) step.kernel = std::move(ks);
     else if (ew) step.ew = std::move(ew);
     else if (tr) step.tr = std::move(tr);
+    else if (qs) step.q = std::move(qs);
+    else if (mms) step.mm = std::move(mms);
     else step.ref = std::make_shared<const detail::RefNode>(g, n, consts, o.threads);
     exe.steps_.push_back(std::move(step));
   }
@@ -795,6 +941,8 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
       last_use[s.kernel->in] = i;
       if (s.kernel->self)
         for (const auto& in : s.kernel->self->runtime_inputs) last_use[in] = i;
+      if (s.kernel->pre)
+        for (const auto& out : s.kernel->pre->outputs) last_use[out] = i;
       for (const auto& r : s.kernel->absorbed)
         for (const auto& in : r.runtime_inputs) last_use[in] = i;
       last_use[s.kernel->mid] = i;
@@ -802,6 +950,13 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     } else if (s.tr) {
       last_use[s.tr->in] = i;
       last_use[s.tr->out] = std::max(last_use[s.tr->out], i);
+    } else if (s.q) {
+      last_use[s.q->in] = i;
+      last_use[s.q->out] = std::max(last_use[s.q->out], i);
+    } else if (s.mm) {
+      last_use[s.mm->a] = i;
+      last_use[s.mm->b] = i;
+      last_use[s.mm->out] = std::max(last_use[s.mm->out], i);
     } else if (s.ew) {
       last_use[s.ew->a] = i;
       last_use[s.ew->b] = i;

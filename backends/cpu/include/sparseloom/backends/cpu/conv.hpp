@@ -31,29 +31,30 @@ struct Conv2dShape {
   bool is_depthwise() const { return groups > 1 && groups == cin && groups == cout; }
 };
 
-// im2col rows [c0, c1) of Cin (each expands to kh*kw rows of Ho*Wo columns).
-inline void im2col_f32(const Conv2dShape& s, const float* x, float* col, std::int64_t c0, std::int64_t c1) {
+// im2col rows [c0, c1) of Cin (each expands to kh*kw rows of Ho*Wo columns); taps in the
+// padding read `pad` (0 for f32, the zero point for quantised u8 activations).
+template <class T>
+void im2col(const Conv2dShape& s, const T* x, T* col, std::int64_t c0, std::int64_t c1, T pad = T{}) {
   const std::int64_t oh = s.out_h(), ow = s.out_w();
   for (std::int64_t c = c0; c < c1; ++c)
     for (std::int64_t i = 0; i < s.kh; ++i)
       for (std::int64_t j = 0; j < s.kw; ++j) {
-        float* dst = col + ((c * s.kh + i) * s.kw + j) * oh * ow;
+        T* dst = col + ((c * s.kh + i) * s.kw + j) * oh * ow;
         for (std::int64_t y = 0; y < oh; ++y) {
           const std::int64_t iy = y * s.stride_h - s.pad_top + i * s.dil_h;
-          float* d = dst + y * ow;
+          T* d = dst + y * ow;
           if (iy < 0 || iy >= s.h) {
-            std::memset(d, 0, static_cast<std::size_t>(ow) * sizeof(float));
+            std::fill(d, d + ow, pad);
             continue;
           }
-          const float* src = x + (c * s.h + iy) * s.w;
+          const T* src = x + (c * s.h + iy) * s.w;
           for (std::int64_t xo = 0; xo < ow; ++xo) {
             const std::int64_t ix = xo * s.stride_w - s.pad_left + j * s.dil_w;
-            d[xo] = (ix >= 0 && ix < s.w) ? src[ix] : 0.f;
+            d[xo] = (ix >= 0 && ix < s.w) ? src[ix] : pad;
           }
         }
       }
 }
-
 // A prepared f32 convolution (weights OIHW, dense f32; zeros are found and exploited).
 class Conv2dF32 {
  public:
@@ -77,7 +78,7 @@ class Conv2dF32 {
     if (!dw_.empty()) return run_depthwise(x, y, pool, epi ? *epi : epi_);
     if (s_.is_pointwise()) return mm_->run(x, y, pool, epi);
     pool.run(threads_, [&](int t) {
-      im2col_f32(s_, x, col_.data(), s_.cin * t / threads_, s_.cin * (t + 1) / threads_);
+      im2col(s_, x, col_.data(), s_.cin * t / threads_, s_.cin * (t + 1) / threads_);
     });
     mm_->run(col_.data(), y, pool, epi);
   }
