@@ -3,7 +3,7 @@
 // on the same files with the same thread count, interleaved with this binary, and writes
 // bench/results/models.json and the models table of docs/results.md.
 //
-//   sparseloom-bench-models MODEL.onnx... --threads 2 --json out.json [--reps 30] [--check]
+//   sparseloom-bench-models MODEL.onnx... --threads 2 --json out.json [--reps 30] [--check] [--im2col MODE]
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> files;
   int threads = 1, reps = 30, warmup = 3;
   double budget_ms = 1.0, min_time_s = 0;
-  std::string json_path;
+  std::string json_path, im2col = "measured";
   bool check_ref = false, verbose = false, prof = false;
   app.add_option("models", files, "ONNX files")->required();
   app.add_option("--threads", threads, "threads (one processor)");
@@ -60,6 +60,8 @@ int main(int argc, char** argv) {
   app.add_option("--min-time-s", min_time_s, "keep timing until this much time has passed");
   app.add_option("--budget-ms", budget_ms, "format-trial budget per candidate and layer");
   app.add_option("--json", json_path, "write records as JSON");
+  app.add_option("--im2col", im2col, "sparse k x k stride-1 convs: measured, implicit or materialised")
+      ->check(CLI::IsMember({"measured", "implicit", "materialised"}));
   app.add_flag("--check", check_ref, "compare the output with the reference backend");
   app.add_flag("-v,--verbose", verbose, "print every layer's format and kernel");
   app.add_flag("--profile", prof, "print the time of every step (median of --reps runs)");
@@ -67,6 +69,9 @@ int main(int argc, char** argv) {
 
   cpu::Backend backend(threads);
   backend.trial_budget_ms(budget_ms);
+  backend.conv_im2col(im2col == "implicit" ? cpu::Im2col::implicit
+                      : im2col == "materialised" ? cpu::Im2col::materialised
+                                                 : cpu::Im2col::measured);
   nlohmann::json records = nlohmann::json::array();
   for (const auto& file : files) {
     const ir::Graph g = onnx_io::import_file(file);

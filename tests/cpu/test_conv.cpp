@@ -21,7 +21,8 @@ std::vector<float> random_vec(std::size_t n, double sparsity, std::uint32_t seed
   return v;
 }
 
-void check_conv(const Conv2dShape& s, double sparsity, int threads) {
+void check_conv(const Conv2dShape& s, double sparsity, int threads, Im2col mode = Im2col::measured,
+                std::vector<Format> formats = {}) {
   const std::int64_t cpg = s.cin / s.groups, opg = s.cout / s.groups;
   auto w = random_vec(static_cast<std::size_t>(s.cout * cpg * s.kh * s.kw), sparsity, 1);
   auto x = random_vec(static_cast<std::size_t>(s.cin * s.h * s.w), 0.0, 2);
@@ -32,10 +33,14 @@ void check_conv(const Conv2dShape& s, double sparsity, int threads) {
   ChoiceOptions opt;
   opt.threads = threads;
   opt.budget_ms = 0.2;
-  Conv2dF32 conv(s, w.data(), e, pool, opt);
+  opt.formats = formats;
+  Conv2dF32 conv(s, w.data(), e, pool, opt, mode);
+  if (mode == Im2col::implicit && s.stride_h == 1 && s.stride_w == 1) CHECK(conv.implicit_im2col());
+  if (mode == Im2col::materialised) CHECK(!conv.implicit_im2col());
   const std::int64_t oh = s.out_h(), ow = s.out_w();
   std::vector<float> y(static_cast<std::size_t>(s.cout * oh * ow), std::nanf(""));
   conv.run(x.data(), y.data(), pool);
+  conv.run(x.data(), y.data(), pool);  // again: workspaces are reused
   std::size_t bad = 0;
   for (std::int64_t o = 0; o < s.cout; ++o) {
     const std::int64_t g = o / opg;
@@ -77,6 +82,24 @@ TEST_CASE("Cpu.Conv.KxK") {
     check_conv({.cin = 4, .cout = 9, .h = 8, .w = 8, .kh = 3, .kw = 3, .pad_top = 2, .pad_left = 2, .pad_bottom = 2, .pad_right = 2, .dil_h = 2, .dil_w = 2}, 0.9, t);
     check_conv({.cin = 6, .cout = 7, .h = 6, .w = 6, .stride_h = 2, .stride_w = 2}, 0.7, t);
   }
+}
+
+TEST_CASE("Cpu.Conv.ImplicitIm2col") {
+  // Stride-1 k x k layers read the zero-padded planes through per-row offsets (no im2col):
+  // symmetric, one-sided and no padding, dilation, non-square kernels, CSR and 4x1 BSR, run
+  // twice (the padded planes' borders must stay zero), 1 and 2 threads.
+  const std::vector<Conv2dShape> shapes = {
+      {.cin = 8, .cout = 12, .h = 9, .w = 11, .kh = 3, .kw = 3, .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1},
+      {.cin = 5, .cout = 6, .h = 10, .w = 7, .kh = 3, .kw = 2, .pad_top = 1},
+      {.cin = 4, .cout = 9, .h = 8, .w = 8, .kh = 3, .kw = 3, .pad_top = 2, .pad_left = 2, .pad_bottom = 2, .pad_right = 2, .dil_h = 2, .dil_w = 2},
+      {.cin = 3, .cout = 16, .h = 12, .w = 12, .kh = 5, .kw = 5},
+      {.cin = 7, .cout = 8, .h = 1, .w = 40, .kh = 1, .kw = 3, .pad_left = 1, .pad_right = 1}};
+  for (int t : {1, 2})
+    for (const auto& s : shapes)
+      for (auto f : {Format::csr, Format::bsr4x1}) {
+        check_conv(s, 0.8, t, Im2col::implicit, {f});
+        check_conv(s, 0.8, t, Im2col::materialised, {f});
+      }
 }
 
 TEST_CASE("Cpu.Conv.Depthwise") {

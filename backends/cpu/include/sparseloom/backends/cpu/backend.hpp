@@ -574,6 +574,13 @@ class Backend {
     return *this;
   }
 
+  // Sparse k x k stride-1 convs: implicit im2col when measured faster (default), or forced
+  // one way (conv.hpp).
+  Backend& conv_im2col(Im2col mode) {
+    state_->im2col = mode;
+    return *this;
+  }
+
   Executable compile(const ir::Graph& g, const CompileOptions& o = {}) const;
 
  private:
@@ -584,6 +591,7 @@ class Backend {
     std::map<int, std::shared_ptr<Processor>> pools;
     double budget_ms = 1.0;
     Int8 int8 = Int8::measured;
+    Im2col im2col = Im2col::measured;
   };
   std::shared_ptr<Processor> processor(int threads) const {
     std::lock_guard lock(state_->mu);
@@ -742,7 +750,7 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
             }
             ks->out = cur->outputs[0];
             ks->out_shape = shape_of(ks->out);
-            auto conv = std::make_shared<Conv2dF32>(cs, w.data<float>(), ks->epi, pool, copt);
+            auto conv = std::make_shared<Conv2dF32>(cs, w.data<float>(), ks->epi, pool, copt, state_->im2col);
             std::optional<detail::QdqLinear> qo;
             if (state_->int8 != Int8::never && cs.groups == 1) qo = detail::qdq_conv_operands(n, xs.size(), cs.cout, look);
             if (qo) {
@@ -760,7 +768,7 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
               // INT8 chosen: the f32 candidate is dropped.
             } else if (conv->matmul()) {
               li.format = conv->matmul()->format();
-              li.kernel = conv->matmul()->kernel();
+              li.kernel = conv->matmul()->kernel() + (conv->implicit_im2col() ? "+implicit-im2col" : "");
               li.weight_bytes = conv->matmul()->weight_bytes();
             } else {
               li.weight_bytes = static_cast<std::size_t>(w.numel()) * sizeof(float);

@@ -1,7 +1,14 @@
 #pragma once
 // Convolutions of batch 1, NCHW, on top of the prepared matmuls:
 //  - 1x1, stride 1, no padding: Y (Cout x HW) = W (Cout x Cin) * X (Cin x HW), no copy;
-//  - k x k (and strided 1x1): im2col into a workspace (Cin*kh*kw x Ho*Wo), then the matmul;
+//  - k x k, stride 1, sparse (CSR / BSR): no im2col. The input is copied once into a
+//    zero-padded plane per channel of width Wp; row (c, i, j) of the implicit im2col matrix is
+//    then the contiguous run starting at c*plane + i*Wp + j, so the sparse kernel reads the
+//    planes through per-row offsets (SpmmF32::with_row_offsets) and computes Ho x Wp outputs, of
+//    which the Wp - Wo columns past each row are dropped. Kept only when a trial at prepare time
+//    measures it faster than im2col (it computes (kw-1)/Wp extra columns: 4 % at 56x56, 22 % at
+//    7x7, while im2col writes kh*kw copies of the input);
+//  - other k x k (and strided 1x1): im2col into a workspace (Cin*kh*kw x Ho*Wo), then the matmul;
 //  - depthwise (groups == Cin == Cout): a direct dense kernel.
 // Other grouped convolutions are not supported here (the backend splits them per group).
 #include <algorithm>
@@ -55,11 +62,15 @@ void im2col(const Conv2dShape& s, const T* x, T* col, std::int64_t c0, std::int6
         }
       }
 }
+// How a sparse k x k stride-1 layer gets its columns: by the measured choice (default), always
+// through the padded planes, or always through im2col.
+enum class Im2col : std::uint8_t { measured, implicit, materialised };
+
 // A prepared f32 convolution (weights OIHW, dense f32; zeros are found and exploited).
 class Conv2dF32 {
  public:
   Conv2dF32(const Conv2dShape& s, const float* w, const Epilogue& epilogue, ThreadPool& pool,
-            const ChoiceOptions& opt = {})
+            const ChoiceOptions& opt = {}, Im2col im2col_mode = Im2col::measured)
       : s_(s), epi_(epilogue, s.cout), threads_(opt.threads) {
     check(s.cin > 0 && s.cout > 0 && s.h > 0 && s.w > 0 && s.out_h() > 0 && s.out_w() > 0, ErrorCode::shape,
           "cpu::Conv2dF32", "empty input or output");
@@ -69,7 +80,11 @@ class Conv2dF32 {
     }
     check(s.groups == 1, ErrorCode::unsupported, "cpu::Conv2dF32", "grouped convolution other than depthwise");
     mm_.emplace(prepare_matmul(w, s.cout, s.cin * s.kh * s.kw, s.out_h() * s.out_w(), epilogue, pool, opt));
-    if (!s.is_pointwise()) col_.resize(static_cast<std::size_t>(s.cin * s.kh * s.kw * s.out_h() * s.out_w()));
+    if (s.is_pointwise()) return;
+    col_.resize(static_cast<std::size_t>(s.cin * s.kh * s.kw * s.out_h() * s.out_w()));
+    if (const SpmmF32* sp = mm_->sparse();
+        im2col_mode != Im2col::materialised && sp && sp->format() != Format::sparse24 && s.stride_h == 1 && s.stride_w == 1)
+      try_implicit(*sp, pool, opt.budget_ms, im2col_mode == Im2col::implicit);
   }
 
   // x: Cin x H x W, y: Cout x Ho x Wo. One run at a time per object (im2col workspace).
@@ -77,21 +92,77 @@ class Conv2dF32 {
   void run(const float* x, float* y, ThreadPool& pool, const EpilogueArrays* epi = nullptr) const {
     if (!dw_.empty()) return run_depthwise(x, y, pool, epi ? *epi : epi_);
     if (s_.is_pointwise()) return mm_->run(x, y, pool, epi);
+    if (implicit_) return run_implicit(x, y, pool, epi);
     pool.run(threads_, [&](int t) {
       im2col(s_, x, col_.data(), s_.cin * t / threads_, s_.cin * (t + 1) / threads_);
     });
     mm_->run(col_.data(), y, pool, epi);
   }
 
-  // Bytes held: packed weights plus the im2col workspace.
+  // Bytes held: packed weights plus the im2col (or padded-plane and wide-output) workspaces.
   std::size_t resident_bytes() const {
-    return (mm_ ? mm_->weight_bytes() : 0) + (dw_.size() + col_.size()) * sizeof(float);
+    return (mm_ ? mm_->weight_bytes() : 0) + (dw_.size() + col_.size() + padded_.size() + wide_.size()) * sizeof(float);
   }
 
   const std::optional<PreparedMatmul>& matmul() const noexcept { return mm_; }
+  // True when the layer runs without im2col (the implicit, padded-plane path above).
+  bool implicit_im2col() const noexcept { return implicit_.has_value(); }
   const Conv2dShape& shape() const noexcept { return s_; }
 
  private:
+  std::int64_t padded_w() const { return s_.w + s_.pad_left + s_.pad_right; }
+  std::int64_t plane() const {  // one channel's padded plane plus the tail a tap may read past it
+    return (s_.h + s_.pad_top + s_.pad_bottom) * padded_w() + s_.dil_w * (s_.kw - 1);
+  }
+
+  void run_implicit(const float* x, float* y, ThreadPool& pool, const EpilogueArrays* epi) const {
+    const std::int64_t wp = padded_w(), pl = plane(), oh = s_.out_h(), ow = s_.out_w();
+    // Interior only: the border of each plane is zeroed once and never written.
+    pool.run(threads_, [&](int t) {
+      for (std::int64_t c = s_.cin * t / threads_; c < s_.cin * (t + 1) / threads_; ++c)
+        for (std::int64_t r = 0; r < s_.h; ++r)
+          std::memcpy(padded_.data() + c * pl + (r + s_.pad_top) * wp + s_.pad_left, x + (c * s_.h + r) * s_.w,
+                      static_cast<std::size_t>(s_.w) * sizeof(float));
+    });
+    implicit_->run(padded_.data(), wide_.data(), pool, 0, epi);
+    pool.run(threads_, [&](int t) {
+      for (std::int64_t c = s_.cout * t / threads_; c < s_.cout * (t + 1) / threads_; ++c)
+        for (std::int64_t r = 0; r < oh; ++r)
+          std::memcpy(y + (c * oh + r) * ow, wide_.data() + (c * oh + r) * wp, static_cast<std::size_t>(ow) * sizeof(float));
+    });
+  }
+
+  // Builds the implicit-im2col variant of the chosen sparse kernel and keeps it (dropping the
+  // im2col workspace) when it measures faster, end to end, on this processor.
+  void try_implicit(const SpmmF32& sp, ThreadPool& pool, double budget_ms, bool force) {
+    const std::int64_t wp = padded_w(), pl = plane();
+    std::vector<std::int64_t> off(static_cast<std::size_t>(s_.cin * s_.kh * s_.kw));
+    for (std::int64_t c = 0; c < s_.cin; ++c)
+      for (std::int64_t i = 0; i < s_.kh; ++i)
+        for (std::int64_t j = 0; j < s_.kw; ++j)
+          off[static_cast<std::size_t>((c * s_.kh + i) * s_.kw + j)] = c * pl + i * s_.dil_h * wp + j * s_.dil_w;
+    if (s_.cin * pl > INT32_MAX) return;
+    implicit_.emplace(sp.with_row_offsets(off, s_.out_h() * wp));
+    padded_.assign(static_cast<std::size_t>(s_.cin * pl), 0.f);
+    wide_.resize(static_cast<std::size_t>(s_.cout * s_.out_h() * wp));
+    if (force) {
+      col_ = {};
+      return;
+    }
+    std::vector<float> x(static_cast<std::size_t>(s_.cin * s_.h * s_.w), 0.5f), y(static_cast<std::size_t>(s_.cout * s_.out_h() * s_.out_w()));
+    const double with = detail::time_min_ms([&] { run_implicit(x.data(), y.data(), pool, nullptr); }, budget_ms);
+    auto implicit = std::move(implicit_);
+    implicit_.reset();
+    const double without = detail::time_min_ms([&] { run(x.data(), y.data(), pool); }, budget_ms);
+    if (with < without) {
+      implicit_ = std::move(implicit);
+      col_ = {};
+    } else {
+      padded_ = {};
+      wide_ = {};
+    }
+  }
+
   // Row by row: every tap adds a contiguous run of input to the output row's accumulator. For
   // stride S > 1 each input row is first split into its S phases (x[p], x[p+S], ...), so a tap
   // reads one phase contiguously too and the loops vectorise.
@@ -183,7 +254,8 @@ class Conv2dF32 {
   int threads_;
   std::vector<float> dw_;
   std::optional<PreparedMatmul> mm_;
-  mutable std::vector<float> col_;
+  std::optional<SpmmF32> implicit_;
+  mutable std::vector<float> col_, padded_, wide_;
 };
 
 }  // namespace sparseloom::cpu

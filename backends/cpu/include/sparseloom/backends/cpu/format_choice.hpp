@@ -106,6 +106,8 @@ class PreparedMatmul {
     return std::visit([](const auto& i) { return i.weight_bytes(); }, impl_);
   }
   int threads() const noexcept { return threads_; }
+  // The chosen sparse implementation, or null when oneDNN dense won.
+  const SpmmF32* sparse() const noexcept { return std::get_if<SpmmF32>(&impl_); }
   const SparsityPattern& pattern() const noexcept { return pattern_; }
   const std::vector<Candidate>& candidates() const noexcept { return tried_; }
 

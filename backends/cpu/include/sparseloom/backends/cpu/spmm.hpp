@@ -144,6 +144,30 @@ class SpmmF32 {
     });
   }
 
+  // A copy that reads row r of X at x + offset_of_k[r] (instead of x + r * n) and computes
+  // `n` columns: X becomes a set of (possibly overlapping) windows of one buffer. A stride-1
+  // convolution uses it as an implicit im2col over its zero-padded input (conv.hpp). CSR and
+  // BSR only (2:4 kernels address X by row index).
+  SpmmF32 with_row_offsets(const std::vector<std::int64_t>& offset_of_k, std::int64_t n) const {
+    check(format_ != Format::sparse24, ErrorCode::unsupported, "cpu::SpmmF32::with_row_offsets", "2:4 addresses X by row");
+    check(static_cast<std::int64_t>(offset_of_k.size()) == k_ && n > 0, ErrorCode::invalid_argument,
+          "cpu::SpmmF32::with_row_offsets", "need one offset per row of X and n > 0");
+    SpmmF32 c = *this;
+    auto remap = [&](std::vector<std::int32_t>& col_off, std::int64_t ldx) {
+      for (auto& o : col_off) {
+        const std::int64_t to = offset_of_k[static_cast<std::size_t>(o / ldx)];
+        check(to >= 0 && to <= INT32_MAX, ErrorCode::shape, "cpu::SpmmF32::with_row_offsets", "offset out of range");
+        o = static_cast<std::int32_t>(to);
+      }
+    };
+    Packed p = *packed_;
+    if (auto* csr = std::get_if<CsrF32>(&p)) remap(csr->col_off, csr->ldx);
+    else if (auto* bsr = std::get_if<BsrF32>(&p)) remap(bsr->col_off, bsr->ldx);
+    c.packed_ = std::make_shared<const Packed>(std::move(p));
+    c.n_ = n;
+    return c;
+  }
+
   Format format() const noexcept { return format_; }
   Isa isa() const noexcept { return isa_; }
   const std::string& ukernel_name() const noexcept { return name_; }
