@@ -251,35 +251,31 @@ TEST_CASE("Cpu.Backend.ObserveSeesEveryTensorOfAQdqGraph") {
   CHECK(got == want);
 }
 
-TEST_CASE("Cpu.Backend.Int8LinearLayersMatchReference") {
-  // Every QDQ Gemm forced onto the INT8 kernels (u8 x s8 -> s32), then plain, repaired and
-  // observed runs against the reference (f32 on dequantised tensors): equal up to a rounding
-  // flip in a later quantiser, bounded as in ZooVariantsMatchReference.
-  const fs::path file = fs::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/fmnist_vit/int8_p90.onnx";
-  if (!fs::exists(file)) return;
+namespace {
+// Forces every layer of `op` that `pick` accepts onto the INT8 kernels (u8 x s8 -> s32), then
+// checks plain, repaired (a random affine on every `nth` such layer's output: fused and
+// reference paths in one run) and observed runs against the reference (f32 on dequantised
+// tensors): equal up to a rounding flip in a later quantiser, bounded as in
+// ZooVariantsMatchReference.
+template <class Pick>
+void check_int8_layers(const fs::path& file, const std::string& op, Pick pick, int nth, int inputs_n) {
+  CAPTURE(file.string());
   const ir::Graph g = onnx_io::import_file(file);
-  const std::vector<Tensor> in{task_inputs(file.parent_path(), g, 1).at(0)};
+  const auto inputs = task_inputs(file.parent_path(), g, inputs_n);
   AffineMap affine;
   std::mt19937 rng(4);
   std::uniform_real_distribution<float> sc(0.5f, 1.5f), sh(-0.2f, 0.2f);
-  int gemms = 0;
+  int layers = 0;
   for (const auto& n : g.nodes) {
-    if (n.op != "Gemm") continue;
-    ++gemms;
-    if (gemms % 2) continue;  // repair every other one: both paths in one run
+    if (n.op != op || !pick(n)) continue;
+    if (++layers % nth) continue;
     const auto c = g.value(n.outputs[0]).shape.at(1);
     ChannelAffine a;
     for (std::int64_t i = 0; i < c; ++i) a.scale.push_back(sc(rng)), a.shift.push_back(sh(rng));
     affine[n.outputs[0]] = a;
   }
-  REQUIRE(gemms >= 2);
+  REQUIRE(layers >= nth);
   auto ref = reference::Backend{}.compile(g, {});
-  RunOptions rro;
-  rro.affine = &affine;
-  std::set<std::string> ref_seen;
-  rro.observe = [&](const std::string& name, const Tensor&) { ref_seen.insert(name); };
-  const auto want_plain = ref.run(in);
-  const auto want = ref.run(in, rro);
   auto close = [](const Tensor& got, const Tensor& want) {
     const Diff d = diff(got, want);
     CHECK(argmax(got) == argmax(want));
@@ -290,73 +286,40 @@ TEST_CASE("Cpu.Backend.Int8LinearLayersMatchReference") {
     auto exe = test_backend().int8(cpu::Backend::Int8::always).compile(g, {threads});
     int int8 = 0;
     for (const auto& l : exe.layers())
-      int8 += l.op == "Gemm" && (l.format == cpu::Format::int8_dense || l.format == cpu::Format::int8_1x4);
-    CHECK(int8 == gemms);
-    close(exe.run(in)[0], want_plain[0]);
-    RunOptions ro;
-    ro.affine = &affine;
-    close(exe.run(in, ro)[0], want[0]);
-    std::set<std::string> seen;
-    ro.observe = [&](const std::string& name, const Tensor&) { seen.insert(name); };
-    close(exe.run(in, ro)[0], want[0]);
-    CHECK(seen == ref_seen);
+      int8 += l.op == op && (l.format == cpu::Format::int8_dense || l.format == cpu::Format::int8_1x4);
+    CHECK(int8 == layers);
+    for (const auto& x : inputs) {
+      const std::vector<Tensor> in{x};
+      close(exe.run(in)[0], ref.run(in)[0]);
+      RunOptions rro, ro;
+      rro.affine = ro.affine = &affine;
+      std::set<std::string> ref_seen, seen;
+      rro.observe = [&](const std::string& name, const Tensor&) { ref_seen.insert(name); };
+      ro.observe = [&](const std::string& name, const Tensor&) { seen.insert(name); };
+      const auto want = ref.run(in, rro);
+      close(exe.run(in, ro)[0], want[0]);
+      CHECK(seen == ref_seen);
+      ro.observe = nullptr;
+      close(exe.run(in, ro)[0], want[0]);
+    }
   }
-  // Never: no INT8 layer, and the exact f32 path.
+  // Never: no INT8 layer.
   auto f32 = test_backend().int8(cpu::Backend::Int8::never).compile(g, {1});
   for (const auto& l : f32.layers()) CHECK((l.format != cpu::Format::int8_1x4 && l.format != cpu::Format::int8_dense));
 }
+}  // namespace
+
+TEST_CASE("Cpu.Backend.Int8LinearLayersMatchReference") {
+  const fs::path file = fs::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/fmnist_vit/int8_p90.onnx";
+  if (fs::exists(file)) check_int8_layers(file, "Gemm", [](const ir::Node&) { return true; }, 2, 1);
+}
 
 TEST_CASE("Cpu.Backend.Int8ConvLayersMatchReference") {
-  // Every QDQ conv of groups 1 forced onto the INT8 kernels (u8 im2col with the zero point as
-  // padding), then plain, repaired and observed runs against the reference, bounded as in
-  // ZooVariantsMatchReference. Both the sparse (int8_p90) and the dense (int8) INT8 paths.
+  // Convs of groups 1 (u8 im2col with the zero point as padding); the sparse (int8_p90) and
+  // the dense (int8) INT8 paths.
   for (const char* variant : {"int8_p90.onnx", "int8.onnx"}) {
     const fs::path file = fs::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/fmnist_resnet" / variant;
-    if (!fs::exists(file)) continue;
-    CAPTURE(file.string());
-    const ir::Graph g = onnx_io::import_file(file);
-    const auto inputs = task_inputs(file.parent_path(), g, 2);
-    AffineMap affine;
-    std::mt19937 rng(5);
-    std::uniform_real_distribution<float> sc(0.5f, 1.5f), sh(-0.2f, 0.2f);
-    int convs = 0;
-    for (const auto& n : g.nodes) {
-      if (n.op != "Conv" || n.attr<std::int64_t>("group", 1) != 1) continue;
-      ++convs;
-      if (convs % 3) continue;  // repair every third one: both paths in one run
-      const auto c = g.value(n.outputs[0]).shape.at(1);
-      ChannelAffine a;
-      for (std::int64_t i = 0; i < c; ++i) a.scale.push_back(sc(rng)), a.shift.push_back(sh(rng));
-      affine[n.outputs[0]] = a;
-    }
-    REQUIRE(convs >= 3);
-    auto ref = reference::Backend{}.compile(g, {});
-    auto close = [](const Tensor& got, const Tensor& want) {
-      const Diff d = diff(got, want);
-      CHECK(argmax(got) == argmax(want));
-      CHECK(d.max_err <= 0.05 * d.max_ref + 1e-5);
-    };
-    for (int threads : {1, 2}) {
-      CAPTURE(threads);
-      auto exe = test_backend().int8(cpu::Backend::Int8::always).compile(g, {threads});
-      int int8 = 0;
-      for (const auto& l : exe.layers())
-        int8 += l.op == "Conv" && (l.format == cpu::Format::int8_dense || l.format == cpu::Format::int8_1x4);
-      CHECK(int8 == convs);
-      for (const auto& x : inputs) {
-        const std::vector<Tensor> in{x};
-        close(exe.run(in)[0], ref.run(in)[0]);
-        RunOptions rro, ro;
-        rro.affine = ro.affine = &affine;
-        std::set<std::string> ref_seen, seen;
-        rro.observe = [&](const std::string& name, const Tensor&) { ref_seen.insert(name); };
-        ro.observe = [&](const std::string& name, const Tensor&) { seen.insert(name); };
-        const auto want = ref.run(in, rro);
-        close(exe.run(in, ro)[0], want[0]);
-        CHECK(seen == ref_seen);
-        ro.observe = nullptr;
-        close(exe.run(in, ro)[0], want[0]);
-      }
-    }
+    if (fs::exists(file))
+      check_int8_layers(file, "Conv", [](const ir::Node& n) { return n.attr<std::int64_t>("group", 1) == 1; }, 3, 2);
   }
 }
