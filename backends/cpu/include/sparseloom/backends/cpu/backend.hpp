@@ -23,6 +23,9 @@
 //    its measured trial beats the layer's best f32 format. The activation's DequantizeLinear is
 //    then skipped. Repairs or observation inside such a layer run it through the reference op
 //    on the dequantised tensors;
+//  - Add/Sub/Mul/Div/Pow with a same-shape, scalar, trailing-vector or per-row operand, unary
+//    element-wise ops and last-axis ReduceMean/Softmax run threaded with the reference's math
+//    (pointwise.hpp);
 //  - Transpose runs a tiled copy split over the pool (detail in transpose.hpp), a per-tensor
 //    u8 QuantizeLinear a threaded quantiser (quantize.hpp), a MatMul of two activations with
 //    the same batch dims Eigen products split over the pool (batched_matmul.hpp);
@@ -51,6 +54,7 @@
 #include "sparseloom/backends/cpu/conv.hpp"
 #include "sparseloom/backends/cpu/conv_qu8.hpp"
 #include "sparseloom/backends/cpu/format_choice.hpp"
+#include "sparseloom/backends/cpu/pointwise.hpp"
 #include "sparseloom/backends/cpu/quantize.hpp"
 #include "sparseloom/backends/cpu/transpose.hpp"
 #include "sparseloom/backends/reference/backend.hpp"
@@ -237,6 +241,7 @@ class Executable {
     for (std::size_t i = 0; i < steps_.size(); ++i)
       out.emplace_back(steps_[i].kernel ? steps_[i].kernel->mid + " [kernel]"
                        : steps_[i].ew ? steps_[i].ew->mid + " [elementwise]"
+                       : steps_[i].pw ? steps_[i].pw->out + " [pointwise]"
                        : steps_[i].tr ? steps_[i].tr->out + " [Transpose]"
                        : steps_[i].q  ? steps_[i].q->out + " [QuantizeLinear]"
                        : steps_[i].mm ? steps_[i].mm->out + " [MatMul]"
@@ -274,6 +279,7 @@ class Executable {
       const auto t0 = std::chrono::steady_clock::now();
       if (s.kernel) run_kernel(*s.kernel, env, ro);
       else if (s.ew) run_ew(*s.ew, env, ro);
+      else if (s.pw) run_pw(*s.pw, env, ro);
       else if (s.tr) publish(s.tr->out, permute(env.at(s.tr->in), s.tr->perm, proc_->pool, threads_, s.tr->where), env, ro);
       else if (s.q) run_q(*s.q, env, ro);
       else if (s.mm) run_mm(*s.mm, env, ro);
@@ -318,11 +324,25 @@ class Executable {
     std::shared_ptr<const detail::RefNode> pre;
     std::int64_t rows = 1, k = 0, m = 0;
   };
-  // Same-shape f32 Add / Sub / Mul of two runtime tensors, optionally with a fused Relu.
+  // f32 Add / Sub / Mul / Div / Pow of a full-shape operand x and an operand s that is the
+  // same shape, a scalar, a trailing vector or one value per row (pointwise.hpp), optionally
+  // with a fused Relu. Either operand may be a constant.
   struct EwStep {
-    char op = '+';
-    std::string a, b, mid, out;
+    Binary op = Binary::add;
+    Bcast bc = Bcast::same;
+    bool s_first = false;  // s is the node's first input
+    std::string x, s, mid, out;
+    std::int64_t d = 1;    // the output's last dim
+    Shape shape;
     std::vector<detail::RefNode> absorbed;  // the fused Relu, for unfused runs
+  };
+  // A unary element-wise op, or ReduceMean / Softmax over the last axis (pointwise.hpp).
+  struct PwStep {
+    enum class Kind : std::uint8_t { unary, mean, softmax } kind = Kind::unary;
+    Unary op = Unary::relu;
+    std::string in, out;
+    std::int64_t rows = 1, d = 1;
+    Shape shape;  // of the output
   };
   // Per-tensor QuantizeLinear of a runtime f32 tensor to u8 (quantize.hpp).
   struct QStep {
@@ -344,6 +364,7 @@ class Executable {
   struct Step {
     std::shared_ptr<const KernelStep> kernel;
     std::shared_ptr<const EwStep> ew;
+    std::shared_ptr<const PwStep> pw;
     std::shared_ptr<const TrStep> tr;
     std::shared_ptr<const QStep> q;
     std::shared_ptr<const MmStep> mm;
@@ -382,26 +403,29 @@ class Executable {
     publish(s.out, std::move(y), env, ro);
   }
 
+  // A runtime tensor, or a constant the compiled steps kept.
+  const Tensor& operand(const std::string& name, const std::unordered_map<std::string, Tensor>& env) const {
+    if (auto it = env.find(name); it != env.end()) return it->second;
+    return consts_.at(name);
+  }
+
   void run_ew(const EwStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
-    const Tensor a = env.at(s.a).contiguous(), b = env.at(s.b).contiguous();
-    bool fuse = !s.absorbed.empty() && !ro.observe && !(ro.affine && ro.affine->count(s.mid));
-    Tensor y = Tensor::empty(a.shape(), DType::f32);
-    const float* pa = a.data<float>();
-    const float* pb = b.data<float>();
-    float* py = y.data<float>();
-    const std::int64_t n = a.numel();
-    const int parts = static_cast<int>(std::clamp<std::int64_t>(n / 16384, 1, threads_));
-    const char op = s.op;
-    proc_->pool.run(parts, [&](int t) {
-      const std::int64_t i0 = n * t / parts / 16 * 16, i1 = t + 1 == parts ? n : n * (t + 1) / parts / 16 * 16;
-      if (op == '+') for (std::int64_t i = i0; i < i1; ++i) py[i] = pa[i] + pb[i];
-      else if (op == '-') for (std::int64_t i = i0; i < i1; ++i) py[i] = pa[i] - pb[i];
-      else for (std::int64_t i = i0; i < i1; ++i) py[i] = pa[i] * pb[i];
-      if (fuse) for (std::int64_t i = i0; i < i1; ++i) py[i] = py[i] > 0.f ? py[i] : 0.f;
-    });
+    const Tensor x = operand(s.x, env).contiguous(), sm = operand(s.s, env).contiguous();
+    const bool fuse = !s.absorbed.empty() && !ro.observe && !(ro.affine && ro.affine->count(s.mid));
+    Tensor y = Tensor::empty(s.shape, DType::f32);
+    binary(s.op, x.data<float>(), sm.data<float>(), y.data<float>(), y.numel(), s.d, s.bc, s.s_first, fuse, proc_->pool, threads_);
     if (fuse) return publish(s.out, std::move(y), env, ro);
     publish(s.mid, std::move(y), env, ro);
     for (const auto& r : s.absorbed) run_ref(r, env, ro);
+  }
+
+  void run_pw(const PwStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
+    const Tensor x = env.at(s.in).contiguous();
+    Tensor y = Tensor::empty(s.shape, DType::f32);
+    if (s.kind == PwStep::Kind::unary) unary(s.op, x.data<float>(), y.data<float>(), x.numel(), proc_->pool, threads_);
+    else if (s.kind == PwStep::Kind::mean) mean_last(x.data<float>(), y.data<float>(), s.rows, s.d, proc_->pool, threads_);
+    else softmax_last(x.data<float>(), y.data<float>(), s.rows, s.d, proc_->pool, threads_);
+    publish(s.out, std::move(y), env, ro);
   }
 
   // Runs the kernel into a fresh tensor of the kernel node's output shape.
@@ -593,6 +617,10 @@ class Backend {
     Int8 int8 = Int8::measured;
     Im2col im2col = Im2col::measured;
   };
+  static std::shared_ptr<Executable::EwStep> elementwise_step(const ir::Node& n, const ir::Graph& g,
+                                                            const std::map<std::string, Tensor>& consts);
+  static std::shared_ptr<Executable::PwStep> pointwise_step(const ir::Node& n, const ir::Graph& g,
+                                                          const std::map<std::string, Tensor>& consts);
   std::shared_ptr<Processor> processor(int threads) const {
     std::lock_guard lock(state_->mu);
     if (state_->fixed > 0) {
@@ -606,6 +634,109 @@ class Backend {
   }
   std::shared_ptr<State> state_;
 };
+
+// A binary element-wise node as an EwStep, when its operands are f32 with static shapes, one
+// has the output's shape and the other maps onto it as pointwise.hpp's Bcast can say.
+inline std::shared_ptr<Executable::EwStep> Backend::elementwise_step(const ir::Node& n, const ir::Graph& g,
+                                                                     const std::map<std::string, Tensor>& consts) {
+  static const std::map<std::string, Binary> ops = {
+      {"Add", Binary::add}, {"Sub", Binary::sub}, {"Mul", Binary::mul}, {"Div", Binary::div}, {"Pow", Binary::pow}};
+  const auto op = ops.find(n.op);
+  if (op == ops.end() || n.inputs.size() != 2 || n.outputs.size() != 1 || n.inputs[0].empty() || n.inputs[1].empty()) return nullptr;
+  auto info = [&](const std::string& t, Shape& shape) {
+    if (auto c = consts.find(t); c != consts.end()) {
+      shape = c->second.shape();
+      return c->second.dtype() == DType::f32;
+    }
+    const auto& v = g.value(t);
+    shape = v.shape;
+    return v.dtype == DType::f32;
+  };
+  Shape a, b;
+  if (!info(n.inputs[0], a) || !info(n.inputs[1], b) || g.value(n.outputs[0]).dtype != DType::f32) return nullptr;
+  const Shape out = g.value(n.outputs[0]).shape;
+  auto positive = [](const Shape& v) { return std::all_of(v.begin(), v.end(), [](std::int64_t d) { return d > 0; }); };
+  if (out.empty() || !positive(out) || !positive(a) || !positive(b)) return nullptr;
+  auto e = std::make_shared<Executable::EwStep>();
+  e->op = op->second;
+  e->shape = out;
+  e->d = out.back();
+  e->mid = e->out = n.outputs[0];
+  const bool a_full = a == out;
+  e->x = a_full ? n.inputs[0] : n.inputs[1];
+  e->s = a_full ? n.inputs[1] : n.inputs[0];
+  e->s_first = !a_full;
+  const Shape& x = a_full ? a : b;
+  const Shape& sm = a_full ? b : a;
+  if (x != out) return nullptr;
+  const std::int64_t total = numel_of(out), sn = numel_of(sm);
+  // Right-aligned, sm's dims must equal out's (row: but its last) and be 1 beyond its rank.
+  auto aligned = [&](bool skip_last) {
+    if (sm.size() > out.size()) return false;
+    for (std::size_t i = 0; i < sm.size(); ++i) {
+      const std::size_t oi = out.size() - sm.size() + i;
+      if (skip_last && i + 1 == sm.size()) continue;
+      if (sm[i] != out[oi]) return false;
+    }
+    return true;
+  };
+  if (sm == out) e->bc = Bcast::same;
+  else if (sn == 1) e->bc = Bcast::scalar;
+  else if (sn == e->d && sm.back() == e->d) e->bc = Bcast::vector;
+  else if (sm.back() == 1 && sn * e->d == total && aligned(true)) e->bc = Bcast::row;
+  else return nullptr;
+  return e;
+}
+
+// A unary element-wise node, or ReduceMean / Softmax over the last axis, as a PwStep.
+inline std::shared_ptr<Executable::PwStep> Backend::pointwise_step(const ir::Node& n, const ir::Graph& g,
+                                                                   const std::map<std::string, Tensor>& consts) {
+  static const std::map<std::string, Unary> unaries = {
+      {"Relu", Unary::relu}, {"Erf", Unary::erf},   {"Sqrt", Unary::sqrt}, {"Tanh", Unary::tanh},     {"Sigmoid", Unary::sigmoid},
+      {"Exp", Unary::exp},   {"Neg", Unary::neg},   {"Abs", Unary::abs},   {"Reciprocal", Unary::reciprocal}};
+  using Kind = Executable::PwStep::Kind;
+  if (n.inputs.empty() || n.inputs[0].empty() || consts.count(n.inputs[0]) || n.outputs.size() != 1) return nullptr;
+  const auto& in = g.value(n.inputs[0]);
+  const auto& out = g.value(n.outputs[0]);
+  auto positive = [](const Shape& v) { return std::all_of(v.begin(), v.end(), [](std::int64_t d) { return d > 0; }); };
+  if (in.dtype != DType::f32 || out.dtype != DType::f32 || in.shape.empty() || !positive(in.shape) || !positive(out.shape)) return nullptr;
+  auto p = std::make_shared<Executable::PwStep>();
+  p->in = n.inputs[0];
+  p->out = n.outputs[0];
+  p->shape = out.shape;
+  p->d = in.shape.back();
+  p->rows = numel_of(in.shape) / p->d;
+  const auto last = static_cast<std::int64_t>(in.shape.size()) - 1;
+  if (auto u = unaries.find(n.op); u != unaries.end() && n.inputs.size() == 1) {
+    if (out.shape != in.shape) return nullptr;
+    p->kind = Kind::unary;
+    p->op = u->second;
+    return p;
+  }
+  if (n.op == "Softmax") {
+    std::int64_t axis = n.attr<std::int64_t>("axis", -1);
+    if (axis < 0) axis += last + 1;
+    if (axis != last || out.shape != in.shape) return nullptr;
+    p->kind = Kind::softmax;
+    return p;
+  }
+  if (n.op == "ReduceMean") {
+    std::vector<std::int64_t> axes;
+    if (n.has_input(1)) {
+      auto c = consts.find(n.inputs[1]);
+      if (c == consts.end() || (c->second.dtype() != DType::i64)) return nullptr;
+      const Tensor t = c->second.contiguous();
+      axes.assign(t.data<std::int64_t>(), t.data<std::int64_t>() + t.numel());
+    } else {
+      axes = n.attr<std::vector<std::int64_t>>("axes", {});
+    }
+    if (axes.size() != 1 || (axes[0] != -1 && axes[0] != last)) return nullptr;
+    if (numel_of(out.shape) != p->rows) return nullptr;
+    p->kind = Kind::mean;
+    return p;
+  }
+  return nullptr;
+}
 
 inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) const {
   check(o.threads >= 1, ErrorCode::invalid_argument, "cpu::Backend::compile", "threads must be >= 1");
@@ -912,15 +1043,10 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
       }
     }
     std::shared_ptr<Executable::EwStep> ew;
-    if (!kernel && !tr && !qs && !mms && (n.op == "Add" || n.op == "Sub" || n.op == "Mul") && n.inputs.size() == 2 && !is_const(n.inputs[0]) &&
-        !is_const(n.inputs[1]) && g.value(n.inputs[0]).dtype == DType::f32 && g.value(n.inputs[1]).dtype == DType::f32 &&
-        shape_of(n.inputs[0]) == shape_of(n.inputs[1])) {
-      ew = std::make_shared<Executable::EwStep>();
-      ew->op = n.op == "Add" ? '+' : n.op == "Sub" ? '-' : '*';
-      ew->a = n.inputs[0];
-      ew->b = n.inputs[1];
-      ew->mid = ew->out = n.outputs[0];
-      if (single_private(ew->mid)) {
+    std::shared_ptr<Executable::PwStep> pw;
+    if (!kernel && !tr && !qs && !mms) {
+      ew = elementwise_step(n, g, consts);
+      if (ew && single_private(ew->mid)) {
         const ir::Node* c = consumer_of[ew->mid];
         if (c && c->op == "Relu") {
           ew->absorbed.emplace_back(g, *c, consts, o.threads);
@@ -928,12 +1054,14 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
           absorbed.insert(c);
         }
       }
+      if (!ew) pw = pointwise_step(n, g, consts);
     }
     Executable::Step step;
     step.observe_consts = std::move(pending_observe);
     pending_observe.clear();
     if (kernel) step.kernel = std::move(ks);
     else if (ew) step.ew = std::move(ew);
+    else if (pw) step.pw = std::move(pw);
     else if (tr) step.tr = std::move(tr);
     else if (qs) step.q = std::move(qs);
     else if (mms) step.mm = std::move(mms);
@@ -966,10 +1094,13 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
       last_use[s.mm->b] = i;
       last_use[s.mm->out] = std::max(last_use[s.mm->out], i);
     } else if (s.ew) {
-      last_use[s.ew->a] = i;
-      last_use[s.ew->b] = i;
+      last_use[s.ew->x] = i;
+      last_use[s.ew->s] = i;
       last_use[s.ew->mid] = i;
       last_use[s.ew->out] = i;
+    } else if (s.pw) {
+      last_use[s.pw->in] = i;
+      last_use[s.pw->out] = std::max(last_use[s.pw->out], i);
     } else {
       for (const auto& in : s.ref->runtime_inputs) last_use[in] = i;
       for (const auto& out : s.ref->outputs) last_use[out] = std::max(last_use[out], i);
