@@ -16,10 +16,10 @@ def load(name):
         return json.load(f)
 
 
-def validation(real_file, sim_file, machine_note):
+def validation(real_file, sim_file, machine_note, out_name="sim-validation.json"):
     real, sim = load(real_file), load(sim_file)
     out = {"scenario": real["scenario"], "real_run": real_file, "simulated_run": sim_file,
-           "profile": sim["profile"], "machine": real["machine"], "note": machine_note,
+           "profile": sim.get("profile"), "machine": real["machine"], "note": machine_note,
            "target": "within 10 % relative, or 2 pp absolute for violation rates", "policies": []}
     sp = {p["policy"]: p for p in sim["policies"]}
     n_ok = n = 0
@@ -37,7 +37,10 @@ def validation(real_file, sim_file, machine_note):
             n += 1
         out["policies"].append(row)
     out["within_target"] = f"{n_ok} of {n}"
-    with open(os.path.join(R, "sim-validation.json"), "w") as f:
+    out["not_within_target"] = [f"{r['policy']}: {m}" for r in out["policies"] for m in METRICS if not r[m]["within_target"]]
+    out["engine_overhead_modelled"] = bool(sim["policies"][0].get("engine_overhead_modelled", False))
+    out["rapl"] = real.get("rapl", "not recorded")
+    with open(os.path.join(R, out_name), "w") as f:
         json.dump(out, f, indent=1)
     print(f"validation: {n_ok} of {n} (policy, metric) pairs within target")
     print("| policy | viol. real / sim | served/s real / sim | p99 ms real / sim (rel. err.) |")
@@ -103,9 +106,10 @@ def plot(rows):
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "validate":
-        validation(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "")
+        validation(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "",
+                   sys.argv[5] if len(sys.argv) > 5 else "sim-validation.json")
     else:
-        scen = ["sim-driving", "sim-ar-8", "sim-ar-8-x10", "sim-scale-32", "sim-scale-32-x10"]
+        scen = ["sim-driving", "sim-ar-8", "sim-ar-8-power", "sim-ar-8-x10", "sim-scale-32", "sim-scale-32-x10"]
         rows = tables([(s, p) for s in scen for p in ("orin-agx", "core-ultra")])
         if rows:
             plot(rows)

@@ -22,6 +22,7 @@
 #include "sparseloom/runtime/engine.hpp"
 #include "sparseloom/runtime/metrics_json.hpp"
 #include "sparseloom/scenario/scenario.hpp"
+#include "sparseloom/sim/rapl.hpp"
 #include "sparseloom/stitch/block_library.hpp"
 #ifdef SPARSELOOM_E2E_HAS_CPU
 #include <unistd.h>
@@ -236,6 +237,7 @@ struct RunOptions {
   bool slo_changes = true;    // apply the scenario's mid-run SLO changes
   bool fresh_library = true;  // unload every block first, so memory figures are this run's own
   std::optional<std::size_t> memory_budget_bytes;  // overrides the scenario's (the budget sweep)
+  bool plan_for_budget = true;                     // EngineOptions::plan_for_budget (ablation)
 };
 
 template <class Policy, class Pre = runtime::LoadAllPreloader>
@@ -248,6 +250,7 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
           for (int p = 0; p < st.lib->num_processors(); ++p) st.lib->unload(t, b, v, p);
   runtime::EngineOptions eo;
   eo.memory_budget_bytes = ro.memory_budget_bytes.value_or(static_cast<std::size_t>(st.sc.memory_budget_bytes));
+  eo.plan_for_budget = ro.plan_for_budget;
   // Rate- and slow-down-triggered re-planning are on (the engine's detectors calibrate to the
   // shared cores' contention and measure rates only over load). Rates are judged over 1 s, so
   // the bursty process's on/off periods (means 250/500 ms) average out and a sustained rate
@@ -277,6 +280,8 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
     }
   });
   std::vector<std::size_t> next(st.tasks.size(), 0);
+  sim::RaplMeter rapl;  // measured joules where powercap exposes RAPL (sim/rapl.hpp)
+  rapl.start();
   const auto load_start = std::chrono::steady_clock::now();
   runtime::replay(arrivals, [&](TaskIndex t) {
     auto& in = st.inputs[static_cast<std::size_t>(t)];
@@ -287,6 +292,7 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
   eng.drain(std::chrono::seconds(60));
   // Rates over the load itself (the engine's wall clock also covers start-up and stitch-time repair).
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  const double rapl_j = rapl.stop();
   const auto m = eng.metrics();
   Row r;
   r.policy = name;
@@ -302,6 +308,13 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
   r.metrics["policy"] = name;
   r.metrics["slo_violation_rate"] = r.violation;
   r.metrics["load_seconds"] = load_s;
+  {
+    const double served = static_cast<double>(o.count(runtime::RequestState::on_time) + o.count(runtime::RequestState::late) +
+                                              o.count(runtime::RequestState::below_accuracy));
+    r.metrics["rapl"] = rapl.status();
+    r.metrics["energy_source"] = rapl_j >= 0 ? json::Json("rapl (package counters: the whole machine)") : json::Json();
+    r.metrics["energy_j_per_request_measured"] = rapl_j >= 0 && served > 0 ? json::Json(rapl_j / served) : json::Json();
+  }
   r.metrics["served_rps"] = r.served;
   r.metrics["goodput_rps"] = r.goodput;
   r.metrics["p99_ms"] = r.p99;

@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
       out["scenario"] = st.sc.name;
       out["machine"] = {{"cpu", cpu_model()}, {"hardware_threads", std::thread::hardware_concurrency()},
                         {"note", "processors are core groups of this machine and share its cores"}};
+      out["rapl"] = sim::RaplMeter().status();  // "not exposed" where powercap is absent
       out["duration_s"] = dur;
       out["profiling_seconds"] = st.profiling_s;
       out["profiles_from_cache"] = st.cached_profiles;

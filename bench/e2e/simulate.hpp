@@ -6,8 +6,12 @@
 //    energy per request and simulation speed.
 //  --fit-profile OUT.json: profiles the scenario's processors for real (the harness's build())
 //    and fits each one's roofline (overheads, f32/INT8 throughput, sparse speed-up per format
-//    and sparsity) to the measured block latencies; memory bandwidth is measured with a copy.
+//    and sparsity) to the measured block latencies; memory bandwidth is measured with a copy;
+//    and the engine's own overhead (sim/engine_overhead.hpp): dispatch/hand-off times of the
+//    real Engine with a no-op runner, the in-engine block-time factor from a short real run of
+//    the scenario, and the slow-down of one core group while the other runs.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +24,7 @@
 
 #include "harness.hpp"
 #include "sparseloom/sim/estimator.hpp"
+#include "sparseloom/sim/measure_overhead.hpp"
 #include "sparseloom/sim/profile.hpp"
 #include "sparseloom/sim/sim_runner.hpp"
 
@@ -92,6 +97,8 @@ inline SimSetup build_sim(const std::string& scenario_path, const std::string& p
     st.worst_ms.push_back(worst);
     Slo s = slo_of(st.sc.tasks[t], worst);
     s.max_energy_j = st.sc.tasks[t].max_energy_j;
+    s.max_power_w = st.sc.tasks[t].max_power_w;
+    s.power_window_s = st.sc.tasks[t].power_window_s;
     st.tasks.push_back({st.sc.tasks[t].task, s});
   }
   st.setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -105,7 +112,7 @@ struct SimRow {
 
 template <class Policy>
 SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, double duration_s) {
-  st.runner->reset();
+  st.runner->reset(st.sc.seed);
   const auto w0 = std::chrono::steady_clock::now();
   runtime::EngineOptions eo;
   eo.memory_budget_bytes = static_cast<std::size_t>(st.sc.memory_budget_bytes);
@@ -174,15 +181,22 @@ SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, dou
   r.metrics["requests_accounted"] = o.accounted;
   r.metrics["decision_ms"] = r.decision;
   r.metrics["energy_j_per_request"] = sr.energy_per_request;
+  r.metrics["energy_source"] = "modelled (processor profile)";
   r.metrics["energy_j_per_request_incl_idle"] = sr.energy_incl_idle;
   json::Json per_task = json::Json::array();
   for (std::size_t t = 0; t < m.tasks.size(); ++t) {
     const double n = static_cast<double>(served_of(m.tasks[t]));
     per_task.push_back({{"task", st.tasks[t].name},
                         {"energy_j_per_request", n > 0 ? st.runner->energy_j(static_cast<TaskIndex>(t)) / n : 0.0},
-                        {"max_energy_j", st.tasks[t].slo.max_energy_j ? json::Json(*st.tasks[t].slo.max_energy_j) : json::Json()}});
+                        {"max_energy_j", st.tasks[t].slo.max_energy_j ? json::Json(*st.tasks[t].slo.max_energy_j) : json::Json()},
+                        {"mean_power_w", st.runner->energy_j(static_cast<TaskIndex>(t)) / duration_s},
+                        {"max_window_power_w", st.runner->max_window_power_w(static_cast<TaskIndex>(t), st.tasks[t].slo.power_window_s)},
+                        {"max_power_w", st.tasks[t].slo.max_power_w ? json::Json(*st.tasks[t].slo.max_power_w) : json::Json()},
+                        {"power_window_s", st.tasks[t].slo.power_window_s}});
   }
   r.metrics["energy_per_task"] = per_task;
+  r.metrics["engine_overhead_modelled"] = st.soc.engine.has_value();
+  r.metrics["engine_overhead_ms_per_request"] = served > 0 ? st.runner->overhead_ms() / served : 0.0;
   r.metrics["simulated_seconds"] = sr.sim_s;
   r.metrics["wall_seconds"] = sr.wall_s;
   r.metrics["speed_x_real_time"] = sr.sim_s / std::max(sr.wall_s, 1e-9);
@@ -322,6 +336,182 @@ inline double copy_bandwidth_gbps(std::size_t n) {
 
 }  // namespace fit
 
+// A block library that times every block it runs and notes whether another block ran at the
+// same time (the in-engine block-time factor of the fit).
+struct TimedLibrary {
+  struct Sample {
+    TaskIndex t;
+    BlockIndex b;
+    VariantIndex v;
+    ProcessorIndex p;
+    double ms;
+    bool overlapped;
+  };
+  explicit TimedLibrary(Library* l) : lib(l) {}
+  Library* lib;
+  std::mutex mu;
+  std::vector<Sample> samples;
+  std::atomic<int> running{0};
+  std::atomic<std::uint64_t> starts{0};
+  std::array<std::atomic<int>, 8> running_on{};  // per processor (the harness has at most a few)
+  int num_tasks() const { return lib->num_tasks(); }
+  int num_blocks(TaskIndex t) const { return lib->num_blocks(t); }
+  int num_variants(TaskIndex t) const { return lib->num_variants(t); }
+  int num_processors() const { return lib->num_processors(); }
+  std::vector<Tensor> run(TaskIndex t, const StitchedVariant& s, BlockIndex b, ProcessorIndex p, std::span<const Tensor> in) {
+    const int n = ++running;
+    const auto mine = ++starts;
+    auto& here = running_on[static_cast<std::size_t>(p) % running_on.size()];
+    ++here;
+    const auto t0 = std::chrono::steady_clock::now();
+    struct Done {
+      std::atomic<int>& r;
+      std::atomic<int>& h;
+      ~Done() { --r, --h; }
+    } done{running, here};
+    auto out = lib->run(t, s, b, p, in);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const bool overlapped = n > 1 || starts.load() != mine;
+    std::lock_guard lk(mu);
+    samples.push_back({t, b, s.choice[static_cast<std::size_t>(b)], p, ms, overlapped});
+    return out;
+  }
+  bool is_resident(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const { return lib->is_resident(t, b, v, p); }
+  void load(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) { lib->load(t, b, v, p); }
+  void unload(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) { lib->unload(t, b, v, p); }
+  std::size_t resident_bytes() const { return lib->resident_bytes(); }
+  std::size_t block_bytes(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const { return lib->block_bytes(t, b, v, p); }
+};
+
+// The engine overhead of this machine: dispatch / hand-off / between-blocks times of the real
+// Engine (no-op runner), the in-engine block-time factor (measured / profiled median, from a
+// short real SparseLoom run of the scenario at its rates, seed + 1 so the validation run's
+// arrivals are not the fit's), and the slow-down of processor 0 while processor 1 runs.
+inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick) {
+  sim::EngineOverhead eo;
+  const auto os = sim::measure_engine_overhead(quick ? 150 : 300);
+  eo.dispatch_ms = sim::Quantiles::of(os.dispatch_ms);
+  eo.handoff_ms = sim::Quantiles::of(os.handoff_ms);
+  eo.continue_ms = sim::Quantiles::of(os.continue_ms);
+  // In-engine block times.
+  TimedLibrary tl(st.lib.get());
+  std::vector<double> insitu;
+  {
+    runtime::EngineOptions o;
+    o.memory_budget_bytes = static_cast<std::size_t>(st.sc.memory_budget_bytes);
+    o.rate_change_ratio = 1e9;
+    o.slowdown_ratio = 1e9;
+    runtime::Engine<TimedLibrary, estimator::Profiled, optimizer::SparsityAware> eng(tl, st.est, optimizer::SparsityAware{}, st.procs,
+                                                                                     st.tasks, o);
+    for (std::size_t t = 0; t < st.tasks.size(); ++t) st.lib->prepare(static_cast<TaskIndex>(t), eng.plan().tasks[t].variant);
+    Setup& s2 = st;
+    const auto seed = s2.sc.seed;
+    s2.sc.seed = seed + 1;
+    const auto arrivals = scenario_arrivals(s2, (quick ? 3.0 : 6.0) * 1000.0, 1.0, false);
+    s2.sc.seed = seed;
+    std::vector<std::size_t> next(st.tasks.size(), 0);
+    std::vector<bool> idle_at_arrival;
+    auto handles = runtime::replay(arrivals, [&](TaskIndex t) {
+      auto& in = st.inputs[static_cast<std::size_t>(t)];
+      const auto p0 = eng.plan().tasks[static_cast<std::size_t>(t)].placement.processor.front();
+      idle_at_arrival.push_back(tl.running_on[static_cast<std::size_t>(p0) % tl.running_on.size()].load() == 0);
+      return eng.submit(t, {in[next[t]++ % in.size()]});
+    });
+    eng.drain(std::chrono::seconds(60));
+    // In situ: the queue wait of requests whose first processor was idle when they arrived is
+    // the worker's wake-up under the machine's real contention (the no-op measurement above
+    // runs with shorter pauses and fewer busy threads, and sees less of it).
+    for (std::size_t i = 0; i < handles.size(); ++i) {
+      const auto rec = handles[i].record();
+      if (idle_at_arrival[i] && rec.start_ms >= 0 && rec.state != runtime::RequestState::rejected) insitu.push_back(rec.queue_ms);
+    }
+  }
+  if (insitu.size() >= 50) eo.dispatch_ms = sim::Quantiles::of(insitu);
+  // A block more than kStall x its profiled median was preempted (colder caches do not do
+  // that): its excess over the typical in-engine time is a stall, added time; the others give
+  // the factor.
+  constexpr double kStall = 10;
+  std::vector<double> alone, both, all;
+  std::vector<std::pair<double, double>> stalled;  // (measured, profiled)
+  for (const auto& x : tl.samples) {
+    const double prof = st.est.task(x.t).profile.block[x.b][x.v][x.p].median_ms;
+    if (prof <= 0) continue;
+    all.push_back(x.ms / prof);
+    if (x.ms / prof > kStall) {
+      stalled.push_back({x.ms, prof});
+      continue;
+    }
+    (x.overlapped ? both : alone).push_back(x.ms / prof);
+  }
+  if (alone.size() < 20) alone.insert(alone.end(), both.begin(), both.end());
+  eo.block_time_factor = sim::Quantiles::of(alone);
+  if (eo.block_time_factor.q[0] <= 0) eo.block_time_factor = sim::Quantiles::constant(1.0);
+  std::vector<double> stall;
+  for (auto [m, prof] : stalled) stall.push_back(std::max(0.0, m - prof * eo.block_time_factor.median()));
+  eo.stall_probability = all.empty() ? 0.0 : static_cast<double>(stalled.size()) / static_cast<double>(all.size());
+  eo.stall_ms = sim::Quantiles::of(stall);
+  // Core sharing: the largest first block of the scenario's tasks, run on processor 0 alone and
+  // while processor 1 runs blocks back to back.
+  double slowdown = 1.0;
+  std::string shared_note = "one processor: no core sharing";
+  if (st.procs.size() >= 2) {
+    TaskIndex bt = 0;
+    double best = -1;
+    for (std::size_t t = 0; t < st.tasks.size(); ++t) {
+      const int base = st.zoos[t]->base();
+      const double m = st.est.task(static_cast<TaskIndex>(t)).profile.block[0][base][0].median_ms;
+      if (m > best) best = m, bt = static_cast<TaskIndex>(t);
+    }
+    const int base = st.zoos[static_cast<std::size_t>(bt)]->base();
+    StitchedVariant sv;
+    sv.choice.assign(static_cast<std::size_t>(st.lib->num_blocks(bt)), base);
+    st.lib->load(bt, 0, base, 0);
+    st.lib->load(bt, 0, base, 1);
+    const std::vector<Tensor> in{st.inputs[static_cast<std::size_t>(bt)][0]};
+    auto time_runs = [&](int n) {
+      std::vector<double> ms;
+      for (int i = 0; i < n; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        (void)st.lib->run(bt, sv, 0, 0, in);
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(ms.begin(), ms.end());
+      return ms[ms.size() / 2];
+    };
+    const int n = quick ? 60 : 150;
+    const double m_alone = time_runs(n);
+    std::atomic<bool> stop{false};
+    std::thread other([&] {
+      while (!stop) (void)st.lib->run(bt, sv, 0, 1, in);
+    });
+    const double m_both = time_runs(n);
+    stop = true;
+    other.join();
+    const double m_alone2 = time_runs(n);  // the machine's other load drifts: bracket the shared run
+    const double ref = 0.5 * (m_alone + m_alone2);
+    slowdown = std::clamp(m_both / ref, 1.0, 100.0);
+    shared_note = "block 0 of " + st.tasks[static_cast<std::size_t>(bt)].name + " on " + st.procs[0].name + ": median " +
+                  std::to_string(ref) + " ms alone, " + std::to_string(m_both) + " ms while " + st.procs[1].name + " runs";
+  }
+  eo.shared_core_slowdown = slowdown;
+  eo.source = "measured by --fit-profile on " + cpu_model() + ": dispatch_ms " +
+              (insitu.size() >= 50 ? "in situ: the queue wait of " + std::to_string(insitu.size()) +
+                                         " requests of the real run below that arrived at an idle processor; "
+                                   : std::string("from the no-op run; ")) +
+              "handoff/continue from " + std::to_string(os.dispatch_ms.size()) +
+              " requests through the threaded Engine with a no-op runner (pauses 1-4 ms); "
+              "block_time_factor = in-engine / profiled median block time over " + std::to_string(tl.samples.size()) +
+              " blocks of a real SparseLoom run of the scenario (" + std::to_string(both.size()) + " overlapped with another "
+              "processor's block), excluding " + std::to_string(stalled.size()) + " blocks above 10x their profiled median, which "
+              "give stall_probability and stall_ms (their time above the median factor); shared_core_slowdown: " + shared_note;
+  std::printf("  engine overhead: dispatch p50 %.3f p99 %.3f ms, handoff p50 %.3f p99 %.3f ms, continue p50 %.4f ms; block-time "
+              "factor p50 %.2f p90 %.2f p99 %.2f (%zu blocks), stalls %.1f %% (p50 %.2f ms); shared-core slow-down %.2f\n",
+              eo.dispatch_ms.median(), eo.dispatch_ms.q[7], eo.handoff_ms.median(), eo.handoff_ms.q[7], eo.continue_ms.median(),
+              eo.block_time_factor.median(), eo.block_time_factor.q[5], eo.block_time_factor.q[7], tl.samples.size(),
+              100 * eo.stall_probability, eo.stall_ms.median(), slowdown);
+  return eo;
+}
+
 // Fits every scenario processor's roofline to what the profiler measured on this machine.
 inline int fit_profile(const std::string& scenario_path, const std::string& out_path, bool quick) {
   Setup st = build(scenario_path, quick);
@@ -444,6 +634,7 @@ inline int fit_profile(const std::string& scenario_path, const std::string& out_
   std::printf("  block latency fit: mean relative error %.1f %% over %d measured blocks\n", 100 * mape, n);
   soc.description += " Mean relative error of the fitted block latencies: " + std::to_string(100 * mape) + " % over " +
                      std::to_string(n) + " blocks.";
+  soc.engine = fit_engine_overhead(st, quick);
   auto j = sim::to_json(soc);
   j["fit_mean_relative_error"] = mape;
   j["fit_blocks"] = n;

@@ -42,6 +42,13 @@ def scaled(tasks, rate=1.0, copies=1):
     return out
 
 
+def powered(tasks, i, watts, window_s):
+    out = [dict(t) for t in tasks]
+    out[i]["max_power_w"] = watts
+    out[i]["power_window_s"] = window_s
+    return out
+
+
 files = {
     "sim-driving.json": scenario(
         "sim-driving",
@@ -55,6 +62,10 @@ files = {
         "(2 mJ per request); its accuracy floor rises mid-run.", AR,
         changes=[{"at_s": 5, "task": 1, "min_accuracy_pct": 98.0}]),
     "sim-ar-8-x10.json": scenario("sim-ar-8-x10", "sim-ar-8 at 10x the request rate.", scaled(AR, 10)),
+    "sim-ar-8-power.json": scenario(
+        "sim-ar-8-power", "sim-ar-8 with a power limit on the first scene ViT: 0.6 W averaged over any 1 s window "
+        "(unconstrained it runs on the GPU at ~1 W on Orin AGX).", powered(AR, 3, 0.6, 1.0),
+        changes=[{"at_s": 5, "task": 1, "min_accuracy_pct": 98.0}]),
     "sim-scale-32.json": scenario("sim-scale-32", "The AR mix replicated to 32 tasks.", scaled(AR, 1, 4)),
     "sim-scale-32-x10.json": scenario("sim-scale-32-x10", "32 tasks at 10x the request rate.", scaled(AR, 10, 4)),
 }

@@ -120,6 +120,7 @@ TEST_CASE("Cpu.FormatChoice.PicksAndRuns") {
   // the pause lets them go to sleep first (the runtime sets GOMP_SPINCOUNT low instead).
   auto w = random_vec(256 * 512, 0.97, 3);
   opt.budget_ms = 2;
+  opt.use_cache = false;  // every attempt a fresh trial (cpu::FormatCache would repeat the first)
   bool sparse_won = false;
   for (int attempt = 0; attempt < 5 && !sparse_won; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

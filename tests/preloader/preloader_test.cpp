@@ -129,6 +129,38 @@ TEST_CASE("Preloader.HotnessPrefersHotBlocks") {
   CHECK(pre.score({0, 1, 2, 0}) > pre.score({0, 1, 0, 0}));
 }
 
+TEST_CASE("Preloader.HotnessKeepsBlocksWithOutstandingDemand") {
+  // The plan (two tasks, three blocks each) does not fit a budget of three blocks. A request
+  // that ran task 0's block 0 needs block 1 next: task 1's demand loads evict other blocks,
+  // never that one, while others can go; once the request reached it, it is a normal block.
+  Runner r(2, 3, 1, 1, 100);
+  pl::Hotness pre(300, pl::HotnessOptions{.background = false, .use_measured_load_cost = false});
+  pre.on_plan(r, plan_of({{0, 0, 0}, {0, 0, 0}}));
+  CHECK(r.resident_bytes() <= 300);
+  CHECK(pre.acquire(r, 0, 0, 0, 0) == !r.is_resident(0, 0, 0, 0));
+  pre.release(r, 0, 0, 0, 0);
+  CHECK(pre.expected({0, 1, 0, 0}) == 1);
+  // Use every other block more, and more recently, than (0, 1): only its outstanding demand protects it.
+  for (int i = 0; i < 3; ++i)
+    for (int b : {0, 1, 2}) {
+      pre.acquire(r, 1, b, 0, 0);
+      pre.release(r, 1, b, 0, 0);
+    }
+  bool kept = true;
+  for (int b : {0, 1, 2, 0, 1, 2}) {
+    pre.acquire(r, 1, b, 0, 0);
+    kept = kept && r.is_resident(0, 1, 0, 0);
+    pre.release(r, 1, b, 0, 0);
+  }
+  if (!r.is_resident(0, 1, 0, 0)) kept = false;
+  CHECK(kept);
+  CHECK(r.resident_bytes() <= 300);
+  pre.acquire(r, 0, 1, 0, 0);  // the request arrives: no longer outstanding
+  CHECK(pre.expected({0, 1, 0, 0}) == 0);
+  CHECK(pre.expected({0, 2, 0, 0}) == 1);
+  pre.release(r, 0, 1, 0, 0);
+}
+
 TEST_CASE("Preloader.HotnessUsesMeasuredLoadCost") {
   // Same plan weight and size; one block took 30 ms to load: keeping it saves more per byte.
   Runner r(1, 2, 2, 1, 100);
@@ -188,9 +220,11 @@ TEST_CASE("Preloader.ClockworkLoadsMostDemandedFirstAndWholeModels") {
   Runner r(3, 2, 1, 1, 100);
   pl::ClockworkLike pre;
   r.gate({0, 0, 0, 0});
-  std::vector<std::thread> ts;
+  // Fixed slots, not emplace_back: g++ 12 warns falsely (-Warray-bounds) in vector<thread>'s regrowth here.
+  std::vector<std::thread> ts(4);
+  std::size_t started = 0;
   auto request = [&](int t) {
-    ts.emplace_back([&, t] {
+    ts[started++] = std::thread([&, t] {
       pre.acquire(r, t, 0, 0, 0);
       pre.release(r, t, 0, 0, 0);
     });
@@ -344,4 +378,72 @@ TEST_CASE("Preloader.EngineBudgetHoldsUnderLoad") {
   CHECK(m.mean_resident_bytes > 0);
   CHECK(m.mean_resident_bytes <= static_cast<double>(m.peak_resident_bytes) * (1 + 1e-9));  // a time-weighted mean: rounding
   CHECK(m.overall.load_stalls > 0);
+}
+
+namespace {
+// Requests run on two tasks while the budget is lowered from unlimited to two blocks, then an
+// impossible budget is refused, then it is raised again: no request is dropped, resident bytes
+// fit each budget from the moment set_memory_budget returns, and samples are judged against
+// the budget in force when they were taken.
+template <class P>
+void budget_change_at_run_time() {
+  syn::Zoo z;
+  z.blocks = 2;
+  z.task_block_ms = {0.3, 0.3};
+  z.variant_speed = {1.0, 0.8};
+  z.variant_accuracy = {90, 85};
+  z.processor_factor = {1.0, 1.0};
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  rt::EngineOptions o;  // no budget at start
+  std::vector<rt::ProcessorSpec> ps{{"p0", rt::ProcessorKind::cpu, 1, 256}, {"p1", rt::ProcessorKind::cpu, 1, 256}};
+  sparseloom::Slo slo;
+  slo.deadline_ms = 5000;
+  std::vector<rt::TaskSpec> ts{{"a", slo}, {"b", slo}};
+  rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, P> eng(runner, est, syn::GreedyOptimizer{}, ps, ts, o, P{});
+  std::atomic<int> done{0}, submitted{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 2; ++c)
+    clients.emplace_back([&, c] {
+      while (!stop) {
+        auto h = eng.submit(c, {sparseloom::Tensor::from<float>({1, 1}, std::vector<float>{1})});
+        ++submitted;
+        if (h.wait_for(5s) && h.state() == rt::RequestState::on_time) ++done;
+      }
+    });
+  while (submitted < 20) std::this_thread::sleep_for(1ms);
+  const std::size_t before = runner.resident_bytes();
+  CHECK(before > 2 * z.block_bytes);  // the whole plan was resident
+  const std::size_t small = 2 * z.block_bytes;
+  CHECK(eng.set_memory_budget(small));
+  CHECK(runner.resident_bytes() <= small);
+  CHECK(eng.memory_budget() == small);
+  const int at_change = submitted;
+  while (submitted < at_change + 20) {
+    CHECK(runner.resident_bytes() <= small);
+    std::this_thread::sleep_for(1ms);
+  }
+  // Below one block: refused at once, the budget in force stays.
+  CHECK_THROWS_AS(eng.set_memory_budget(z.block_bytes - 1), sparseloom::Error);
+  CHECK(eng.memory_budget() == small);
+  CHECK(runner.resident_bytes() <= small);
+  CHECK(eng.set_memory_budget(0));  // unlimited again
+  const int at_raise = submitted;
+  while (submitted < at_raise + 20) std::this_thread::sleep_for(1ms);
+  stop = true;
+  for (auto& c : clients) c.join();
+  REQUIRE(eng.drain(5s));
+  const auto m = eng.metrics();
+  CHECK(done == submitted);  // no request dropped or late across the changes
+  CHECK(m.peak_resident_bytes >= before);
+  CHECK_FALSE(m.budget_exceeded);  // the early peak was within the budget of its time
+}
+}  // namespace
+
+TEST_CASE("Preloader.EngineBudgetChangeAtRunTime") {
+  SUBCASE("Hotness") { budget_change_at_run_time<pl::Hotness>(); }
+  SUBCASE("OnDemandLru") { budget_change_at_run_time<pl::OnDemandLru>(); }
+  SUBCASE("ClockworkLike") { budget_change_at_run_time<pl::ClockworkLike>(); }
+  SUBCASE("LoadAllPreloader") { budget_change_at_run_time<rt::LoadAllPreloader>(); }
 }

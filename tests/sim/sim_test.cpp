@@ -9,6 +9,7 @@
 #include "sparseloom/estimator/from_zoo.hpp"
 #include "sparseloom/optimizer/optimizer.hpp"
 #include "sparseloom/runtime/engine.hpp"
+#include "sparseloom/scenario/scenario.hpp"
 #include "sparseloom/sim/estimator.hpp"
 #include "sparseloom/sim/profile.hpp"
 #include "sparseloom/sim/sim_runner.hpp"
@@ -269,4 +270,89 @@ TEST_CASE("Sim.EnergyConstraintRespected") {
   const auto served = m.overall.count(runtime::RequestState::on_time) + m.overall.count(runtime::RequestState::late);
   REQUIRE(served > 100);
   CHECK(r.energy_j(0) / static_cast<double>(served) <= *slo.max_energy_j * 1.001);
+}
+
+TEST_CASE("Sim.PowerLimitOverAWindow") {
+  // The per-request energy a power limit allows: tighter for a shorter window (more Poisson
+  // variation in its request count), never looser than max_energy_j.
+  Slo w;
+  w.rate_rps = 100;
+  w.max_power_w = 2.0;
+  w.power_window_s = 10;
+  const double long_window = *optimizer::energy_limit_j(w);
+  CHECK(long_window < 2.0 / 100);
+  CHECK(long_window > 0.9 * 2.0 / 100);
+  w.power_window_s = 0.1;
+  CHECK(*optimizer::energy_limit_j(w) < 0.7 * long_window);
+  w.max_energy_j = 1e-3;
+  CHECK(*optimizer::energy_limit_j(w) == doctest::Approx(1e-3));
+  CHECK(!optimizer::energy_limit_j(Slo{}));
+
+  const auto& d = digits();
+  auto soc = d.soc;
+  soc.processors[0].active_w = 200;  // the fastest processor is then not the frugal one
+  sim::SimRunner r({d.model}, soc, {"cpu", "gpu", "npu"});
+  const sim::ModelEstimator est(r, {d.acc});
+  Slo slo;
+  slo.deadline_ms = 50, slo.rate_rps = 200, slo.min_accuracy_pct = 90;
+  SystemState s;
+  s.slos = {slo};
+  optimizer::SparsityAwareNoStitching opt;
+  const auto p0 = opt.plan(s, est).tasks[0];
+  const double e0 = est.energy_j(0, p0.variant, p0.placement);
+  const int B = r.num_blocks(0), P = r.num_processors();
+  double emin = std::numeric_limits<double>::infinity();  // the most frugal plain option meeting the floor
+  for (int v = 0; v < r.num_variants(0); ++v) {
+    const StitchedVariant sv{std::vector<int>(static_cast<std::size_t>(B), v)};
+    if (est.accuracy_pct(0, sv) < slo.min_accuracy_pct) continue;
+    for (int p = 0; p < P; ++p) emin = std::min(emin, est.energy_j(0, sv, Placement{std::vector<int>(static_cast<std::size_t>(B), p)}));
+  }
+  REQUIRE(emin < 0.9 * e0);
+  // A power limit between what the unconstrained plan draws and what the frugal one needs.
+  const double lim = 0.5 * (emin + e0);
+  const double n = slo.rate_rps * 1.0, per_j = 1.0 / (n + 2.33 * std::sqrt(n));
+  slo.max_power_w = lim / per_j;
+  slo.power_window_s = 1.0;
+  s.slos = {slo};
+  CHECK(*optimizer::energy_limit_j(slo) == doctest::Approx(lim));
+  const auto p1 = opt.plan(s, est).tasks[0];
+  CHECK(p1.meets_slo);
+  const double e1 = est.energy_j(0, p1.variant, p1.placement);
+  CHECK(e1 <= lim * 1.0001);
+  CHECK(e1 * slo.rate_rps < *slo.max_power_w);  // the mean power is within the limit
+  CHECK((p1.placement.processor != p0.placement.processor || p1.variant.choice != p0.variant.choice));
+  // A limit no option can meet: planned as a violation, the reason names the power limit.
+  slo.max_power_w = 1e-6;
+  s.slos = {slo};
+  const auto p2 = opt.plan(s, est).tasks[0];
+  CHECK(!p2.meets_slo);
+  CHECK(contains(p2.reason, "W over"));
+}
+
+TEST_CASE("Sim.ScenarioPowerFields") {
+  auto doc = json::load(kRoot / "sim/scenarios/sim-ar-8.json");
+  doc["tasks"][0]["max_power_w"] = 1.5;
+  doc["tasks"][0]["power_window_s"] = 0.5;
+  const auto sc = scenario::parse_scenario(doc, "s.json");
+  REQUIRE(sc.tasks[0].max_power_w);
+  CHECK(*sc.tasks[0].max_power_w == 1.5);
+  CHECK(sc.tasks[0].power_window_s == 0.5);
+  CHECK(sc.tasks[1].power_window_s == 1.0);
+  auto err = [](const json::Json& j) {
+    try {
+      scenario::parse_scenario(j, "s.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  auto bad = doc;
+  bad["tasks"][0]["max_power_w"] = -1.0;
+  CHECK(contains(err(bad), "tasks[0].max_power_w"));
+  bad = doc;
+  bad["tasks"][1]["power_window_s"] = 2.0;  // without max_power_w
+  CHECK(contains(err(bad), "tasks[1].power_window_s"));
+  bad = doc;
+  bad["tasks"][0]["power_window_s"] = 0.0;
+  CHECK(contains(err(bad), "tasks[0].power_window_s"));
 }

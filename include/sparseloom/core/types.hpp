@@ -42,6 +42,10 @@ struct Slo {
   double rate_rps = 10;            // expected arrival rate
   double criticality = 1;          // weight in the objective; shed least critical first
   std::optional<double> max_energy_j;  // per request, where energy is modelled
+  // Average power of the task's requests over any window of power_window_s (W), where energy
+  // is modelled; the optimizer turns it into a per-request limit (optimizer::energy_limit_j).
+  std::optional<double> max_power_w;
+  double power_window_s = 1.0;
 };
 
 struct TaskPlan {

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -125,6 +126,20 @@ Candidate make_candidate(const E& e, TaskIndex t, const BlockTable& bt, Stitched
 
 inline bool runnable(const Candidate& c) { return std::isfinite(c.latency_ms); }
 
+// The energy per request a task may spend: its max_energy_j, and its power limit as energy per
+// request. max_power_w holds over any window of power_window_s when the requests in a window
+// (Poisson at rate_rps) stay below their 99th percentile, ~ n + 2.33 sqrt(n) with n = rate x
+// window: energy per request <= max_power_w x window / that. No limit: none.
+inline std::optional<double> energy_limit_j(const Slo& slo) {
+  std::optional<double> lim = slo.max_energy_j;
+  if (slo.max_power_w && slo.rate_rps > 0) {
+    const double n = slo.rate_rps * std::max(slo.power_window_s, 1e-6);
+    const double j = *slo.max_power_w * std::max(slo.power_window_s, 1e-6) / (n + 2.33 * std::sqrt(n));
+    lim = lim ? std::min(*lim, j) : j;
+  }
+  return lim;
+}
+
 // Option j of task i: an index into its candidates, or kShed: its requests are not admitted
 // (they count as violations) and it holds no processor and no memory.
 inline constexpr int kShed = -1;
@@ -182,7 +197,7 @@ class LoadModel {
   TaskOutcome outcome(const Candidate& c, const Slo& slo) const {
     TaskOutcome o;
     if (!runnable(c) || c.accuracy_pct < slo.min_accuracy_pct) return o;
-    if (slo.max_energy_j && c.energy_j > *slo.max_energy_j) return o;  // over its energy limit: a violation
+    if (const auto lim = energy_limit_j(slo); lim && c.energy_j > *lim) return o;  // over its energy/power limit: a violation
     double w = 0, r = 0;
     for (std::size_t p = 0; p < s1_.size(); ++p) {
       if (c.busy_ms[p] <= 0) continue;
@@ -308,8 +323,11 @@ inline void fill_task_plan(TaskPlan& tp, const Candidate* c, const Slo& slo, con
       r += "; no available processor can run it";
     else if (c->accuracy_pct < slo.min_accuracy_pct)
       r += "; accuracy " + fmt_ms(c->accuracy_pct) + " % below floor " + fmt_ms(slo.min_accuracy_pct) + " %";
-    else if (slo.max_energy_j && c->energy_j > *slo.max_energy_j)
-      r += "; energy " + fmt_ms(1e3 * c->energy_j) + " mJ per request above its limit " + fmt_ms(1e3 * *slo.max_energy_j) + " mJ";
+    else if (const auto lim = energy_limit_j(slo); lim && c->energy_j > *lim)
+      r += "; energy " + fmt_ms(1e3 * c->energy_j) + " mJ per request above its limit " + fmt_ms(1e3 * *lim) + " mJ" +
+           (slo.max_power_w && !(slo.max_energy_j && *slo.max_energy_j <= *lim)
+                ? " (" + fmt_ms(*slo.max_power_w) + " W over " + fmt_ms(slo.power_window_s) + " s at " + fmt_ms(slo.rate_rps) + " rps)"
+                : std::string());
     else if (c->latency_ms > slo.deadline_ms)
       r += "; service time " + fmt_ms(c->latency_ms) + " ms exceeds deadline " + fmt_ms(slo.deadline_ms) + " ms";
     else if (o.utilisation >= 1.0)

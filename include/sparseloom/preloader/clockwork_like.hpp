@@ -74,6 +74,12 @@ class ClockworkLike : public Residency {
     return true;
   }
 
+  // After the budget was lowered: evicts down to it in this policy's eviction order.
+  template <runtime::BlockRunner L>
+  bool shrink_to_budget(L& lib) {
+    return shrink(lib, [this](const Key& x) { return rank(x); });
+  }
+
   template <runtime::BlockRunner L>
   void release(L&, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     std::lock_guard lk(mu_);

@@ -251,6 +251,16 @@ class Residency {
     for (const auto& [t, b, v, p] : out) lib.unload(t, b, v, p);
   }
 
+  // Evicts unpinned blocks, lowest rank first, until resident bytes fit the budget (after the
+  // budget was lowered); waits up to pin_wait_ms for running requests to release pinned ones.
+  // True if they fit. Called without locks held.
+  template <runtime::BlockRunner L>
+  bool shrink(L& lib, const Rank& rank) {
+    std::unique_lock load_lock(load_mu_);
+    std::unique_lock lk(mu_);
+    return make_room(lib, lk, 0, rank, {}, {}, /*may_wait=*/true);
+  }
+
   // Blocks until no request waits for a demand load (ahead loads give way to them).
   bool demand_waiting() const { return waiting_demand_.load() > 0; }
 

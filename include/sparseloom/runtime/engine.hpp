@@ -69,6 +69,7 @@ struct TaskSpec {
 
 struct EngineOptions {
   std::size_t memory_budget_bytes = 0;  // 0 = unlimited; passed to the optimizer and preloader
+  bool plan_for_budget = true;          // false: the optimizer plans as if unlimited (ablation); the preloader still enforces it
   bool admission_control = true;        // reject requests predicted to miss their deadline
   int max_attempts = 2;                 // plans a request may run on after device failures
   // Re-planning on observed change (checked every monitor_period_ms).
@@ -149,7 +150,8 @@ class Engine {
       : lib_(lib), est_(estimator), opt_(std::move(optimizer)), pre_(std::move(preloader)), opts_(options),
         ledger_(names_of(tasks)) {
     validate(processors, tasks);
-    check_budget_floor();
+    check_budget_floor(opts_.memory_budget_bytes);
+    budget_now_.store(opts_.memory_budget_bytes);
     ledger_.now_fn = [](const void* c) { return static_cast<const ClockT*>(c)->now_ms(); };
     ledger_.clock = &clock_;
     for (auto& spec : processors) {
@@ -166,7 +168,7 @@ class Engine {
     }
     state_.processor_available.assign(procs_.size(), true);
     state_.processor_speed.assign(procs_.size(), 1.0);
-    state_.memory_budget_bytes = static_cast<double>(opts_.memory_budget_bytes);
+    state_.memory_budget_bytes = opts_.plan_for_budget ? static_cast<double>(opts_.memory_budget_bytes) : 0.0;
     if constexpr (requires { pre_.set_memory_budget(std::size_t{}); }) pre_.set_memory_budget(opts_.memory_budget_bytes);
     replan("start");
     if constexpr (!kSim) {
@@ -293,8 +295,37 @@ class Engine {
       m.observed_slowdown = pr->speed.load();
       ps.push_back(std::move(m));
     }
-    return ledger_.metrics.summarize(clock_.now_ms(), std::move(ps), opts_.memory_budget_bytes);
+    auto out = ledger_.metrics.summarize(clock_.now_ms(), std::move(ps), budget_now_.load());
+    // After a run-time change the peak may predate the current budget: judge every sample
+    // against the budget in force when it was taken.
+    if (budget_changed_.load()) out.budget_exceeded = over_budget_.load();
+    return out;
   }
+
+  // Changes the memory budget at run time (0 = unlimited). The preloader evicts down to it in
+  // its own order (waiting for running requests to release pinned blocks; none is dropped),
+  // and the optimizer re-plans for it, before this returns; from then on it is the budget that
+  // metrics judge samples by. Returns false if pinned blocks still held resident bytes above
+  // it when the preloader gave up waiting. Throws Error(infeasible), keeping the old budget,
+  // if it is below the smallest runnable plan (as at start).
+  bool set_memory_budget(std::size_t bytes) {
+    std::lock_guard lk(planner_mu_);
+    check_budget_floor(bytes);
+    const std::size_t old = opts_.memory_budget_bytes;
+    const bool raise = bytes == 0 || (old != 0 && bytes > old);
+    opts_.memory_budget_bytes = bytes;
+    state_.memory_budget_bytes = opts_.plan_for_budget ? static_cast<double>(bytes) : 0.0;
+    budget_changed_.store(true);
+    if (raise) set_budget_now(bytes);  // a raise is in force before anything more loads
+    if constexpr (requires { pre_.set_memory_budget(std::size_t{}); }) pre_.set_memory_budget(bytes);
+    bool fits = true;
+    if constexpr (requires { pre_.shrink_to_budget(lib_); }) fits = pre_.shrink_to_budget(lib_);
+    set_budget_now(bytes);  // a cut is in force once resident bytes were brought under it
+    replan_locked("memory budget set to " + std::to_string(bytes) + " bytes");
+    sample_memory(clock_.now_ms());
+    return fits && (bytes == 0 || lib_.resident_bytes() <= bytes);
+  }
+  std::size_t memory_budget() const { return budget_now_.load(); }
 
   // --- discrete-event mode ---
   // Schedules arrivals (times relative to the current simulated time), each submitted with an
@@ -432,8 +463,7 @@ class Engine {
   // A budget below the smallest runnable plan is an error at start, not requests that fail
   // (or wait) forever: every task must have a variant whose every block fits on some processor
   // (blocks load one at a time, so the largest block of the lightest variant is the floor).
-  void check_budget_floor() const {
-    const std::size_t budget = opts_.memory_budget_bytes;
+  void check_budget_floor(std::size_t budget) const {
     if (budget == 0) return;
     for (TaskIndex t = 0; t < lib_.num_tasks(); ++t) {
       std::size_t floor = std::numeric_limits<std::size_t>::max();
@@ -453,6 +483,21 @@ class Engine {
                                                                    : std::to_string(floor) + " bytes") +
                 " resident at once (the largest block of its lightest variant)");
     }
+  }
+
+  // Records resident bytes now, and whether they are above the budget in force.
+  // budget_mu_ makes a sample's bytes and the budget it is judged by one reading.
+  void sample_memory(double now) {
+    std::lock_guard lk(budget_mu_);
+    const std::size_t bytes = lib_.resident_bytes();
+    ledger_.metrics.memory(now, bytes);
+    const std::size_t budget = budget_now_.load();
+    if (budget > 0 && bytes > budget) over_budget_.store(true);
+  }
+
+  void set_budget_now(std::size_t bytes) {
+    std::lock_guard lk(budget_mu_);
+    budget_now_.store(bytes);
   }
 
   // --- planning ---------------------------------------------------------------------------
@@ -512,7 +557,7 @@ class Engine {
     }
     snap->plan = std::move(plan);
     const double now = clock_.now_ms();
-    ledger_.metrics.memory(now, lib_.resident_bytes());
+    sample_memory(now);
     ledger_.metrics.decision({now, decision_ms, version_, std::move(reason)});
     std::lock_guard lk(snap_mu_);
     snap_ = std::move(snap);
@@ -803,7 +848,7 @@ class Engine {
       end(std::move(j), RequestState::failed, e.what());
       return false;
     }
-    if (loaded) ledger_.metrics.memory(clock_.now_ms(), lib_.resident_bytes());
+    if (loaded) sample_memory(clock_.now_ms());
     return true;
   }
 
@@ -985,7 +1030,7 @@ class Engine {
 
   // Re-plans on a measured change: arrival rates off the planned ones, a processor slowed down.
   void monitor_tick(double now) {
-    ledger_.metrics.memory(now, lib_.resident_bytes());  // background preloads and evictions too
+    sample_memory(now);  // background preloads and evictions too
     check_slowdowns(now);
     check_rates(now);
   }
@@ -1191,7 +1236,10 @@ class Engine {
     }
     double ms = 0;
     try {
-      if constexpr (ModelledBlockRunner<L>)
+      // A runner that models the engine's own overhead needs the simulated start time.
+      if constexpr (requires { lib_.simulate(j->rec.task, j->route().variant, j->next, p, now); })
+        ms = lib_.simulate(j->rec.task, j->route().variant, j->next, p, now + stall);
+      else if constexpr (ModelledBlockRunner<L>)
         ms = lib_.simulate(j->rec.task, j->route().variant, j->next, p);
       else
         ms = j->route().block_ms[static_cast<std::size_t>(j->next)];
@@ -1227,6 +1275,9 @@ class Engine {
   std::vector<std::unique_ptr<TaskLive>> live_;
 
   std::mutex planner_mu_;  // state_, opt_, version_, banned_; serialises re-plans
+  std::atomic<std::size_t> budget_now_{0};  // memory budget in force (set_memory_budget)
+  std::atomic<bool> budget_changed_{false}, over_budget_{false};
+  std::mutex budget_mu_;  // a leaf lock: memory samples vs budget changes
   SystemState state_;
   std::uint64_t version_ = 0;
   std::set<detail::BlockKey> banned_;

@@ -5,7 +5,9 @@
 //    the engine counts in that request's latency) and pins it. Returns true if it loaded.
 //    Throws Error(ErrorCode::infeasible) if the block cannot be made resident within budget.
 //  - release(lib, t, b, v, p): after the block ran; unpins it.
-//  - set_memory_budget(bytes) (optional): the engine passes EngineOptions::memory_budget_bytes.
+//  - set_memory_budget(bytes) (optional): the engine passes EngineOptions::memory_budget_bytes,
+//    and Engine::set_memory_budget the new one; shrink_to_budget(lib) (optional) then evicts
+//    down to a lowered budget, returning whether resident bytes fit it.
 // All four may be called from several threads at once; the policy serialises its calls into
 // the runner's load/unload/is_resident/resident_bytes.
 #include <cstddef>
@@ -86,6 +88,14 @@ class LoadAllPreloader {
   void release(L&, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     std::lock_guard lk(mu_);
     unpin({t, b, v, p});
+  }
+
+  // After the budget was lowered: evicts unpinned blocks (not-in-plan first). True if they fit
+  // (pinned blocks are not waited for here).
+  template <BlockRunner L>
+  bool shrink_to_budget(L& lib) {
+    std::lock_guard lk(mu_);
+    return make_room(lib, 0, /*allow_in_plan=*/true);
   }
 
  private:

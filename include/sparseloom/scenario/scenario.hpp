@@ -26,6 +26,8 @@ struct ScenarioTask {
   double rate_rps = 10;
   double criticality = 1;
   std::optional<double> max_energy_j;  // J per request (where energy is modelled: the simulator)
+  std::optional<double> max_power_w;   // W averaged over power_window_s (where energy is modelled)
+  double power_window_s = 1.0;
 };
 
 struct SloChange {
@@ -82,6 +84,11 @@ inline Scenario parse_scenario(const json::Field& root) {
     st.rate_rps = t.number("rate_rps", 0, 1e6);
     st.criticality = t.has("criticality") ? t.number("criticality", 0, 1e6) : 1;
     if (t.has("max_energy_j")) st.max_energy_j = t.number("max_energy_j", 0, 1e6);
+    if (t.has("max_power_w")) st.max_power_w = t.number("max_power_w", 1e-6, 1e5);
+    if (t.has("power_window_s")) {
+      check(st.max_power_w.has_value(), ErrorCode::parse, t.where("power_window_s"), "needs max_power_w");
+      st.power_window_s = t.number("power_window_s", 0.001, 3600);
+    }
     s.tasks.push_back(st);
   }
   if (root.has("slo_changes")) {

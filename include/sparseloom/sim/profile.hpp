@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "sparseloom/core/error.hpp"
 #include "sparseloom/core/json.hpp"
 #include "sparseloom/ir/infer.hpp"
+#include "sparseloom/sim/engine_overhead.hpp"
 
 namespace sparseloom::sim {
 
@@ -90,6 +92,8 @@ struct SocProfile {
   SocModel soc;
   TransferModel transfer;
   std::vector<ProcessorModel> processors;
+  // The engine's own per-request cost on the machine (engine_overhead.hpp); none: an ideal engine.
+  std::optional<EngineOverhead> engine;
 
   int index_of(const std::string& name) const {
     for (std::size_t i = 0; i < processors.size(); ++i)
@@ -211,6 +215,7 @@ inline SocProfile parse_profile(const json::Field& root) {
     check(s.index_of(p.name) < 0, ErrorCode::parse, procs[i].where("name"), "duplicate processor '" + p.name + "'");
     s.processors.push_back(std::move(p));
   }
+  if (root.has("engine_overhead")) s.engine = parse_engine_overhead(root["engine_overhead"]);
   return s;
 }
 
@@ -253,6 +258,7 @@ inline json::Json to_json(const SocProfile& s) {
     for (const auto& [fmt, c] : p.sparse) jp["sparse_speedup"][to_string(fmt)] = {{"sparsity", c.sparsity}, {"speedup", c.speedup}};
     j["processors"].push_back(jp);
   }
+  if (s.engine) j["engine_overhead"] = to_json(*s.engine);
   return j;
 }
 

@@ -5,6 +5,12 @@
 // op outside its set) cannot be loaded or simulated there, and the estimator built from the
 // runner (sim/estimator.hpp) marks them unplaceable. It accounts the energy of what it ran.
 // run() exists for the concept: it sleeps the modelled time and returns no tensors.
+// With a profile's engine_overhead (a fitted machine), simulate(t, s, b, p, start_ms), which the
+// DiscreteEvent engine calls, adds the engine's own cost sampled with a seeded RNG (same seed,
+// same run): the dispatch before a request's first block and the hand-off from another
+// processor when p's worker was idle (it must be woken), else the between-blocks bookkeeping;
+// and scales the block by the in-engine block-time factor (x shared_core_slowdown while another
+// processor is running a block), plus a preemption stall with the profile's probability.
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -52,6 +58,9 @@ class SimRunner {
     const int P = num_processors();
     cost_.resize(tasks_.size());
     last_proc_.resize(tasks_.size());
+    busy_from_.assign(procs_.size(), -1.0);
+    timeline_.resize(tasks_.size());
+    busy_until_.assign(procs_.size(), -1.0);
     energy_j_.assign(tasks_.size(), 0.0);
     for (std::size_t t = 0; t < tasks_.size(); ++t) {
       const auto& tm = tasks_[t];
@@ -95,23 +104,10 @@ class SimRunner {
   }
 
   // --- ModelledBlockRunner ---
-  double simulate(TaskIndex t, const StitchedVariant& s, BlockIndex b, ProcessorIndex p) {
-    const auto v = s.choice.at(static_cast<std::size_t>(b));
-    const auto& c = checked(t, b, v, p);
-    double ms = c.ms, j = c.energy_j;
-    // Blocks of one task hand over on the processors the current plan placed them: the last
-    // processor that ran block b-1 of this task is where this block's input comes from.
-    auto& last = last_proc_[static_cast<std::size_t>(t)];
-    if (b > 0 && last[b - 1] >= 0 && last[b - 1] != p) ms += transfer_ms(t, b), j += transfer_energy_j(t, b);
-    if (b > 0 && s.choice[b] != s.choice[b - 1]) {
-      const double r = repair_ms(t, b, p);
-      ms += r;
-      j += procs_[p].active_w * r * 1e-3;
-    }
-    last[b] = p;
-    energy_j_[static_cast<std::size_t>(t)] += j;
-    blocks_run_++;
-    return ms;
+  double simulate(TaskIndex t, const StitchedVariant& s, BlockIndex b, ProcessorIndex p) { return simulate_at(t, s, b, p, nullptr); }
+  // The same, started at simulated time start_ms: adds the engine overhead (if the profile has it).
+  double simulate(TaskIndex t, const StitchedVariant& s, BlockIndex b, ProcessorIndex p, double start_ms) {
+    return simulate_at(t, s, b, p, &start_ms);
   }
 
   // --- BlockRunner ---
@@ -120,6 +116,59 @@ class SimRunner {
     std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms));
     return {};
   }
+
+ private:
+  double simulate_at(TaskIndex t, const StitchedVariant& s, BlockIndex b, ProcessorIndex p, const double* start) {
+    const auto v = s.choice.at(static_cast<std::size_t>(b));
+    const auto& c = checked(t, b, v, p);
+    double ms = c.ms, j = c.energy_j;
+    auto& last = last_proc_[static_cast<std::size_t>(t)];
+    const bool from_other = b > 0 && last[b - 1] >= 0 && last[b - 1] != p;
+    double overhead = 0;
+    if (start && soc_.engine) {
+      const auto& eo = *soc_.engine;
+      const auto pi = static_cast<std::size_t>(p);
+      double factor = eo.block_time_factor.at(rng_.uniform());
+      bool shared = false;
+      for (std::size_t q = 0; q < procs_.size(); ++q)
+        shared = shared || (q != pi && busy_from_[q] <= *start && busy_until_[q] > *start);
+      if (shared) factor *= eo.shared_core_slowdown;
+      j += procs_[pi].active_w * c.ms * (factor - 1) * 1e-3;  // a slower run burns active power longer
+      ms = c.ms * factor;
+      const double us = rng_.uniform(), uq = rng_.uniform();
+      if (us < eo.stall_probability) ms += eo.stall_ms.at(uq);  // preempted: time passes, no work done
+      // p's worker sleeps unless a block of p ended no earlier than now (it takes the next at once).
+      const bool idle = *start > busy_until_[pi];
+      const double u = rng_.uniform();
+      overhead = !idle ? eo.continue_ms.at(u) : b == 0 ? eo.dispatch_ms.at(u) : from_other ? eo.handoff_ms.at(u) : eo.continue_ms.at(u);
+    }
+    // Blocks of one task hand over on the processors the current plan placed them: the last
+    // processor that ran block b-1 of this task is where this block's input comes from.
+    if (from_other) ms += transfer_ms(t, b), j += transfer_energy_j(t, b);
+    if (b > 0 && s.choice[b] != s.choice[b - 1]) {
+      const double r = repair_ms(t, b, p);
+      ms += r;
+      j += procs_[p].active_w * r * 1e-3;
+    }
+    last[b] = p;
+    energy_j_[static_cast<std::size_t>(t)] += j;
+    if (start && *start >= 0 && *start < kMaxBuckets * kBucketMs) {  // the timeline for windowed power (bounded)
+      auto& tl = timeline_[static_cast<std::size_t>(t)];
+      const auto k = static_cast<std::size_t>(*start / kBucketMs);
+      if (tl.size() <= k) tl.resize(k + 1, 0.0);
+      tl[k] += j;
+    }
+    blocks_run_++;
+    ms += overhead;
+    overhead_ms_ += overhead;
+    if (start) {
+      busy_from_[static_cast<std::size_t>(p)] = *start;
+      busy_until_[static_cast<std::size_t>(p)] = *start + ms;
+    }
+    return ms;
+  }
+
+ public:
   bool is_resident(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
     return resident_.count({t, b, v, p}) != 0;
   }
@@ -143,8 +192,29 @@ class SimRunner {
     return e;
   }
   std::uint64_t blocks_run() const { return blocks_run_; }
-  // Forgets residency, energy and hand-over history (between policy runs).
-  void reset() {
+  // Task t's highest average power (W) over any window of window_s in simulated time (blocks
+  // counted at their start, in 10 ms steps); 0 before any timed simulate().
+  double max_window_power_w(TaskIndex t, double window_s) const {
+    const auto& tl = timeline_.at(static_cast<std::size_t>(t));
+    const auto w = std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(window_s * 1000.0 / kBucketMs)));
+    double sum = 0, best = 0;
+    for (std::size_t k = 0; k < tl.size(); ++k) {
+      sum += tl[k];
+      if (k >= w) sum -= tl[k - w];
+      best = std::max(best, sum);
+    }
+    return best / (static_cast<double>(w) * kBucketMs * 1e-3);
+  }
+  // Engine overhead added so far (ms, summed over blocks).
+  double overhead_ms() const { return overhead_ms_; }
+  // Forgets residency, energy and hand-over history (between policy runs); restarts the
+  // overhead sampling from `seed` (every policy sees the same stream).
+  void reset(std::uint64_t seed = 0) {
+    rng_ = SplitMix64(seed);
+    overhead_ms_ = 0;
+    for (auto& tl : timeline_) tl.clear();
+    std::fill(busy_from_.begin(), busy_from_.end(), -1.0);
+    std::fill(busy_until_.begin(), busy_until_.end(), -1.0);
     resident_.clear();
     bytes_ = 0;
     energy_j_.assign(tasks_.size(), 0.0);
@@ -172,6 +242,12 @@ class SimRunner {
   std::set<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>> resident_;
   std::size_t bytes_ = 0;
   std::uint64_t blocks_run_ = 0;
+  SplitMix64 rng_;
+  double overhead_ms_ = 0;
+  std::vector<double> busy_from_, busy_until_;  // [p]: the last block started on p (simulated ms)
+  static constexpr double kBucketMs = 10;
+  static constexpr double kMaxBuckets = 1e6;  // ~3 simulated hours
+  std::vector<std::vector<double>> timeline_;   // [t][10 ms step]: energy of blocks started then (J)
 };
 
 static_assert(runtime::ModelledBlockRunner<SimRunner>);

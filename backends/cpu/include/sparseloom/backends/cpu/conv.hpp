@@ -84,7 +84,7 @@ class Conv2dF32 {
     col_.resize(static_cast<std::size_t>(s.cin * s.kh * s.kw * s.out_h() * s.out_w()));
     if (const SpmmF32* sp = mm_->sparse();
         im2col_mode != Im2col::materialised && sp && sp->format() != Format::sparse24 && s.stride_h == 1 && s.stride_w == 1)
-      try_implicit(*sp, pool, opt.budget_ms, im2col_mode == Im2col::implicit);
+      try_implicit(*sp, w, pool, opt, im2col_mode == Im2col::implicit);
   }
 
   // x: Cin x H x W, y: Cout x Ho x Wo. One run at a time per object (im2col workspace).
@@ -134,7 +134,7 @@ class Conv2dF32 {
 
   // Builds the implicit-im2col variant of the chosen sparse kernel and keeps it (dropping the
   // im2col workspace) when it measures faster, end to end, on this processor.
-  void try_implicit(const SpmmF32& sp, ThreadPool& pool, double budget_ms, bool force) {
+  void try_implicit(const SpmmF32& sp, const float* w, ThreadPool& pool, const ChoiceOptions& opt, bool force) {
     const std::int64_t wp = padded_w(), pl = plane();
     std::vector<std::int64_t> off(static_cast<std::size_t>(s_.cin * s_.kh * s_.kw));
     for (std::int64_t c = 0; c < s_.cin; ++c)
@@ -149,15 +149,34 @@ class Conv2dF32 {
       col_ = {};
       return;
     }
-    std::vector<float> x(static_cast<std::size_t>(s_.cin * s_.h * s_.w), 0.5f), y(static_cast<std::size_t>(s_.cout * s_.out_h() * s_.out_w()));
-    const double with = detail::time_min_ms([&] { run_implicit(x.data(), y.data(), pool, nullptr); }, budget_ms);
-    auto implicit = std::move(implicit_);
-    implicit_.reset();
-    const double without = detail::time_min_ms([&] { run(x.data(), y.data(), pool); }, budget_ms);
-    if (with < without) {
+    auto measure = [&] {
+      std::vector<float> x(static_cast<std::size_t>(s_.cin * s_.h * s_.w), 0.5f), y(static_cast<std::size_t>(s_.cout * s_.out_h() * s_.out_w()));
+      const double with = detail::time_min_ms([&] { run_implicit(x.data(), y.data(), pool, nullptr); }, opt.budget_ms);
+      auto implicit = std::move(implicit_);
+      implicit_.reset();
+      const double without = detail::time_min_ms([&] { run(x.data(), y.data(), pool); }, opt.budget_ms);
       implicit_ = std::move(implicit);
+      return with < without;
+    };
+    // A reload of the same layer (the preloader evicts and loads blocks) keeps the first
+    // measured choice, so it costs no timing and its size is the same as before.
+    bool keep;
+    if (opt.use_cache) {
+      const std::string key = "conv-implicit:" +
+                              std::to_string(detail::hash_bytes(w, static_cast<std::size_t>(s_.cout * s_.cin * s_.kh * s_.kw) * sizeof(float))) +
+                              ":" + std::to_string(s_.cin) + "x" + std::to_string(s_.h) + "x" + std::to_string(s_.w) + ":" +
+                              std::to_string(s_.cout) + "x" + std::to_string(s_.kh) + "x" + std::to_string(s_.kw) + ":p" +
+                              std::to_string(s_.pad_top) + "," + std::to_string(s_.pad_left) + "," + std::to_string(s_.pad_bottom) + "," +
+                              std::to_string(s_.pad_right) + ":d" + std::to_string(s_.dil_h) + "," + std::to_string(s_.dil_w) + ":" +
+                              sp.ukernel_name() + ":t" + std::to_string(opt.threads) + ":b" + std::to_string(opt.budget_ms);
+      keep = FormatCache::instance().decision(key, measure);
+    } else {
+      keep = measure();
+    }
+    if (keep) {
       col_ = {};
     } else {
+      implicit_.reset();
       padded_ = {};
       wide_ = {};
     }

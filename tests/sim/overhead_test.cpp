@@ -1,0 +1,218 @@
+// The simulator's model of the engine's own overhead (sim/engine_overhead.hpp): the profile
+// section and its errors, the quantile distribution, the DES adding it deterministically, and
+// the measurement through the real threaded Engine.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "sparseloom/estimator/from_zoo.hpp"
+#include "sparseloom/optimizer/optimizer.hpp"
+#include "sparseloom/runtime/engine.hpp"
+#include "sparseloom/sim/estimator.hpp"
+#include "sparseloom/sim/measure_overhead.hpp"
+#include "sparseloom/sim/profile.hpp"
+#include "sparseloom/sim/sim_runner.hpp"
+#include "sparseloom/zoo/task_zoo.hpp"
+
+using namespace sparseloom;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kRoot = SPARSELOOM_SOURCE_DIR;
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+json::Json with_overhead() {
+  auto doc = json::load(kRoot / "sim/profiles/orin-agx.json");
+  sim::EngineOverhead eo;
+  eo.dispatch_ms = sim::Quantiles::of({0.01, 0.02, 0.03, 0.05, 0.4});
+  eo.handoff_ms = sim::Quantiles::constant(0.02);
+  eo.continue_ms = sim::Quantiles::constant(0.001);
+  eo.block_time_factor = sim::Quantiles::of({1.0, 1.2, 1.5, 3.0});
+  eo.shared_core_slowdown = 1.3;
+  doc["engine_overhead"] = sim::to_json(eo);
+  return doc;
+}
+
+std::string parse_error(const json::Json& doc) {
+  try {
+    sim::parse_profile(doc, "p.json");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+struct Digits {
+  zoo::TaskZoo z = zoo::load_task(kRoot / "models/zoo/digits_cnn");
+  sim::TaskModel model = sim::task_model(z);
+  estimator::AccuracyModel acc = estimator::fit_accuracy(z.manifest, true, 0.10).model;
+};
+const Digits& digits() {
+  static const Digits d;
+  return d;
+}
+
+// p50 and p99 latency of a 1 s DiscreteEvent run of digits_cnn at 200 rps on the profile's cpu.
+std::pair<double, double> des_latency(const sim::SocProfile& soc, std::uint64_t seed) {
+  const auto& d = digits();
+  sim::SimRunner r({d.model}, soc, {"cpu"});
+  r.reset(seed);
+  const sim::ModelEstimator est(r, {d.acc});
+  Slo slo;
+  slo.deadline_ms = 50, slo.rate_rps = 200, slo.min_accuracy_pct = 90;
+  runtime::Engine<sim::SimRunner, sim::ModelEstimator, optimizer::SparsityAware, runtime::LoadAllPreloader, runtime::DiscreteEvent>
+      eng(r, est, optimizer::SparsityAware{}, {{"cpu", runtime::ProcessorKind::cpu}}, {{"digits", slo}});
+  eng.schedule(runtime::poisson_arrivals({slo}, 1000, 11));
+  REQUIRE(eng.drain());
+  const auto m = eng.metrics();
+  REQUIRE(m.overall.count(runtime::RequestState::on_time) > 100);
+  return {m.overall.p50_ms, m.overall.p99_ms};
+}
+
+}  // namespace
+
+TEST_CASE("SimOverhead.QuantilesSampleTheirDistribution") {
+  std::vector<double> xs;
+  for (int i = 0; i <= 1000; ++i) xs.push_back(i * 0.001);  // uniform on [0, 1]
+  const auto q = sim::Quantiles::of(xs);
+  CHECK(q.q[0] == doctest::Approx(0.0));
+  CHECK(q.median() == doctest::Approx(0.5));
+  CHECK(q.q[7] == doctest::Approx(0.99));
+  CHECK(q.at(0.95) == doctest::Approx(0.95));
+  CHECK(q.at(0.3) == doctest::Approx(0.3));
+  CHECK(q.mean() == doctest::Approx(0.5).epsilon(0.01));
+  // Sampled by inverse CDF: the sample median lands near the distribution's.
+  sim::SplitMix64 rng(3);
+  std::vector<double> s;
+  for (int i = 0; i < 4000; ++i) s.push_back(q.at(rng.uniform()));
+  std::sort(s.begin(), s.end());
+  CHECK(s[2000] == doctest::Approx(0.5).epsilon(0.05));
+  CHECK(sim::Quantiles::of({}).at(0.7) == 0.0);
+}
+
+TEST_CASE("SimOverhead.ProfileSectionRoundTripsAndErrorsNameTheField") {
+  const auto p = sim::parse_profile(with_overhead(), "p.json");
+  REQUIRE(p.engine);
+  CHECK(p.engine->shared_core_slowdown == 1.3);
+  CHECK(p.engine->dispatch_ms.q[8] == doctest::Approx(0.4));
+  const auto again = sim::parse_profile(sim::to_json(p), "<round trip>");
+  REQUIRE(again.engine);
+  CHECK(again.engine->block_time_factor.q == p.engine->block_time_factor.q);
+  // The published profiles carry none: an ideal engine; the committed fit of this machine has one.
+  CHECK(!sim::load_profile(kRoot / "sim/profiles/orin-agx.json").engine);
+  const auto fitted = sim::load_profile(kRoot / "sim/profiles/fitted-amd-epyc.json");
+  REQUIRE(fitted.engine);
+  CHECK(fitted.engine->dispatch_ms.median() > 0);
+  CHECK(fitted.engine->block_time_factor.median() >= 1.0);
+
+  auto doc = with_overhead();
+  doc["engine_overhead"].erase("handoff_ms");
+  auto msg = parse_error(doc);
+  CHECK(contains(msg, "engine_overhead.handoff_ms"));
+  CHECK(contains(msg, "missing"));
+
+  doc = with_overhead();
+  doc["engine_overhead"]["dispatch_ms"].erase("p99");
+  CHECK(contains(parse_error(doc), "engine_overhead.dispatch_ms.p99"));
+
+  doc = with_overhead();
+  doc["engine_overhead"]["continue_ms"]["p50"] = -0.5;
+  msg = parse_error(doc);
+  CHECK(contains(msg, "engine_overhead.continue_ms.p50"));
+  CHECK(contains(msg, "non-negative"));
+
+  doc = with_overhead();
+  doc["engine_overhead"]["dispatch_ms"]["p90"] = 0.0;  // below p75
+  CHECK(contains(parse_error(doc), "must not decrease"));
+
+  doc = with_overhead();
+  doc["engine_overhead"]["shared_core_slowdown"] = 0.5;
+  CHECK(contains(parse_error(doc), "engine_overhead.shared_core_slowdown"));
+
+  doc = with_overhead();
+  doc["engine_overhead"]["stall_probability"] = 1.5;
+  CHECK(contains(parse_error(doc), "engine_overhead.stall_probability"));
+
+  doc = with_overhead();
+  doc["engine_overhead"].erase("stall_ms");
+  CHECK(contains(parse_error(doc), "engine_overhead.stall_ms"));
+
+  doc = with_overhead();
+  doc["engine_overhead"]["version"] = 2;
+  CHECK(contains(parse_error(doc), "engine_overhead.version"));
+
+  doc = with_overhead();
+  doc["engine_overhead"].erase("version");
+  CHECK(contains(parse_error(doc), "engine_overhead.version"));
+}
+
+TEST_CASE("SimOverhead.DesAddsItDeterministically") {
+  const auto ideal = sim::load_profile(kRoot / "sim/profiles/orin-agx.json");
+  auto soc = ideal;
+  sim::EngineOverhead eo;
+  eo.dispatch_ms = sim::Quantiles::constant(0.3);
+  eo.handoff_ms = sim::Quantiles::constant(0.3);
+  eo.continue_ms = sim::Quantiles::constant(0.0);
+  soc.engine = eo;
+  const auto [p50_ideal, p99_ideal] = des_latency(ideal, 1);
+  const auto [p50, p99] = des_latency(soc, 1);
+  // At 200 rps the cpu is mostly idle: nearly every request pays the dispatch once.
+  CHECK(p50 - p50_ideal == doctest::Approx(0.3).epsilon(0.05));
+  // A heavy-tailed block-time factor moves the tail, and the same seed gives the same run.
+  soc.engine = sim::EngineOverhead{};
+  soc.engine->block_time_factor = sim::Quantiles::of({1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 6});
+  const auto a = des_latency(soc, 7), b = des_latency(soc, 7), c = des_latency(soc, 8);
+  CHECK(a == b);
+  CHECK(a != c);
+  CHECK(a.first == doctest::Approx(p50_ideal).epsilon(0.05));
+  CHECK(a.second > p99_ideal * 1.3);
+  CHECK(p99 > p99_ideal);
+  // Stalls: added time on a share of blocks; p50 stays, the tail grows by about the stall.
+  soc.engine = sim::EngineOverhead{};
+  soc.engine->stall_probability = 0.05;
+  soc.engine->stall_ms = sim::Quantiles::constant(4.0);
+  const auto st = des_latency(soc, 7);
+  CHECK(st.first == doctest::Approx(p50_ideal).epsilon(0.05));
+  CHECK(st.second > p99_ideal + 3.5);
+}
+
+TEST_CASE("SimOverhead.MeasuredThroughTheThreadedEngine") {
+  const auto s = sim::measure_engine_overhead(20, 0.5, 1.5);
+  CHECK(s.dispatch_ms.size() == 40);
+  CHECK(s.continue_ms.size() == 20);
+  CHECK(s.handoff_ms.size() == 20);
+  for (double x : s.dispatch_ms) CHECK(x >= 0);
+  // A hand-off wakes another worker; a continuation on one worker does not: it is the cheaper.
+  CHECK(sim::Quantiles::of(s.continue_ms).median() <= sim::Quantiles::of(s.handoff_ms).median());
+  // Every request waits for a worker to wake up: some time, but far below the pauses.
+  CHECK(sim::Quantiles::of(s.dispatch_ms).median() > 0);
+  CHECK(sim::Quantiles::of(s.dispatch_ms).median() < 50);
+}
+
+TEST_CASE("SimOverhead.WindowedPowerOfATask") {
+  const auto& d = digits();
+  const auto soc = sim::load_profile(kRoot / "sim/profiles/orin-agx.json");
+  sim::SimRunner r({d.model}, soc, {"cpu"});
+  const sim::ModelEstimator est(r, {d.acc});
+  Slo slo;
+  slo.deadline_ms = 50, slo.rate_rps = 200, slo.min_accuracy_pct = 90;
+  runtime::Engine<sim::SimRunner, sim::ModelEstimator, optimizer::SparsityAware, runtime::LoadAllPreloader, runtime::DiscreteEvent>
+      eng(r, est, optimizer::SparsityAware{}, {{"cpu", runtime::ProcessorKind::cpu}}, {{"digits", slo}});
+  // 1 s at 200 rps, then 1 s at 20 rps: the busiest 0.5 s window draws well above the mean.
+  auto busy = runtime::poisson_arrivals({slo}, 1000, 4);
+  Slo quiet = slo;
+  quiet.rate_rps = 20;
+  for (auto a : runtime::poisson_arrivals({quiet}, 1000, 5)) busy.push_back({a.time_ms + 1000, a.task});
+  eng.schedule(busy);
+  REQUIRE(eng.drain());
+  const double mean = r.energy_j(0) / 2.0;
+  REQUIRE(mean > 0);
+  CHECK(r.max_window_power_w(0, 2.0) == doctest::Approx(mean).epsilon(0.03));
+  CHECK(r.max_window_power_w(0, 0.5) > 1.5 * mean);
+  CHECK(r.max_window_power_w(0, 0.5) < 2.0 * mean * 1.2);  // at most all of it in the busy second
+  r.reset();
+  CHECK(r.max_window_power_w(0, 1.0) == 0.0);
+}
