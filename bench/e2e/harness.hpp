@@ -147,6 +147,11 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
 #endif
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<estimator::Profiled::Task> et;
+#ifdef SPARSELOOM_E2E_HAS_CPU
+  const std::string cpu_revision = ";cpu_rev=" + std::to_string(cpu::Backend::kRevision);
+#else
+  const std::string cpu_revision;
+#endif
   for (std::size_t t = 0; t < st.zoos.size(); ++t) {
     estimator::ProfileOptions po;
     po.reps = quick ? 5 : 9;
@@ -157,7 +162,7 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
     const estimator::ProfileCacheKey key{man.task, estimator::hash_files(files), pprof,
                                          "reps=" + std::to_string(po.reps) + ";warmup=" + std::to_string(po.warmup) +
                                              ";budget_ms=" + std::to_string(po.budget_ms_per_block) + ";calib=128;hw_threads=" +
-                                             std::to_string(std::thread::hardware_concurrency()) + ";cc=" + __VERSION__};
+                                             std::to_string(std::thread::hardware_concurrency()) + ";cc=" + __VERSION__ + cpu_revision};
     auto cached = profile_cache.empty() ? std::nullopt : estimator::load_cached(profile_cache, key);
     const auto tp0 = std::chrono::steady_clock::now();
     auto prof = cached ? std::move(*cached) : estimator::profile_task(*st.lib, static_cast<TaskIndex>(t), po);

@@ -93,6 +93,55 @@ TEST_CASE("Estimator.Accuracy.InteractionsFittedFromASmallSample") {
   CHECK(m.predict({std::vector<int>(4, 3)}) == doctest::Approx(t.acc({std::vector<int>(4, 3)})));
 }
 
+TEST_CASE("Estimator.Accuracy.LogitAndSwitchTermsFitMultiplicativeDrops") {
+  // Drops that compose in the odds (large drops do not add up past zero) plus a penalty on the
+  // block after every switch that depends only on that block's variant: what the logit space
+  // and the switch terms model and the pp-additive pair model only approximates.
+  const int B = 5, V = 6;
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<std::vector<double>> d(B, std::vector<double>(V)), sw(B, std::vector<double>(V));
+  for (int b = 0; b < B; ++b)
+    for (int v = 1; v < V; ++v) { d[b][v] = 0.8 * u(rng); sw[b][v] = 0.4 * u(rng); }
+  auto truth = [&](const StitchedVariant& s) {
+    double z = 2.0;  // logit of the base's 88 %
+    for (int b = 0; b < B; ++b) {
+      z -= d[b][s.choice[b]];
+      if (b > 0 && s.choice[b] != s.choice[b - 1]) z -= sw[b][s.choice[b]];
+    }
+    return 100.0 / (1.0 + std::exp(-z));
+  };
+  std::vector<double> plain;
+  for (int v = 0; v < V; ++v) plain.push_back(truth({std::vector<int>(B, v)}));
+  std::vector<std::vector<double>> single(B, std::vector<double>(V));
+  std::vector<AccuracySample> train;
+  for (int b = 0; b < B; ++b)
+    for (int v = 0; v < V; ++v) {
+      StitchedVariant s{std::vector<int>(B, 0)};
+      s.choice[b] = v;
+      single[b][v] = truth(s);
+      if (!s.is_plain()) train.push_back({s, single[b][v]});
+    }
+  const auto held = AccuracyModel::sample(B, V, 300, SampleStrategy::random, 4);
+  std::set<std::vector<int>> exclude;
+  for (const auto& s : held) exclude.insert(s.choice);
+  for (const auto& s : AccuracyModel::sample(B, V, 150, SampleStrategy::pair_cover, 2, exclude)) train.push_back({s, truth(s)});
+  auto mae = [&](unsigned features) {
+    AccuracyModel m(B, V, 0, features);
+    m.set_measurements(plain, single);
+    m.fit(train, 0.1);
+    double e = 0;
+    for (const auto& s : held) e += std::abs(m.predict(s) - truth(s));
+    return e / static_cast<double>(held.size());
+  };
+  const double pairs = mae(Features::adjacent), rich = mae(Features::switch_terms | Features::logit);
+  MESSAGE("pp pairs MAE " << pairs << " pp, logit + switch terms MAE " << rich << " pp");
+  CHECK(rich < 0.6);
+  CHECK(rich < 0.25 * pairs);
+  CHECK(AccuracyModel(B, V, 0, Features::switch_terms | Features::skip_pairs).num_features() ==
+        static_cast<std::size_t>(B * V + (B - 1) * V * V + 2 * B * V + (B - 2) * V * V));
+}
+
 TEST_CASE("Estimator.Accuracy.PairCoverSampleCoversEveryAdjacentPair") {
   const auto s = AccuracyModel::sample(3, 5, 60, SampleStrategy::pair_cover, 3);
   std::set<std::tuple<int, int, int>> seen;

@@ -5,6 +5,8 @@
 //       acc(s) ~ acc(base) - sum_b [acc(base) - single(b, s_b)]
 //  2. a ridge model on the residual of (1) with per-(block, variant) terms and per-(cut,
 //     variant pair) interaction terms, fitted on a small sample of measured stitches.
+//     Optional cheap extras (Features): per-(block, variant) x "switch at its input cut" and
+//     x "switch at its output cut" terms, and (block b, block b+2) variant-pair terms.
 // Plain variants are measured, so they are returned exactly.
 #include <algorithm>
 #include <cmath>
@@ -25,16 +27,25 @@ struct AccuracySample {
 
 enum class SampleStrategy { random, pair_cover };
 
+// Feature sets of the residual model (bit flags; adjacent pairs are always on). logit: the
+// zero-shot sum and the residual model work on logit(accuracy) instead of percentage points,
+// so drops compose multiplicatively in the odds (large drops do not add up past zero).
+struct Features {
+  enum : unsigned { adjacent = 0, switch_terms = 1, skip_pairs = 2, logit = 4 };
+};
+
 class AccuracyModel {
  public:
   AccuracyModel() = default;
-  AccuracyModel(int blocks, int variants, int base) : blocks_(blocks), variants_(variants), base_(base) {
+  AccuracyModel(int blocks, int variants, int base, unsigned features = Features::adjacent)
+      : blocks_(blocks), variants_(variants), base_(base), features_(features) {
     single_.assign(static_cast<std::size_t>(blocks), std::vector<double>(static_cast<std::size_t>(variants), 0.0));
     plain_.assign(static_cast<std::size_t>(variants), 0.0);
   }
 
   int blocks() const { return blocks_; }
   int variants() const { return variants_; }
+  unsigned features() const { return features_; }
 
   // plain[v]: measured accuracy of each plain variant; single[b][v]: the base with block b
   // taken from v (single[b][base] = plain[base]).
@@ -47,9 +58,7 @@ class AccuracyModel {
 
   double zero_shot(const StitchedVariant& s) const {
     if (s.is_plain()) return plain_.at(s.choice.front());
-    double acc = plain_[base_];
-    for (int b = 0; b < blocks_; ++b) acc -= plain_[base_] - single_[b][s.choice[b]];
-    return acc;
+    return from_space(zero_shot_space(s));
   }
 
   // Fits the residual model; samples may include plain variants and single swaps.
@@ -58,7 +67,7 @@ class AccuracyModel {
     std::vector<double> y;
     for (const auto& a : samples) {
       x.push_back(features(a.s));
-      y.push_back(a.accuracy_pct - zero_shot(a.s));
+      y.push_back(to_space(a.accuracy_pct) - zero_shot_space(a.s));
     }
     w_ = x.empty() ? std::vector<double>() : ridge(x, y, lambda);
   }
@@ -67,17 +76,21 @@ class AccuracyModel {
     check(static_cast<int>(s.choice.size()) == blocks_, ErrorCode::invalid_argument, "AccuracyModel",
           "stitch has " + std::to_string(s.choice.size()) + " blocks, the model " + std::to_string(blocks_));
     if (s.is_plain()) return plain_.at(s.choice.front());
-    double acc = zero_shot(s);
+    double z = zero_shot_space(s);
     if (!w_.empty()) {
       const auto f = features(s);
-      for (std::size_t i = 0; i < f.size(); ++i) acc += f[i] * w_[i];
+      for (std::size_t i = 0; i < f.size(); ++i) z += f[i] * w_[i];
     }
+    const double acc = from_space(z);
     // A stitch is not trusted to beat the best measured variant by more than noise.
     return std::clamp(acc, 0.0, std::min(100.0, *std::max_element(plain_.begin(), plain_.end()) + 0.5));
   }
 
   std::size_t num_features() const {
-    return static_cast<std::size_t>(blocks_ * variants_ + (blocks_ - 1) * variants_ * variants_);
+    std::size_t n = static_cast<std::size_t>(blocks_ * variants_ + (blocks_ - 1) * variants_ * variants_);
+    if (features_ & Features::switch_terms) n += static_cast<std::size_t>(2 * blocks_ * variants_);
+    if (features_ & Features::skip_pairs) n += static_cast<std::size_t>(std::max(0, blocks_ - 2) * variants_ * variants_);
+    return n;
   }
 
   // A fitting sample of n stitched (non-plain) variants. pair_cover first makes every
@@ -129,17 +142,47 @@ class AccuracyModel {
   }
 
  private:
+  // Accuracy (%) in the space the model adds in: pp, or logit of the fraction correct.
+  double to_space(double acc) const {
+    if (!(features_ & Features::logit)) return acc;
+    const double p = std::clamp(acc / 100.0, 0.002, 0.998);
+    return std::log(p / (1 - p));
+  }
+  double from_space(double z) const { return features_ & Features::logit ? 100.0 / (1.0 + std::exp(-z)) : z; }
+  double zero_shot_space(const StitchedVariant& s) const {
+    const double base = to_space(plain_[base_]);
+    double z = base;
+    for (int b = 0; b < blocks_; ++b) z -= base - to_space(single_[b][s.choice[b]]);
+    return z;
+  }
+
   std::vector<double> features(const StitchedVariant& s) const {
     std::vector<double> f(num_features(), 0.0);
     for (int b = 0; b < blocks_; ++b) f[static_cast<std::size_t>(b * variants_ + s.choice[b])] = 1.0;
-    const std::size_t off = static_cast<std::size_t>(blocks_ * variants_);
+    std::size_t off = static_cast<std::size_t>(blocks_ * variants_);
+    const auto V = static_cast<std::size_t>(variants_);
     for (int b = 0; b + 1 < blocks_; ++b)
       if (s.choice[b] != s.choice[b + 1])
         f[off + static_cast<std::size_t>((b * variants_ + s.choice[b]) * variants_ + s.choice[b + 1])] = 1.0;
+    off += static_cast<std::size_t>(blocks_ - 1) * V * V;
+    if (features_ & Features::switch_terms) {
+      // How block b's variant fares right after / right before a switch, whatever the neighbour.
+      for (int b = 0; b < blocks_; ++b) {
+        const auto i = static_cast<std::size_t>(b) * V + static_cast<std::size_t>(s.choice[b]);
+        if (b > 0 && s.choice[b] != s.choice[b - 1]) f[off + i] = 1.0;
+        if (b + 1 < blocks_ && s.choice[b] != s.choice[b + 1]) f[off + static_cast<std::size_t>(blocks_) * V + i] = 1.0;
+      }
+      off += 2 * static_cast<std::size_t>(blocks_) * V;
+    }
+    if (features_ & Features::skip_pairs)
+      for (int b = 0; b + 2 < blocks_; ++b)
+        if (s.choice[b] != s.choice[b + 2])
+          f[off + (static_cast<std::size_t>(b) * V + static_cast<std::size_t>(s.choice[b])) * V + static_cast<std::size_t>(s.choice[b + 2])] = 1.0;
     return f;
   }
 
   int blocks_ = 0, variants_ = 0, base_ = 0;
+  unsigned features_ = Features::adjacent;
   std::vector<double> plain_;
   std::vector<std::vector<double>> single_;
   std::vector<double> w_;

@@ -88,4 +88,76 @@ inline AccuracyError evaluate(const AccuracyModel& model, const std::vector<Accu
   return e;
 }
 
+// The manifest's measured stitches (with or without repair) as samples: the held-out truth.
+inline std::vector<AccuracySample> manifest_stitches(const zoo::Manifest& m, bool repair) {
+  std::vector<AccuracySample> out;
+  for (const auto& r : repair ? m.stitched_repair : m.stitched_no_repair) out.push_back({stitch_of(m, r.variants), r.accuracy_pct});
+  return out;
+}
+
+// A model holding the manifest's plain variants and single swaps (zero-shot ready), and those
+// single swaps as training samples.
+inline AccuracyModel zero_shot_model(const zoo::Manifest& m, bool repair, unsigned features,
+                                     std::vector<AccuracySample>* singles_out = nullptr) {
+  const int B = static_cast<int>(m.blocks.size()), V = static_cast<int>(m.variants.size()), base = m.variant_index(m.base);
+  const auto& singles = repair ? m.single_swap_repair : m.single_swap;
+  check(!singles.empty(), ErrorCode::parse, m.task, "the manifest has no single-swap check to fit on");
+  std::vector<double> plain;
+  for (const auto& v : m.variants) plain.push_back(v.accuracy_pct);
+  std::vector<std::vector<double>> single(static_cast<std::size_t>(B), std::vector<double>(static_cast<std::size_t>(V)));
+  for (int v = 0; v < V; ++v)
+    for (int b = 0; b < B; ++b) single[b][v] = v == base ? plain[base] : singles.at(v).at(b);
+  AccuracyModel model(B, V, base, features);
+  model.set_measurements(plain, single);
+  if (singles_out)
+    for (int b = 0; b < B; ++b)
+      for (int v = 0; v < V; ++v) {
+        StitchedVariant s{std::vector<int>(static_cast<std::size_t>(B), base)};
+        s.choice[b] = v;
+        if (!s.is_plain()) singles_out->push_back({s, single[b][v]});
+      }
+  return model;
+}
+
+struct FitChoice {
+  unsigned features = Features::adjacent;
+  double lambda = 2.0;
+  double cv_mae_pp = 0;  // mean absolute error over the folds of the fitting sample
+};
+
+// Fits on measured stitched samples (plus the manifest's plain variants and single swaps), with
+// the feature set and ridge lambda chosen by k-fold cross-validation on `measured` alone: the
+// held-out stitches never influence the choice.
+inline AccuracyModel fit_cross_validated(const zoo::Manifest& m, bool repair, const std::vector<AccuracySample>& measured,
+                                         const std::vector<unsigned>& feature_sets, const std::vector<double>& lambdas,
+                                         int folds = 5, FitChoice* chosen = nullptr, std::uint64_t seed = 11) {
+  check(!feature_sets.empty() && !lambdas.empty() && folds >= 2, ErrorCode::invalid_argument, "fit_cross_validated",
+        "need a feature set, a lambda and >= 2 folds");
+  std::vector<std::size_t> order(measured.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(seed));
+  FitChoice best;
+  best.cv_mae_pp = -1;
+  for (unsigned fs : feature_sets)
+    for (double lambda : lambdas) {
+      double err = 0;
+      std::size_t n = 0;
+      for (int k = 0; k < folds && measured.size() >= static_cast<std::size_t>(folds); ++k) {
+        std::vector<AccuracySample> train, test;
+        AccuracyModel model = zero_shot_model(m, repair, fs, &train);
+        for (std::size_t i = 0; i < order.size(); ++i) (static_cast<int>(i % folds) == k ? test : train).push_back(measured[order[i]]);
+        model.fit(train, lambda);
+        for (const auto& a : test) { err += std::abs(model.predict(a.s) - a.accuracy_pct); ++n; }
+      }
+      const double mae = n ? err / static_cast<double>(n) : 0;
+      if (best.cv_mae_pp < 0 || mae < best.cv_mae_pp) best = {fs, lambda, mae};
+    }
+  std::vector<AccuracySample> train;
+  AccuracyModel model = zero_shot_model(m, repair, best.features, &train);
+  train.insert(train.end(), measured.begin(), measured.end());
+  model.fit(train, best.lambda);
+  if (chosen) *chosen = best;
+  return model;
+}
+
 }  // namespace sparseloom::estimator

@@ -572,6 +572,9 @@ class Executable {
 class Backend {
  public:
   using Executable = cpu::Executable;
+  // Bumped whenever kernels, formats or workspaces change what a compiled block costs in time or
+  // bytes: persisted block profiles (the e2e harness's profile cache) include it in their key.
+  static constexpr int kRevision = 2;
 
   // threads = 0: pools are made on demand, one per thread count asked for. Otherwise one pool of
   // `threads` workers (pinned to `cores` when given) serves every executable of this instance.

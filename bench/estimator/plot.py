@@ -1,0 +1,42 @@
+"""Plots bench/results/estimator.json: per task, predicted vs measured accuracy of the held-out
+stitches (repair on), and measured accuracy vs measured latency of the timed stitches against
+the plain variants' front. Usage: python bench/estimator/plot.py [JSON] [PNG]"""
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+src = sys.argv[1] if len(sys.argv) > 1 else "bench/results/estimator.json"
+dst = sys.argv[2] if len(sys.argv) > 2 else "bench/results/estimator.png"
+tasks = json.load(open(src))["tasks"]
+fig, ax = plt.subplots(2, len(tasks), figsize=(4 * len(tasks), 7.5), squeeze=False)
+for i, t in enumerate(tasks):
+    a = ax[0][i]
+    p, m = t["held_out_predicted_pct"], t["held_out_measured_pct"]
+    a.scatter(m, p, s=6, alpha=0.5)
+    lo, hi = min(m + p), max(m + p)
+    a.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    a.set_title(f"{t['task']}: MAE {t['accuracy_mae_pp']:.2f} pp, rho {t['rank_corr']:.3f}\n"
+                f"{100 * t['fraction_profiled']:.2f} % of space measured", fontsize=9)
+    a.set_xlabel("measured accuracy (%)")
+    a.set_ylabel("predicted accuracy (%)")
+    b = ax[1][i]
+    b.scatter(t["timed_stitch_latency_ms"], t["timed_stitch_accuracy_pct"], s=6, alpha=0.5, label="stitched (held out)")
+    pl = sorted(zip(t["plain_latency_ms"], t["plain_accuracy_pct"]))
+    front, best = [], -1.0
+    for lat, acc in pl:
+        if acc > best:
+            front.append((lat, acc))
+            best = acc
+    b.scatter([x for x, _ in pl], [y for _, y in pl], c="r", s=14, label="plain variants")
+    b.step([x for x, _ in front], [y for _, y in front], "r-", where="post", lw=0.8)
+    b.set_title(f"Pareto gains: {t['pareto_gain_count']} (cpu, 1 thread)", fontsize=9)
+    b.set_xlabel("measured latency (ms)")
+    b.set_ylabel("accuracy (%)")
+    b.legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(dst, dpi=110)
+print("wrote", dst)
