@@ -122,6 +122,11 @@ struct RefNode {
   }
 };
 
+// A shape known at compile time with no empty or unknown dim: native steps need one.
+inline bool static_positive(const Shape& s) {
+  return std::all_of(s.begin(), s.end(), [](std::int64_t d) { return d > 0; });
+}
+
 inline std::vector<float> const_floats(const Tensor& t) {
   const Tensor c = t.contiguous();
   return std::vector<float>(c.data<float>(), c.data<float>() + c.numel());
@@ -658,8 +663,7 @@ inline std::shared_ptr<Executable::EwStep> Backend::elementwise_step(const ir::N
   Shape a, b;
   if (!info(n.inputs[0], a) || !info(n.inputs[1], b) || g.value(n.outputs[0]).dtype != DType::f32) return nullptr;
   const Shape out = g.value(n.outputs[0]).shape;
-  auto positive = [](const Shape& v) { return std::all_of(v.begin(), v.end(), [](std::int64_t d) { return d > 0; }); };
-  if (out.empty() || !positive(out) || !positive(a) || !positive(b)) return nullptr;
+  if (out.empty() || !detail::static_positive(out) || !detail::static_positive(a) || !detail::static_positive(b)) return nullptr;
   auto e = std::make_shared<Executable::EwStep>();
   e->op = op->second;
   e->shape = out;
@@ -701,8 +705,9 @@ inline std::shared_ptr<Executable::PwStep> Backend::pointwise_step(const ir::Nod
   if (n.inputs.empty() || n.inputs[0].empty() || consts.count(n.inputs[0]) || n.outputs.size() != 1) return nullptr;
   const auto& in = g.value(n.inputs[0]);
   const auto& out = g.value(n.outputs[0]);
-  auto positive = [](const Shape& v) { return std::all_of(v.begin(), v.end(), [](std::int64_t d) { return d > 0; }); };
-  if (in.dtype != DType::f32 || out.dtype != DType::f32 || in.shape.empty() || !positive(in.shape) || !positive(out.shape)) return nullptr;
+  if (in.dtype != DType::f32 || out.dtype != DType::f32 || in.shape.empty() || !detail::static_positive(in.shape) ||
+      !detail::static_positive(out.shape))
+    return nullptr;
   auto p = std::make_shared<Executable::PwStep>();
   p->in = n.inputs[0];
   p->out = n.outputs[0];
@@ -1029,8 +1034,8 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     if (!kernel && !tr && !qs && n.op == "MatMul" && n.inputs.size() == 2 && !is_const(n.inputs[0]) && !is_const(n.inputs[1]) &&
         g.value(n.inputs[0]).dtype == DType::f32 && g.value(n.inputs[1]).dtype == DType::f32) {
       const Shape as = shape_of(n.inputs[0]), bs = shape_of(n.inputs[1]);
-      auto positive = [](const Shape& v) { return std::all_of(v.begin(), v.end(), [](std::int64_t d) { return d > 0; }); };
-      const bool same_batch = as.size() >= 2 && positive(as) && positive(bs) && as.size() == bs.size() && std::equal(as.begin(), as.end() - 2, bs.begin()) &&
+      const bool same_batch = as.size() >= 2 && detail::static_positive(as) && detail::static_positive(bs) &&
+                              as.size() == bs.size() && std::equal(as.begin(), as.end() - 2, bs.begin()) &&
                               as.back() == bs[bs.size() - 2];
       if (same_batch && shape_of(n.outputs.at(0)).size() == as.size()) {
         mms = std::make_shared<Executable::MmStep>();

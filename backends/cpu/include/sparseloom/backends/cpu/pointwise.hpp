@@ -20,24 +20,21 @@ enum class Binary : std::uint8_t { add, sub, mul, div, pow };
 enum class Bcast : std::uint8_t { same, scalar, vector, row };
 
 namespace detail {
-// Tasks for n elements: one per ~16 k elements (smaller splits cost more than they gain).
-inline int pointwise_parts(std::int64_t n, int threads) {
-  return static_cast<int>(std::clamp<std::int64_t>(n / 16384, 1, std::max(threads, 1)));
-}
-
-inline float apply(Unary op, float v) {
+// Calls f with the element function of `op`, so each op gets its own loop (the switch is
+// outside it) and the loop vectorises where the op's math does.
+template <class F>
+void with_unary(Unary op, F f) {
   switch (op) {
-    case Unary::relu: return v > 0.f ? v : 0.f;
-    case Unary::erf: return std::erf(v);
-    case Unary::sqrt: return std::sqrt(v);
-    case Unary::tanh: return std::tanh(v);
-    case Unary::sigmoid: return 1.f / (1.f + std::exp(-v));
-    case Unary::exp: return std::exp(v);
-    case Unary::neg: return -v;
-    case Unary::abs: return std::fabs(v);
-    case Unary::reciprocal: return 1.f / v;
+    case Unary::relu: return f([](float v) { return v > 0.f ? v : 0.f; });
+    case Unary::erf: return f([](float v) { return std::erf(v); });
+    case Unary::sqrt: return f([](float v) { return std::sqrt(v); });
+    case Unary::tanh: return f([](float v) { return std::tanh(v); });
+    case Unary::sigmoid: return f([](float v) { return 1.f / (1.f + std::exp(-v)); });
+    case Unary::exp: return f([](float v) { return std::exp(v); });
+    case Unary::neg: return f([](float v) { return -v; });
+    case Unary::abs: return f([](float v) { return std::fabs(v); });
+    case Unary::reciprocal: return f([](float v) { return 1.f / v; });
   }
-  return v;
 }
 
 // One op per loop (the switch is outside), so each loop vectorises where its math does.
@@ -59,16 +56,19 @@ void binary_range(const float* __restrict x, const float* __restrict s, float* _
 
 // y[i] = op(x[i]) for n elements.
 inline void unary(Unary op, const float* x, float* y, std::int64_t n, ThreadPool& pool, int threads) {
-  const int parts = detail::pointwise_parts(n, threads);
+  const int parts = split_parts(n, threads);
   pool.run(parts, [=](int t) {
-    for (std::int64_t i = n * t / parts; i < n * (t + 1) / parts; ++i) y[i] = detail::apply(op, x[i]);
+    const std::int64_t i0 = n * t / parts, i1 = n * (t + 1) / parts;
+    detail::with_unary(op, [&](auto f) {
+      for (std::int64_t i = i0; i < i1; ++i) y[i] = f(x[i]);
+    });
   });
 }
 
 // y = x op s (or s op x when s_first), s broadcast by bc; then max(y, 0) when relu.
 inline void binary(Binary op, const float* x, const float* s, float* y, std::int64_t n, std::int64_t d, Bcast bc, bool s_first,
                    bool relu, ThreadPool& pool, int threads) {
-  const int parts = detail::pointwise_parts(n, threads);
+  const int parts = split_parts(n, threads);
   pool.run(parts, [=](int t) {
     const std::int64_t i0 = n * t / parts, i1 = n * (t + 1) / parts;
     switch (op) {
@@ -85,7 +85,7 @@ inline void binary(Binary op, const float* x, const float* s, float* y, std::int
 
 // ReduceMean over the last axis (rows x d -> rows), accumulated in double as the reference.
 inline void mean_last(const float* x, float* y, std::int64_t rows, std::int64_t d, ThreadPool& pool, int threads) {
-  const int parts = detail::pointwise_parts(rows * d, threads);
+  const int parts = split_parts(rows * d, threads);
   pool.run(parts, [=](int t) {
     for (std::int64_t r = rows * t / parts; r < rows * (t + 1) / parts; ++r) {
       double acc = 0;
@@ -97,7 +97,7 @@ inline void mean_last(const float* x, float* y, std::int64_t rows, std::int64_t 
 
 // Softmax over the last axis, as the reference: max-shifted exp, sum in double.
 inline void softmax_last(const float* x, float* y, std::int64_t rows, std::int64_t d, ThreadPool& pool, int threads) {
-  const int parts = detail::pointwise_parts(rows * d, threads);
+  const int parts = split_parts(rows * d, threads);
   pool.run(parts, [=](int t) {
     for (std::int64_t r = rows * t / parts; r < rows * (t + 1) / parts; ++r) {
       const float* a = x + r * d;

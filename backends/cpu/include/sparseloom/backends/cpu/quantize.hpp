@@ -31,7 +31,7 @@ inline void quantize_u8_range(const float* __restrict x, std::uint8_t* __restric
 
 inline void quantize_u8(const float* x, std::int64_t n, float scale, std::int32_t zero_point, std::uint8_t* y, ThreadPool& pool,
                         int threads) {
-  const int parts = static_cast<int>(std::clamp<std::int64_t>(n / 65536, 1, std::max(threads, 1)));
+  const int parts = split_parts(n, threads, 65536);
   pool.run(parts, [=](int t) {
     const std::int64_t i0 = n * t / parts, i1 = n * (t + 1) / parts;
     quantize_u8_range(x + i0, y + i0, i1 - i0, scale, zero_point);

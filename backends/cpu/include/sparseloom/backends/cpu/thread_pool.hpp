@@ -4,6 +4,7 @@
 // thread count and core set, from different runtime worker threads. OpenMP's one global team
 // (which oneDNN uses) cannot give each of them its own pinned team; this pool can. Workers
 // spin briefly between jobs (layers follow each other within microseconds), then sleep.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -22,6 +23,12 @@
 #include "sparseloom/core/error.hpp"
 
 namespace sparseloom::cpu {
+
+// Tasks to split `work` elements of a memory-bound loop into: one per `grain` elements, at most
+// `threads` (smaller splits cost more in hand-offs than they gain).
+inline int split_parts(std::int64_t work, int threads, std::int64_t grain = 16384) {
+  return static_cast<int>(std::clamp<std::int64_t>(work / grain, 1, std::max(threads, 1)));
+}
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__)

@@ -28,17 +28,13 @@ void transpose_band(const T* src, std::int64_t lds, T* dst, std::int64_t ldd, st
   }
 }
 
-// Tasks for n elements of copying: one per ~16 k elements, at most `threads`.
-inline int copy_parts(std::int64_t n, int threads) {
-  return static_cast<int>(std::clamp<std::int64_t>(n / 16384, 1, std::max(threads, 1)));
-}
 }  // namespace detail
 
 // dst (cols x rows, row-major) = transpose of src (rows x cols, row-major), on `threads`
 // tasks of `pool`.
 template <class T>
 void transpose_2d(const T* src, std::int64_t rows, std::int64_t cols, T* dst, ThreadPool& pool, int threads) {
-  const int parts = detail::copy_parts(rows * cols, threads);
+  const int parts = split_parts(rows * cols, threads);
   const std::int64_t bands = (cols + detail::kTile - 1) / detail::kTile;
   pool.run(parts, [&](int t) {
     const std::int64_t a0 = bands * t / parts * detail::kTile, a1 = std::min(cols, bands * (t + 1) / parts * detail::kTile);
@@ -94,7 +90,7 @@ void permute_typed(const T* src, T* dst, const PermPlan& p, std::int64_t numel, 
     const std::int64_t len = p.shape.back(), runs = numel / len;
     std::vector<std::size_t> outer;
     for (std::size_t d = 0; d + 1 < r; ++d) outer.push_back(d);
-    const int parts = copy_parts(numel, threads);
+    const int parts = split_parts(numel, threads);
     pool.run(parts, [&](int t) {
       for (std::int64_t i = runs * t / parts; i < runs * (t + 1) / parts; ++i) {
         std::int64_t io, oo;
@@ -113,7 +109,7 @@ void permute_typed(const T* src, T* dst, const PermPlan& p, std::int64_t numel, 
     if (d != j) outer.push_back(d);
   const std::int64_t rows = p.shape[j], cols = p.shape.back(), bands = (rows + kTile - 1) / kTile;
   const std::int64_t units = numel / (rows * cols) * bands;
-  const int parts = copy_parts(numel, threads);
+  const int parts = split_parts(numel, threads);
   pool.run(parts, [&](int t) {
     for (std::int64_t u = units * t / parts; u < units * (t + 1) / parts; ++u) {
       std::int64_t io, oo;
