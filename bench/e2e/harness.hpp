@@ -125,6 +125,7 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
     runtime::ProcessorSpec ps;
     ps.name = p.name;
     ps.kind = p.kind == "gpu" ? runtime::ProcessorKind::gpu : p.kind == "npu" ? runtime::ProcessorKind::npu : runtime::ProcessorKind::cpu;
+    ps.memory_budget_bytes = static_cast<std::size_t>(p.memory_budget_bytes);
     st.procs.push_back(ps);
   }
   // Stitch repairs in the engine use 128 calibration images: the per-channel statistics are
@@ -247,7 +248,9 @@ struct RunOptions {
 
 template <class Policy, class Pre = runtime::LoadAllPreloader>
 Row run_policy(Setup& st, const std::string& name, Policy policy, double duration_s, RunOptions ro = {}, Pre pre = Pre{}) {
-  // Each policy starts from an empty library: memory figures are its own.
+  // Each policy starts from an empty library: memory figures are its own, and it computes its
+  // own stitch repairs (cached repairs would hand a later policy the first one's stitch time).
+  if (ro.fresh_library) st.lib->clear_repairs();
   if (ro.fresh_library)
     for (int t = 0; t < st.lib->num_tasks(); ++t)
       for (int b = 0; b < st.lib->num_blocks(t); ++b)

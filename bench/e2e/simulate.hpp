@@ -78,6 +78,8 @@ inline SimSetup build_sim(const std::string& scenario_path, const std::string& p
     runtime::ProcessorSpec ps;
     ps.name = n;
     ps.kind = kind_of(st.soc.processors[static_cast<std::size_t>(st.soc.index_of(n))].kind);
+    for (const auto& sp : st.sc.processors)  // a device budget the scenario gives this processor by name
+      if (sp.name == n) ps.memory_budget_bytes = static_cast<std::size_t>(sp.memory_budget_bytes);
     st.procs.push_back(ps);
   }
   for (std::size_t t = 0; t < st.sc.tasks.size(); ++t) {

@@ -14,8 +14,11 @@
 
 #include "../machine.hpp"
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -41,6 +44,20 @@ using Proc = reference::Backend;
 Proc make_backend() { return reference::Backend{}; }
 #endif
 
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+// /proc/loadavg's first three fields ("" where unreadable).
+std::string load_average() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return f ? a + " " + b + " " + c : "";
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -50,6 +67,7 @@ std::string feature_name(unsigned f) {
   if (f & estimator::Features::switch_terms) n += "+sw";
   if (f & estimator::Features::skip_pairs) n += "+skip";
   if (f & estimator::Features::logit) n += ",logit";
+  if (f & estimator::Features::calibrated) n += ",cal";
   return n;
 }
 
@@ -64,19 +82,26 @@ struct ModeResult {
 int main(int argc, char** argv) {
   CLI::App app{"SparseLoom estimator error on held-out stitched variants"};
   std::string zoo_dir = "models/zoo", json_path, cache_dir = "out/estimator-cache", only;
-  bool quick = false;
+  bool quick = false, repair_only = false;
   double fraction = 0.02;
   int latency_stitches = 300, check_stitches = 20, folds = 5;
+  int workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency())), speedup_stitches = 0;
   app.add_option("--zoo", zoo_dir, "zoo directory");
   app.add_option("--json", json_path, "write results as JSON");
   app.add_option("--fit-fraction", fraction, "share of each task's stitched space measured for fitting (<= 0.10)")
       ->check(CLI::Range(0.0, 0.10));
-  app.add_option("--latency-stitches", latency_stitches, "held-out stitches timed end to end (latency MAPE and Pareto gains)");
+  app.add_option("--latency-stitches", latency_stitches,
+                 "held-out stitches timed end to end (latency MAPE and Pareto gains); 0: no latency part");
   app.add_option("--check-stitches", check_stitches, "held-out stitches also measured in C++ against the manifest");
   app.add_option("--cache", cache_dir, "folder of measured-accuracy caches");
   app.add_option("--task", only, "run one task only");
+  app.add_option("--workers", workers, "threads measuring accuracy, each with its own compiled blocks (default: all cores)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--speedup-check", speedup_stitches,
+                 "also measure N uncached sample stitches (repair on) with 1 worker and with --workers, check they agree, print the speed-up");
   std::vector<std::string> per_task;
   app.add_option("--task-fraction", per_task, "TASK=F: another fit fraction for one task (repeatable)");
+  app.add_flag("--repair-only", repair_only, "skip the no-repair measurement and fit (no \"no_repair\" entry in the JSON)");
   app.add_flag("--quick", quick, "digits_cnn only (unless --task), <= 0.2 % fraction, 12 timed stitches, 4 checked: under 60 s from a cold cache");
   CLI11_PARSE(app, argc, argv);
   if (quick) {
@@ -90,10 +115,11 @@ int main(int argc, char** argv) {
     json::Json out;
     out["machine"] = {{"cpu", cpu_model()}, {"threads", std::thread::hardware_concurrency()}};
     out["fit_fraction"] = fraction;
-    out["accuracy_backend"] = std::string(Proc::name()) + ", 1 thread";
-    std::printf("machine: %s; accuracy measured and latency on the %s backend, 1 thread\n", cpu_model().c_str(),
-                std::string(Proc::name()).c_str());
-    std::printf("%-14s %6s %7s %6s %7s %6s %7s %14s %8s %7s %6s\n", "task", "repair", "MAE pp", "rho", "adj MAE", "zs MAE",
+    out["accuracy_backend"] = std::string(Proc::name()) + ", 1 thread per worker";
+    out["accuracy_workers"] = workers;
+    std::printf("machine: %s; accuracy measured by %d worker(s) and latency on the %s backend, 1 thread each\n", cpu_model().c_str(),
+                workers, std::string(Proc::name()).c_str());
+    std::printf("%-14s %6s %7s %6s %7s %6s %7s %22s %8s %7s %6s\n", "task", "repair", "MAE pp", "rho", "adj MAE", "zs MAE",
                 "lambda", "features", "fraction", "meas s", "check");
     for (const auto& dir : zoo::list_tasks(zoo_dir)) {
       const zoo::TaskZoo z = zoo::load_task(dir);
@@ -114,15 +140,49 @@ int main(int argc, char** argv) {
       const auto n_fit = static_cast<std::size_t>(std::max(0.0, std::floor(task_fraction * space - singles)));
 
       const auto t_compile = std::chrono::steady_clock::now();
-      const stitch::StitchedModel<Proc> model(z, make_backend());
+      // One compiled model per worker, each on its own backend (a cpu::Backend serialises runs
+      // on its processor); later compiles reuse the first one's format decisions (FormatCache).
+      std::vector<std::unique_ptr<stitch::StitchedModel<Proc>>> models;
+      std::vector<const stitch::StitchedModel<Proc>*> model_ptrs;
+      for (int w = 0; w < workers; ++w) {
+        models.push_back(std::make_unique<stitch::StitchedModel<Proc>>(z, make_backend()));
+        model_ptrs.push_back(models.back().get());
+      }
       const double compile_s = seconds_since(t_compile);
-      estimator::StitchMeasurer<Proc> meas(model);
+      estimator::StitchMeasurer<Proc> meas(model_ptrs);
       const std::string files_hash = estimator::hash_task_dir(dir);
 
       json::Json jt{{"task", m.task}, {"fit_fraction", task_fraction}, {"blocks", B}, {"variants", V}, {"stitched_space", space},
-                    {"compile_seconds", compile_s}};
+                    {"compile_seconds", compile_s}, {"compiled_models", workers}};
+      if (speedup_stitches > 0) {
+        // Stitches outside the fitting sample and the manifest's, measured here uncached.
+        std::set<std::vector<int>> skip;
+        for (const auto& a : estimator::manifest_stitches(m, true)) skip.insert(a.s.choice);
+        for (const auto& s : estimator::AccuracyModel::sample(B, V, n_fit, estimator::SampleStrategy::pair_cover, 7, skip))
+          skip.insert(s.choice);
+        const auto probe = estimator::AccuracyModel::sample(B, V, static_cast<std::size_t>(speedup_stitches),
+                                                            estimator::SampleStrategy::random, 99, skip);
+        estimator::StitchMeasurer<Proc> one(*model_ptrs.front());
+        estimator::MeasureStats s1, sw;
+        // Process CPU time too: on a shared machine the wall-clock ratio also shows how much
+        // of the second core was free.
+        const double c0 = cpu_seconds();
+        const auto a1 = one.measure(probe, true, &s1);
+        const double c1 = cpu_seconds();
+        const auto aw = meas.measure(probe, true, &sw);
+        const double c2 = cpu_seconds();
+        check(a1 == aw, ErrorCode::internal, m.task, "measuring with " + std::to_string(workers) + " workers differs from 1 worker");
+        std::printf("%-14s measuring %zu stitches: 1 worker %.1f s (cpu %.1f s, %zu block runs), %d workers %.1f s (cpu %.1f s, %zu block runs), "
+                    "speed-up %.2fx (results identical; load %s)\n",
+                    m.task.c_str(), probe.size(), s1.seconds, c1 - c0, s1.block_runs, sw.workers, sw.seconds, c2 - c1, sw.block_runs,
+                    s1.seconds / sw.seconds, load_average().c_str());
+        jt["measure_speedup"] = {{"stitches", probe.size()}, {"seconds_1_worker", s1.seconds}, {"cpu_seconds_1_worker", c1 - c0},
+                                 {"block_runs_1_worker", s1.block_runs}, {"workers", sw.workers}, {"seconds_workers", sw.seconds},
+                                 {"cpu_seconds_workers", c2 - c1}, {"block_runs_workers", sw.block_runs},
+                                 {"speedup", s1.seconds / sw.seconds}, {"identical", true}, {"load_average", load_average()}};
+      }
       ModeResult res[2];
-      for (int mode = 0; mode < 2; ++mode) {
+      for (int mode = 0; mode < (repair_only ? 1 : 2); ++mode) {
         const bool repair = mode == 0;
         ModeResult& r = res[mode];
         const auto held_out = estimator::manifest_stitches(m, repair);
@@ -161,16 +221,18 @@ int main(int argc, char** argv) {
         const auto t1 = std::chrono::steady_clock::now();
         using F = estimator::Features;
         const std::vector<double> lambdas = {0.3, 1, 3, 10, 30};
-        const auto fitted = estimator::fit_cross_validated(
-            m, repair, fit, {F::adjacent, F::logit, F::switch_terms | F::logit, F::switch_terms | F::skip_pairs | F::logit},
-            lambdas, folds, &r.choice);
+        // Each feature set in pp and in logit space, with and without the isotonic calibration.
+        std::vector<unsigned> menu;
+        for (unsigned terms : {0u, 0u + F::switch_terms, F::switch_terms | F::skip_pairs})
+          for (unsigned extra : {0u, 0u + F::logit, 0u + F::calibrated, F::logit | F::calibrated}) menu.push_back(terms | extra);
+        const auto fitted = estimator::fit_cross_validated(m, repair, fit, menu, lambdas, folds, &r.choice);
         estimator::FitChoice adj_choice;
         const auto adjacent = estimator::fit_cross_validated(m, repair, fit, {estimator::Features::adjacent}, lambdas, folds, &adj_choice);
         r.fit_seconds = seconds_since(t1);
         r.err = estimator::evaluate(fitted, held_out);
         r.err_adjacent = estimator::evaluate(adjacent, held_out);
         const double frac = (singles + static_cast<double>(sample.size())) / space;
-        std::printf("%-14s %6s %7.3f %6.3f %7.3f %6.3f %7.2g %14s %7.2f%% %7.1f %6.2f\n", m.task.c_str(), repair ? "on" : "off",
+        std::printf("%-14s %6s %7.3f %6.3f %7.3f %6.3f %7.2g %22s %7.2f%% %7.1f %6.2f\n", m.task.c_str(), repair ? "on" : "off",
                     r.err.mae_pp, r.err.rank_corr, r.err_adjacent.mae_pp, r.err_adjacent.zero_shot_mae_pp, r.choice.lambda,
                     feature_name(r.choice.features).c_str(), 100 * frac, r.recorded_seconds, r.check_max_abs_pp);
         json::Json jm{{"accuracy_mae_pp", r.err.mae_pp},
@@ -184,9 +246,10 @@ int main(int argc, char** argv) {
                       {"held_out", r.err.n},
                       {"fit_stitches_measured", sample.size()},
                       {"fraction_profiled", frac},
-                      // Time that measuring the fitting sample took when it was measured (cached
-                      // runs reuse it; 1 thread, on a shared machine); null when no entry was
-                      // timed, extrapolated when only some were (profiling_seconds_timed_share).
+                      // Time that measuring the fitting sample took when it was measured, in
+                      // worker-seconds (wall x workers; cached runs reuse it; on a shared
+                      // machine); null when no entry was timed, extrapolated when only some
+                      // were (profiling_seconds_timed_share).
                       {"profiling_seconds", r.recorded_seconds >= 0 ? json::Json(r.recorded_seconds) : json::Json(nullptr)},
                       {"profiling_seconds_timed_share", r.timed_share},
                       {"measure_seconds_this_run", r.measure_seconds},
@@ -211,6 +274,10 @@ int main(int argc, char** argv) {
         }
       }
 
+      if (latency_stitches <= 0) {  // accuracy only: no latency profiling or timing
+        out["tasks"].push_back(jt);
+        continue;
+      }
       // Latency on this machine's CPU processor (1 thread).
       // Repairs for the timed stitches from 4 calibration images: their values do not change
       // the latency, and a full repair on the reference oracle would dominate the run.

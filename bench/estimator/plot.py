@@ -1,6 +1,7 @@
 """Plots bench/results/estimator.json: per task, predicted vs measured accuracy of the held-out
 stitches (repair on), and measured accuracy vs measured latency of the timed stitches against
-the plain variants' front. Usage: python bench/estimator/plot.py [JSON] [PNG]"""
+the plain variants' front (that row only when the run timed latency: --latency-stitches > 0).
+Usage: python bench/estimator/plot.py [JSON] [PNG]"""
 import json
 import sys
 
@@ -12,7 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 src = sys.argv[1] if len(sys.argv) > 1 else "bench/results/estimator.json"
 dst = sys.argv[2] if len(sys.argv) > 2 else "bench/results/estimator.png"
 tasks = json.load(open(src))["tasks"]
-fig, ax = plt.subplots(2, len(tasks), figsize=(4 * len(tasks), 7.5), squeeze=False)
+timed = all("timed_stitch_latency_ms" in t for t in tasks)
+rows = 2 if timed else 1
+fig, ax = plt.subplots(rows, len(tasks), figsize=(4 * len(tasks), 3.75 * rows), squeeze=False)
 for i, t in enumerate(tasks):
     a = ax[0][i]
     p, m = t["held_out_predicted_pct"], t["held_out_measured_pct"]
@@ -23,6 +26,8 @@ for i, t in enumerate(tasks):
                 f"{100 * t['fraction_profiled']:.2f} % of space measured", fontsize=9)
     a.set_xlabel("measured accuracy (%)")
     a.set_ylabel("predicted accuracy (%)")
+    if not timed:
+        continue
     b = ax[1][i]
     b.scatter(t["timed_stitch_latency_ms"], t["timed_stitch_accuracy_pct"], s=6, alpha=0.5, label="stitched (held out)")
     pl = sorted(zip(t["plain_latency_ms"], t["plain_accuracy_pct"]))

@@ -252,3 +252,37 @@ TEST_CASE("Optimizer.SparsityAware.RejectsAStateThatDoesNotMatchTheEstimator") {
   s.slos.pop_back();
   CHECK_THROWS_AS(optimizer::SparsityAware{}.plan(s, e), Error);
 }
+
+TEST_CASE("Optimizer.SparsityAware.DeviceBudgetRespected") {
+  // A device budget on the processor holding the most bytes, half of what the unconstrained
+  // plan puts there: the plan moves blocks off it or picks lighter ones, and the shared model
+  // agrees it fits.
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    SyntheticEstimator e(SyntheticConfig{.seed = seed});
+    SystemState s = make_state(e, 0.3, 2.0, 3.0, seed);
+    optimizer::SparsityAware opt;
+    Plan free = opt.plan(s, e);
+    auto bytes_on = [&](const Plan& p, ProcessorIndex dev) {
+      double n = 0;
+      for (int t = 0; t < e.num_tasks(); ++t) {
+        if (optimizer::is_shed(p.tasks[t])) continue;
+        const auto& tp = p.tasks[t];
+        for (std::size_t b = 0; b < tp.placement.processor.size(); ++b)
+          if (tp.placement.processor[b] == dev) n += e.block_bytes(t, static_cast<BlockIndex>(b), tp.variant.choice[b]);
+      }
+      return n;
+    };
+    ProcessorIndex dev = 0;
+    for (ProcessorIndex p = 1; p < e.num_processors(); ++p)
+      if (bytes_on(free, p) > bytes_on(free, dev)) dev = p;
+    const double on = bytes_on(free, dev);
+    REQUIRE(on > 0);
+    s.device_budget_bytes.assign(static_cast<std::size_t>(e.num_processors()), 0.0);
+    s.device_budget_bytes[static_cast<std::size_t>(dev)] = 0.5 * on;
+    Plan tight = opt.plan(s, e);
+    INFO("seed " << seed << ": unconstrained " << on << " B on processor " << dev << ", device budget " << 0.5 * on);
+    CHECK(bytes_on(tight, dev) <= 0.5 * on);
+    CHECK(evaluate_plan(s, e, tight).within_budget);
+    CHECK_FALSE(evaluate_plan(s, e, free).within_budget);  // the model sees the old plan over it
+  }
+}

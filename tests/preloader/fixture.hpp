@@ -57,14 +57,22 @@ class Runner {
     --concurrent_loads_;
     if (failing_.contains(k))
       throw sparseloom::Error(sparseloom::ErrorCode::device, "test runner", "block failed to compile");
-    if (resident_.insert(k).second) bytes_ += actual_bytes(k);
+    if (resident_.insert(k).second) {
+      bytes_ += actual_bytes(k);
+      auto& on = on_proc_[p];
+      on += actual_bytes(k);
+      max_on_proc_[p] = std::max(max_on_proc_[p], on);
+    }
     max_bytes_ = std::max(max_bytes_, bytes_);
     order_.push_back(k);
     ++loads_[k];
   }
   void unload(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     std::lock_guard lk(mu_);
-    if (resident_.erase({t, b, v, p})) bytes_ -= actual_bytes({t, b, v, p});
+    if (resident_.erase({t, b, v, p})) {
+      bytes_ -= actual_bytes({t, b, v, p});
+      on_proc_[p] -= actual_bytes({t, b, v, p});
+    }
   }
   std::size_t resident_bytes() const {
     std::lock_guard lk(mu_);
@@ -97,6 +105,12 @@ class Runner {
   std::size_t max_bytes() const {
     std::lock_guard lk(mu_);
     return max_bytes_;
+  }
+  // The most bytes ever resident on processor p at once.
+  std::size_t max_bytes_on(ProcessorIndex p) const {
+    std::lock_guard lk(mu_);
+    auto it = max_on_proc_.find(p);
+    return it == max_on_proc_.end() ? 0 : it->second;
   }
   int loads_in_progress() const {
     std::lock_guard lk(mu_);
@@ -136,6 +150,7 @@ class Runner {
   std::condition_variable gate_cv_;
   std::set<Key> resident_, failing_, gated_;
   std::size_t bytes_ = 0, max_bytes_ = 0;
+  std::map<ProcessorIndex, std::size_t> on_proc_, max_on_proc_;
   int concurrent_loads_ = 0, max_concurrent_loads_ = 0;
   std::vector<Key> order_;
   std::map<Key, int> loads_;

@@ -53,6 +53,34 @@ void hammer(P& pre, Runner& r, int threads, int iters) {
   CHECK(errors == 0);
 }
 
+// Two tasks of two blocks, two variants (the second faster and less accurate), two equal processors.
+syn::Zoo two_tasks_two_blocks() {
+  syn::Zoo z;
+  z.blocks = 2;
+  z.task_block_ms = {0.3, 0.3};
+  z.variant_speed = {1.0, 0.8};
+  z.variant_accuracy = {90, 85};
+  z.processor_factor = {1.0, 1.0};
+  return z;
+}
+
+// One client thread per task, each submitting n requests one after another; returns how many
+// finished on time.
+template <class Eng>
+int serve_two_clients(Eng& eng, int n) {
+  std::vector<std::thread> clients;
+  std::atomic<int> done{0};
+  for (int c = 0; c < 2; ++c)
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < n; ++i) {
+        auto h = eng.submit(c, {sparseloom::Tensor::from<float>({1, 1}, std::vector<float>{1})});
+        if (h.wait_for(5s) && h.state() == rt::RequestState::on_time) ++done;
+      }
+    });
+  for (auto& c : clients) c.join();
+  return done.load();
+}
+
 template <class P>
 void budget_holds_under_concurrent_load() {
   Runner r(2, 2, 3, 2, 100);
@@ -344,12 +372,7 @@ TEST_CASE("Preloader.BlockLargerThanPredictedIsCorrectedAndRecorded") {
 
 TEST_CASE("Preloader.EngineBudgetHoldsUnderLoad") {
   // Two tasks, two processors, budget of three blocks for eight in the plans: blocks swap.
-  syn::Zoo z;
-  z.blocks = 2;
-  z.task_block_ms = {0.3, 0.3};
-  z.variant_speed = {1.0, 0.8};
-  z.variant_accuracy = {90, 85};
-  z.processor_factor = {1.0, 1.0};
+  const syn::Zoo z = two_tasks_two_blocks();
   syn::Runner runner(z);
   syn::Estimator est(z);
   rt::EngineOptions o;
@@ -360,16 +383,7 @@ TEST_CASE("Preloader.EngineBudgetHoldsUnderLoad") {
   std::vector<rt::TaskSpec> ts{{"a", slo}, {"b", slo}};
   rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, pl::Hotness> eng(runner, est, syn::GreedyOptimizer{}, ps, ts, o,
                                                                                   pl::Hotness(o.memory_budget_bytes));
-  std::vector<std::thread> clients;
-  std::atomic<int> done{0};
-  for (int c = 0; c < 2; ++c)
-    clients.emplace_back([&, c] {
-      for (int i = 0; i < 40; ++i) {
-        auto h = eng.submit(c, {sparseloom::Tensor::from<float>({1, 1}, std::vector<float>{1})});
-        if (h.wait_for(5s) && h.state() == rt::RequestState::on_time) ++done;
-      }
-    });
-  for (auto& c : clients) c.join();
+  const int done = serve_two_clients(eng, 40);
   REQUIRE(eng.drain(5s));
   const auto m = eng.metrics();
   CHECK(done == 80);
@@ -387,12 +401,7 @@ namespace {
 // the budget in force when they were taken.
 template <class P>
 void budget_change_at_run_time() {
-  syn::Zoo z;
-  z.blocks = 2;
-  z.task_block_ms = {0.3, 0.3};
-  z.variant_speed = {1.0, 0.8};
-  z.variant_accuracy = {90, 85};
-  z.processor_factor = {1.0, 1.0};
+  const syn::Zoo z = two_tasks_two_blocks();
   syn::Runner runner(z);
   syn::Estimator est(z);
   rt::EngineOptions o;  // no budget at start
@@ -446,4 +455,145 @@ TEST_CASE("Preloader.EngineBudgetChangeAtRunTime") {
   SUBCASE("OnDemandLru") { budget_change_at_run_time<pl::OnDemandLru>(); }
   SUBCASE("ClockworkLike") { budget_change_at_run_time<pl::ClockworkLike>(); }
   SUBCASE("LoadAllPreloader") { budget_change_at_run_time<rt::LoadAllPreloader>(); }
+}
+
+// Per-device budgets: a processor with memory of its own holds at most its budget, whatever
+// the global budget leaves room for; a load there evicts only blocks of that processor while
+// the global budget still fits.
+namespace {
+template <class P>
+void device_budget_holds_under_concurrent_load() {
+  Runner r(2, 2, 3, 2, 100);
+  r.set_size({0, 0, 0, 1}, 150);
+  r.set_delay_ms(0.2);
+  const std::size_t budget = 520, device = 260;
+  P pre(budget);
+  pre.set_device_budgets({0, device});
+  pre.set_pin_wait_ms(200);
+  pre.on_plan(r, plan_of({{0, 1}, {2, 2}}));
+  hammer(pre, r, 4, 150);
+  CHECK(r.max_bytes() <= budget);
+  CHECK(r.max_bytes_on(1) <= device);
+  CHECK(r.max_bytes_on(1) > 100);  // the device held several blocks: the bound was reached, not avoided
+  const auto st = pre.stats();
+  CHECK_FALSE(st.budget_exceeded);
+  REQUIRE(st.max_device_bytes.size() == 2);
+  CHECK(st.max_device_bytes[1] <= device);
+  CHECK(pre.device_bytes(1) <= device);
+}
+}  // namespace
+
+TEST_CASE("Preloader.DeviceBudgetHoldsUnderConcurrentLoad") {
+  SUBCASE("Hotness") { device_budget_holds_under_concurrent_load<pl::Hotness>(); }
+  SUBCASE("OnDemandLru") { device_budget_holds_under_concurrent_load<pl::OnDemandLru>(); }
+  SUBCASE("ClockworkLike") { device_budget_holds_under_concurrent_load<pl::ClockworkLike>(); }
+  SUBCASE("OneModelPerTask") { device_budget_holds_under_concurrent_load<pl::OneModelPerTask>(); }
+}
+
+TEST_CASE("Preloader.DeviceBudgetEvictsOnlyThatDevice") {
+  Runner r(1, 4, 1, 2, 100);
+  pl::OnDemandLru pre;  // no global budget
+  pre.set_device_budgets({0, 200});
+  for (int b = 0; b < 4; ++b)
+    for (int p = 0; p < 2; ++p) {
+      pre.acquire(r, 0, b, 0, p);
+      pre.release(r, 0, b, 0, p);
+    }
+  // Processor 0 has no budget of its own: all four stay; processor 1 keeps the last two used.
+  for (int b = 0; b < 4; ++b) CHECK(r.is_resident(0, b, 0, 0));
+  CHECK_FALSE(r.is_resident(0, 0, 0, 1));
+  CHECK_FALSE(r.is_resident(0, 1, 0, 1));
+  CHECK(r.is_resident(0, 2, 0, 1));
+  CHECK(r.is_resident(0, 3, 0, 1));
+  CHECK(pre.device_bytes(1) == 200);
+  CHECK(pre.device_bytes(0) == 400);
+  // A block larger than the device budget is refused with both budgets named.
+  r.set_size({0, 0, 0, 1}, 300);
+  try {
+    pre.acquire(r, 0, 0, 0, 1);
+    FAIL("loaded a block larger than its device's budget");
+  } catch (const sparseloom::Error& e) {
+    CHECK(e.code() == sparseloom::ErrorCode::infeasible);
+    CHECK(std::string(e.what()).find("device budget of 200 bytes") != std::string::npos);
+  }
+}
+
+namespace {
+// Two tasks on two processors, processor 1 with room for one block: the plan (greedy, blind to
+// device budgets) wants more there, so blocks swap; the engine's own per-device samples (the
+// runner's resident_bytes(p)) never exceed it and no request is lost.
+template <class P>
+void engine_device_budget() {
+  const syn::Zoo z = two_tasks_two_blocks();
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  rt::EngineOptions o;
+  std::vector<rt::ProcessorSpec> ps{{"p0", rt::ProcessorKind::cpu, 1, 256}, {"p1", rt::ProcessorKind::gpu, 1, 256}};
+  ps[1].memory_budget_bytes = z.block_bytes;
+  sparseloom::Slo slo;
+  slo.deadline_ms = 5000;
+  slo.rate_rps = 100;  // the greedy planner spreads the tasks over both processors
+  std::vector<rt::TaskSpec> ts{{"a", slo}, {"b", slo}};
+  rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, P> eng(runner, est, syn::GreedyOptimizer{}, ps, ts, o, P{});
+  const int done = serve_two_clients(eng, 40);
+  REQUIRE(eng.drain(5s));
+  const auto m = eng.metrics();
+  CHECK(done == 80);
+  REQUIRE(m.processors.size() == 2);
+  CHECK(m.processors[1].memory_budget_bytes == z.block_bytes);
+  CHECK(m.processors[1].peak_resident_bytes <= z.block_bytes);
+  CHECK(m.processors[1].peak_resident_bytes > 0);  // the device was used
+  CHECK(m.processors[1].blocks > 0);
+  CHECK_FALSE(m.budget_exceeded);
+}
+}  // namespace
+
+TEST_CASE("Preloader.EngineDeviceBudget") {
+  SUBCASE("Hotness") { engine_device_budget<pl::Hotness>(); }
+  SUBCASE("OnDemandLru") { engine_device_budget<pl::OnDemandLru>(); }
+  SUBCASE("LoadAllPreloader") { engine_device_budget<rt::LoadAllPreloader>(); }
+}
+
+namespace {
+// A preloader that knows nothing of device budgets (a user's own).
+struct GlobalOnly {
+  rt::LoadAllPreloader inner;
+  template <class L>
+  void on_plan(L& lib, const sparseloom::Plan& p) { inner.on_plan(lib, p); }
+  template <class L>
+  bool acquire(L& lib, sparseloom::TaskIndex t, sparseloom::BlockIndex b, sparseloom::VariantIndex v, sparseloom::ProcessorIndex p) {
+    return inner.acquire(lib, t, b, v, p);
+  }
+  template <class L>
+  void release(L& lib, sparseloom::TaskIndex t, sparseloom::BlockIndex b, sparseloom::VariantIndex v, sparseloom::ProcessorIndex p) {
+    inner.release(lib, t, b, v, p);
+  }
+};
+}  // namespace
+
+TEST_CASE("Preloader.DeviceBudgetErrorsAtStart") {
+  syn::Zoo z;
+  z.blocks = 2;
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  std::vector<rt::TaskSpec> ts{{"t0", sparseloom::Slo{}}};
+  std::vector<rt::ProcessorSpec> ps{{"gpu", rt::ProcessorKind::gpu, 1, 64}};
+  ps[0].memory_budget_bytes = z.block_bytes - 1;  // the only processor cannot hold any block
+  try {
+    rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, pl::Hotness> eng(runner, est, syn::GreedyOptimizer{}, ps, ts);
+    FAIL("started with no processor able to hold a block");
+  } catch (const sparseloom::Error& e) {
+    CHECK(e.code() == sparseloom::ErrorCode::infeasible);
+    CHECK(std::string(e.what()).find("device budget") != std::string::npos);
+  }
+  // A preloader that cannot enforce a device budget is refused, not silently ignored.
+  ps[0].memory_budget_bytes = 4 * z.block_bytes;
+  try {
+    rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, GlobalOnly> eng(runner, est, syn::GreedyOptimizer{}, ps, ts);
+    FAIL("a device budget was accepted by a preloader that ignores it");
+  } catch (const sparseloom::Error& e) {
+    CHECK(e.code() == sparseloom::ErrorCode::invalid_argument);
+    CHECK(std::string(e.what()).find("per-device budget") != std::string::npos);
+  }
+  CHECK(runner.loads() == 0);
 }

@@ -2,6 +2,8 @@
 // cancellation, drain, destruction with work queued, re-planning on change, a custom policy.
 #include "fixture.hpp"
 
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "sparseloom/runtime/metrics_json.hpp"
@@ -294,4 +296,74 @@ TEST_CASE("Metrics.SloTimelineBucketsEndStatesByFinishTime") {
   const auto j = rt::to_json(m);
   CHECK(j["slo_timeline"]["bucket_ms"].get<double>() == rt::SloTimeline::kBucketMs);
   CHECK(j["slo_timeline"]["violations"].size() == 3);
+}
+
+namespace {
+// A runner whose stitches need seconds of stitch-time work (a repair) before they run, as
+// BlockLibrary's do: prepare() is slow for a stitch, free for a plain variant.
+struct SlowRepairRunner : syn::Runner {
+  using syn::Runner::Runner;
+  void prepare(sparseloom::TaskIndex, const sparseloom::StitchedVariant& s) {
+    if (s.is_plain()) return;
+    std::this_thread::sleep_for(300ms);
+    std::lock_guard lk(mu);
+    done.insert(s.choice);
+  }
+  bool prepared(sparseloom::TaskIndex, const sparseloom::StitchedVariant& s) const {
+    std::lock_guard lk(mu);
+    return s.is_plain() || done.contains(s.choice);
+  }
+  mutable std::mutex mu;
+  std::set<std::vector<int>> done;
+};
+
+// Above a 50 % floor it wants the stitch {1, 0}, falling back to plain variant 1 when the
+// stitch is unusable (reported below every floor); else plain variant 0.
+struct StitchAboveFloor {
+  template <sparseloom::Estimator E>
+  sparseloom::Plan plan(const sparseloom::SystemState& s, const E& e) {
+    sparseloom::Plan p;
+    sparseloom::TaskPlan tp;
+    tp.placement.processor = {0, 0};
+    const sparseloom::StitchedVariant stitch{{1, 0}};
+    if (s.slos[0].min_accuracy_pct <= 50)
+      tp.variant.choice = {0, 0};
+    else
+      tp.variant = e.accuracy_pct(0, stitch) > 0 ? stitch : sparseloom::StitchedVariant{{1, 1}};
+    tp.predicted_latency_ms = e.latency_ms(0, tp.variant, tp.placement);
+    p.tasks.push_back(tp);
+    return p;
+  }
+};
+}  // namespace
+
+TEST_CASE("Engine.Replan.InterimPlanWhileAStitchIsRepaired") {
+  syn::Zoo z = one_task(0.5);
+  z.variant_speed = {1.0, 0.8};
+  z.variant_accuracy = {95.0, 90.0};
+  SlowRepairRunner runner(z);
+  syn::Estimator est(z);
+  rt::Engine<SlowRepairRunner, syn::Estimator, StitchAboveFloor> eng(runner, est, StitchAboveFloor{}, processors(1),
+                                                                     tasks(1, slo(2000, 0)));
+  CHECK(eng.plan().tasks[0].variant.choice == std::vector<int>{0, 0});
+  const auto v0 = eng.plan_version();
+  std::thread changer([&] { eng.set_slo(0, slo(2000, 60)); });  // returns once the stitch is repaired
+  // The interim plan is adopted at once: the plain variant usable now.
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (eng.plan_version() == v0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  REQUIRE(eng.plan_version() == v0 + 1);
+  CHECK(eng.plan().tasks[0].variant.choice == std::vector<int>{1, 1});
+  CHECK_FALSE(runner.prepared(0, sparseloom::StitchedVariant{{1, 0}}));
+  // Requests meanwhile run on it (they do not wait for the repair).
+  auto during = eng.submit(0, {input(1)});
+  REQUIRE(during.wait_for(5s));
+  CHECK(during.state() == RequestState::on_time);
+  if (kTimingChecks) CHECK(eng.plan_version() == v0 + 1);  // served before the 300 ms repair ended
+  changer.join();
+  CHECK(eng.plan_version() == v0 + 2);
+  CHECK(eng.plan().tasks[0].variant.choice == std::vector<int>{1, 0});
+  REQUIRE(eng.drain(5s));
+  const auto m = eng.metrics();
+  check_accounting(m);
+  CHECK(has_decision(m, "interim plan while new stitches are repaired"));
 }

@@ -8,6 +8,7 @@
 
 #include "sparseloom/estimator/from_zoo.hpp"
 #include "sparseloom/optimizer/optimizer.hpp"
+#include "sparseloom/preloader/preloader.hpp"
 #include "sparseloom/runtime/engine.hpp"
 #include "sparseloom/scenario/scenario.hpp"
 #include "sparseloom/sim/estimator.hpp"
@@ -355,4 +356,52 @@ TEST_CASE("Sim.ScenarioPowerFields") {
   bad = doc;
   bad["tasks"][0]["power_window_s"] = 0.0;
   CHECK(contains(err(bad), "tasks[0].power_window_s"));
+}
+
+TEST_CASE("Sim.DeviceBudgetHeldInADesRun") {
+  // The Orin with 40 % of the unconstrained plan's bytes on its busiest processor as that
+  // device's own memory: the plan and the preloader keep its blocks within it, and every
+  // request is accounted.
+  const auto& d = digits();
+  Slo a, b;
+  a.deadline_ms = 3, a.rate_rps = 800, a.min_accuracy_pct = 90;
+  b.deadline_ms = 2, b.rate_rps = 800, b.criticality = 3;
+  auto run = [&](std::size_t dev, std::size_t budget) {
+    auto r = d.runner(2);
+    const auto est = d.est(r);
+    std::vector<runtime::ProcessorSpec> procs{{"cpu", runtime::ProcessorKind::cpu}, {"gpu", runtime::ProcessorKind::gpu},
+                                              {"npu", runtime::ProcessorKind::npu}};
+    procs.at(dev).memory_budget_bytes = budget;
+    runtime::Engine<sim::SimRunner, sim::ModelEstimator, optimizer::SparsityAware, preloader::Hotness, runtime::DiscreteEvent> eng(
+        r, est, optimizer::SparsityAware{}, procs, {{"a", a}, {"b", b}}, {}, preloader::Hotness(preloader::HotnessOptions{.background = false}));
+    eng.schedule(runtime::poisson_arrivals({a, b}, 1000, 5));
+    REQUIRE(eng.drain());
+    return eng.metrics();
+  };
+  const auto free = run(0, 0);
+  std::size_t dev = 0;
+  for (std::size_t p = 1; p < free.processors.size(); ++p)
+    if (free.processors[p].peak_resident_bytes > free.processors[dev].peak_resident_bytes) dev = p;
+  const std::size_t peak = free.processors[dev].peak_resident_bytes;
+  REQUIRE(peak > 0);
+  const auto budget = static_cast<std::size_t>(0.4 * static_cast<double>(peak));
+  const auto m = run(dev, budget);
+  INFO("device " << free.processors[dev].name << ": " << peak << " B unconstrained, budget " << budget);
+  CHECK(m.processors[dev].memory_budget_bytes == budget);
+  CHECK(m.processors[dev].peak_resident_bytes <= budget);
+  CHECK_FALSE(m.budget_exceeded);
+  CHECK(m.overall.accounted == m.overall.issued);
+  CHECK(m.overall.count(runtime::RequestState::on_time) > 0);
+
+  // The scenario field: per processor, and a clear error naming it when it is bad.
+  auto doc = json::load(kRoot / "sim/scenarios/sim-ar-8.json");
+  doc["processors"][1]["memory_budget_bytes"] = 65536;
+  CHECK(scenario::parse_scenario(doc, "s.json").processors[1].memory_budget_bytes == 65536);
+  doc["processors"][1]["memory_budget_bytes"] = -1;
+  try {
+    scenario::parse_scenario(doc, "s.json");
+    FAIL("a negative device budget was accepted");
+  } catch (const Error& e) {
+    CHECK(contains(e.what(), "processors[1].memory_budget_bytes"));
+  }
 }

@@ -85,6 +85,7 @@ inline ScenarioModel build_model(scenario::Scenario sc, const estimator::Profile
   m.est = estimator::Profiled(std::move(tasks), table.processors);
   m.state.processor_available.assign(table.processors.size(), true);
   m.state.memory_budget_bytes = m.sc.memory_budget_bytes;
+  for (const auto& p : m.sc.processors) m.state.device_budget_bytes.push_back(p.memory_budget_bytes);
   return m;
 }
 

@@ -32,7 +32,10 @@ concept Estimator = requires(const E& e, TaskIndex t, BlockIndex b, VariantIndex
 struct SystemState {
   std::vector<Slo> slos;                      // one per task
   std::vector<bool> processor_available;      // one per processor
-  double memory_budget_bytes = 0;             // 0 = unlimited
+  double memory_budget_bytes = 0;             // 0 = unlimited; all resident blocks (the SoC's shared memory)
+  // Per processor, 0 = none: the memory of a device that has its own (a discrete GPU/NPU).
+  // Its blocks count in memory_budget_bytes too. Shorter than the processor count = none.
+  std::vector<double> device_budget_bytes = {};
   std::vector<double> processor_speed = {};   // observed slow-down factors (1 = as profiled)
 };
 

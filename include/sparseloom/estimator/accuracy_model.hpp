@@ -7,6 +7,10 @@
 //     variant pair) interaction terms, fitted on a small sample of measured stitches.
 //     Optional cheap extras (Features): per-(block, variant) x "switch at its input cut" and
 //     x "switch at its output cut" terms, and (block b, block b+2) variant-pair terms.
+//  3. optionally (Features::calibrated) a monotone map from (2)'s output to accuracy, fitted
+//     on the same samples by isotonic regression: where many drops meet (speech_kws), sums in
+//     either space come out S-shaped against the measurements (too low under ~30 %, too high
+//     at 40-60 %), and a monotone map removes that bias without touching the ranking.
 // Plain variants are measured, so they are returned exactly.
 #include <algorithm>
 #include <cmath>
@@ -30,8 +34,9 @@ enum class SampleStrategy { random, pair_cover };
 // Feature sets of the residual model (bit flags; adjacent pairs are always on). logit: the
 // zero-shot sum and the residual model work on logit(accuracy) instead of percentage points,
 // so drops compose multiplicatively in the odds (large drops do not add up past zero).
+// calibrated: step 3 above.
 struct Features {
-  enum : unsigned { adjacent = 0, switch_terms = 1, skip_pairs = 2, logit = 4 };
+  enum : unsigned { adjacent = 0, switch_terms = 1, skip_pairs = 2, logit = 4, calibrated = 8 };
 };
 
 class AccuracyModel {
@@ -70,18 +75,21 @@ class AccuracyModel {
       y.push_back(to_space(a.accuracy_pct) - zero_shot_space(a.s));
     }
     w_ = x.empty() ? std::vector<double>() : ridge(x, y, lambda);
+    knot_x_.clear();
+    knot_y_.clear();
+    if (features_ & Features::calibrated) {
+      std::vector<std::pair<double, double>> xy;  // (uncalibrated prediction, measured)
+      for (const auto& a : samples)
+        if (!a.s.is_plain()) xy.emplace_back(uncalibrated(a.s), a.accuracy_pct);
+      isotonic(std::move(xy));
+    }
   }
 
   double predict(const StitchedVariant& s) const {
     check(static_cast<int>(s.choice.size()) == blocks_, ErrorCode::invalid_argument, "AccuracyModel",
           "stitch has " + std::to_string(s.choice.size()) + " blocks, the model " + std::to_string(blocks_));
     if (s.is_plain()) return plain_.at(s.choice.front());
-    double z = zero_shot_space(s);
-    if (!w_.empty()) {
-      const auto f = features(s);
-      for (std::size_t i = 0; i < f.size(); ++i) z += f[i] * w_[i];
-    }
-    const double acc = from_space(z);
+    const double acc = calibrate(uncalibrated(s));
     // A stitch is not trusted to beat the best measured variant by more than noise.
     return std::clamp(acc, 0.0, std::min(100.0, *std::max_element(plain_.begin(), plain_.end()) + 0.5));
   }
@@ -142,6 +150,49 @@ class AccuracyModel {
   }
 
  private:
+  // Steps 1 and 2: zero-shot plus the fitted residual, back in percent (unclamped).
+  double uncalibrated(const StitchedVariant& s) const {
+    double z = zero_shot_space(s);
+    if (!w_.empty()) {
+      const auto f = features(s);
+      for (std::size_t i = 0; i < f.size(); ++i) z += f[i] * w_[i];
+    }
+    return from_space(z);
+  }
+
+  // Pool-adjacent-violators on (prediction, measured) sorted by prediction: the least-squares
+  // non-decreasing step function; its blocks' (mean prediction, mean measured) are the knots.
+  void isotonic(std::vector<std::pair<double, double>> xy) {
+    std::stable_sort(xy.begin(), xy.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    struct Block { double sx, sy; std::size_t n; };
+    std::vector<Block> st;
+    for (const auto& [x, y] : xy) {
+      st.push_back({x, y, 1});
+      while (st.size() > 1 && st[st.size() - 2].sy / static_cast<double>(st[st.size() - 2].n) >=
+                                  st.back().sy / static_cast<double>(st.back().n)) {
+        const Block b = st.back();
+        st.pop_back();
+        st.back().sx += b.sx;
+        st.back().sy += b.sy;
+        st.back().n += b.n;
+      }
+    }
+    for (const auto& b : st) {
+      knot_x_.push_back(b.sx / static_cast<double>(b.n));
+      knot_y_.push_back(b.sy / static_cast<double>(b.n));
+    }
+  }
+
+  // Linear between knots, flat beyond them; identity when not calibrated.
+  double calibrate(double acc) const {
+    if (knot_x_.empty()) return acc;
+    if (acc <= knot_x_.front()) return knot_y_.front();
+    if (acc >= knot_x_.back()) return knot_y_.back();
+    const auto i = static_cast<std::size_t>(std::upper_bound(knot_x_.begin(), knot_x_.end(), acc) - knot_x_.begin());
+    const double x0 = knot_x_[i - 1], x1 = knot_x_[i];
+    return x1 > x0 ? knot_y_[i - 1] + (knot_y_[i] - knot_y_[i - 1]) * (acc - x0) / (x1 - x0) : knot_y_[i];
+  }
+
   // Accuracy (%) in the space the model adds in: pp, or logit of the fraction correct.
   double to_space(double acc) const {
     if (!(features_ & Features::logit)) return acc;
@@ -186,6 +237,7 @@ class AccuracyModel {
   std::vector<double> plain_;
   std::vector<std::vector<double>> single_;
   std::vector<double> w_;
+  std::vector<double> knot_x_, knot_y_;  // calibration (Features::calibrated), increasing x
 };
 
 // Spearman rank correlation (average ranks for ties).

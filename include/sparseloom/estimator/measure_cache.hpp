@@ -17,7 +17,7 @@ namespace sparseloom::estimator {
 
 struct Measured {
   double accuracy_pct = 0;
-  double seconds = -1;  // this stitch's share of the measuring run's time; < 0: not recorded
+  double seconds = -1;  // this stitch's share of the measuring run's worker-seconds; < 0: not recorded
 };
 using MeasuredAccuracy = std::map<std::vector<int>, Measured>;  // by stitch choice
 

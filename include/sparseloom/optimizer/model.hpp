@@ -52,6 +52,27 @@ void check_state(const SystemState& s, const E& e, std::string_view policy) {
             std::to_string(e.num_tasks()) + " tasks");
   check(s.memory_budget_bytes >= 0, ErrorCode::invalid_argument,
         std::string(policy) + ": SystemState.memory_budget_bytes", "is negative");
+  for (std::size_t p = 0; p < s.device_budget_bytes.size(); ++p)
+    check(s.device_budget_bytes[p] >= 0, ErrorCode::invalid_argument,
+          std::string(policy) + ": SystemState.device_budget_bytes[" + std::to_string(p) + "]", "is negative");
+}
+
+inline double device_budget(const SystemState& s, std::size_t p) {
+  return p < s.device_budget_bytes.size() ? s.device_budget_bytes[p] : 0.0;
+}
+inline bool memory_bound(const SystemState& s) {
+  return s.memory_budget_bytes > 0 ||
+         std::any_of(s.device_budget_bytes.begin(), s.device_budget_bytes.end(), [](double b) { return b > 0; });
+}
+// How far a plan's memory is over its budgets: the sum of the relative excess over the global
+// budget and over each device's; 0 when it fits them all.
+inline double budget_overage(const SystemState& s, double memory_bytes, const std::vector<double>& device_bytes) {
+  auto over = [](double used, double budget) {
+    return budget > 0 && used > budget * (1 + 1e-12) ? std::max((used - budget) / budget, 1e-12) : 0.0;
+  };
+  double o = over(memory_bytes, s.memory_budget_bytes);
+  for (std::size_t p = 0; p < device_bytes.size(); ++p) o += over(device_bytes[p], device_budget(s, p));
+  return o;
 }
 
 // Block latencies of one task, [block][variant][processor], as the estimator profiles them
@@ -94,6 +115,7 @@ struct Candidate {
   double latency_ms = 0;    // service time now: estimator latency with processor speeds applied
   double accuracy_pct = 0;
   double memory_bytes = 0;
+  std::vector<double> device_bytes;  // per processor: the bytes of the blocks placed on it
   double energy_j = 0;      // per request, where the estimator models energy (energy_j()); else 0
   std::vector<double> busy_ms;  // per processor: time one request holds it
 };
@@ -106,12 +128,14 @@ Candidate make_candidate(const E& e, TaskIndex t, const BlockTable& bt, Stitched
                          double accuracy_pct) {
   Candidate c;
   c.busy_ms.assign(bt.processors, 0.0);
+  c.device_bytes.assign(bt.processors, 0.0);
   double raw_sum = 0, now_sum = 0;
   for (int b = 0; b < bt.blocks; ++b) {
     int v = s.choice[b], p = pl.processor[b];
     raw_sum += bt.raw_ms(b, v, p);
     now_sum += bt.ms(b, v, p);
     c.busy_ms[p] += bt.ms(b, v, p);
+    c.device_bytes[p] += static_cast<double>(e.block_bytes(t, b, v));
   }
   double overhead = std::max(0.0, static_cast<double>(e.latency_ms(t, s, pl)) - raw_sum);
   c.latency_ms = now_sum + overhead;
@@ -151,20 +175,28 @@ struct TaskOutcome {
 };
 
 // The single number searches maximise: attainment first, then headroom, then accuracy; a
-// plan over the memory budget scores below every plan within it, less the further it is over.
+// plan over a memory budget (budget_overage > 0) scores below every plan within them all, less
+// the further it is over.
 inline double combined_score(double weighted_attainment, double headroom, double mean_accuracy_margin,
-                             double memory_bytes, double budget_bytes) {
+                             double overage) {
   double s = weighted_attainment + 1e-3 * std::clamp(headroom, -1.0, 1.0) +
              1e-6 * std::clamp(mean_accuracy_margin, 0.0, 100.0) / 100.0;
-  if (budget_bytes > 0 && memory_bytes > budget_bytes * (1 + 1e-12))
-    s -= 10.0 + (memory_bytes - budget_bytes) / budget_bytes;
+  if (overage > 0) s -= 10.0 + overage;
   return s;
+}
+
+// Adds (sign 1) or removes (-1) an option's memory to a plan's totals.
+inline void add_memory(const Candidate& c, double& memory_bytes, std::vector<double>& device_bytes, double sign = 1.0) {
+  memory_bytes += sign * c.memory_bytes;
+  if (device_bytes.size() < c.device_bytes.size()) device_bytes.resize(c.device_bytes.size(), 0.0);
+  for (std::size_t p = 0; p < c.device_bytes.size(); ++p) device_bytes[p] += sign * c.device_bytes[p];
 }
 
 struct Evaluation {
   double weighted_attainment = 0;  // sum c r P / sum c r
   double headroom = 0;             // 1 - max rho (negative when overloaded)
   double memory_bytes = 0;
+  std::vector<double> device_bytes;  // per processor
   double mean_accuracy_margin = 0; // pp above the floors, over served tasks (tie-break only)
   double score = 0;                // combined_score of the above
   bool within_budget = true;
@@ -226,7 +258,7 @@ inline Evaluation evaluate(const SystemState& s, const std::vector<std::vector<C
     if (choice[i] != kShed) {
       const Candidate& c = options[i][choice[i]];
       load.add(c, s.slos[i].rate_rps);
-      ev.memory_bytes += c.memory_bytes;
+      add_memory(c, ev.memory_bytes, ev.device_bytes);
     }
   ev.tasks.resize(n);
   double num = 0, den = 0, margin = 0;
@@ -251,9 +283,9 @@ inline Evaluation evaluate(const SystemState& s, const std::vector<std::vector<C
   }
   ev.headroom = 1.0 - max_rho;
   ev.mean_accuracy_margin = served ? margin / served : 0;
-  ev.within_budget = s.memory_budget_bytes <= 0 || ev.memory_bytes <= s.memory_budget_bytes * (1 + 1e-12);
-  ev.score = combined_score(ev.weighted_attainment, ev.headroom, ev.mean_accuracy_margin, ev.memory_bytes,
-                            s.memory_budget_bytes);
+  const double over = budget_overage(s, ev.memory_bytes, ev.device_bytes);
+  ev.within_budget = over <= 0;
+  ev.score = combined_score(ev.weighted_attainment, ev.headroom, ev.mean_accuracy_margin, over);
   return ev;
 }
 
@@ -384,12 +416,12 @@ class AssignmentSearch {
   void set(int i, int j) {
     if (choice_[i] != kShed) {
       load_.add(opt_[i][choice_[i]], s_.slos[i].rate_rps, -1.0);
-      mem_ -= opt_[i][choice_[i]].memory_bytes;
+      add_memory(opt_[i][choice_[i]], mem_, dev_mem_, -1.0);
     }
     choice_[i] = j;
     if (j != kShed) {
       load_.add(opt_[i][j], s_.slos[i].rate_rps);
-      mem_ += opt_[i][j].memory_bytes;
+      add_memory(opt_[i][j], mem_, dev_mem_);
     }
   }
 
@@ -406,8 +438,8 @@ class AssignmentSearch {
       ++served;
     }
     for (std::size_t p = 0; p < load_.processors(); ++p) max_rho = std::max(max_rho, load_.rho(p));
-    return combined_score(den > 0 ? num / den : 1.0, 1.0 - max_rho, served ? margin / served : 0, mem_,
-                          s_.memory_budget_bytes);
+    return combined_score(den > 0 ? num / den : 1.0, 1.0 - max_rho, served ? margin / served : 0,
+                          budget_overage(s_, mem_, dev_mem_));
   }
 
   // The best option for task i with the others fixed (the current one when nothing beats it).
@@ -480,6 +512,7 @@ class AssignmentSearch {
   LoadModel load_;
   std::vector<int> choice_;
   double mem_ = 0;
+  std::vector<double> dev_mem_;  // per processor
 };
 
 // The sparsity-blind latency model (the "without sparsity awareness" ablation and INFaaS's

@@ -320,7 +320,7 @@ class BasicSparsityAware {
       truth[t] = block_table(e, t, s);
       if (!Opt.sparsity_aware) belief[t] = blind_table(truth[t], s);
       const BlockTable& pt = Opt.sparsity_aware ? truth[t] : belief[t];
-      options[t] = candidates(e, t, s.slos[t], pt, procs, s.memory_budget_bytes > 0, fallback[t]);
+      options[t] = candidates(e, t, s.slos[t], pt, procs, memory_bound(s), fallback[t]);
       why[t] = std::string(name()) + ": " + std::to_string(options[t].size()) + " options";
     }
     AssignmentSearch search(s, options, P);

@@ -58,6 +58,9 @@ class Hotness : public Residency {
       : Residency(std::move(o)), opt_(o.opt_), history_(std::move(o.history_)), score_(std::move(o.score_)),
         weight_(std::move(o.weight_)), next_of_(std::move(o.next_of_)),
         expected_(std::move(o.expected_)), current_(std::move(o.current_)), uses_(std::move(o.uses_)) {}
+  // Synchronous loading (no thread of its own): the Engine's discrete-event mode sets it, where
+  // simulated time must not depend on a real thread. Before the first plan only.
+  void set_background(bool on) { opt_.background = on; }
   ~Hotness() {
     {
       std::lock_guard lk(bg_mu_);

@@ -7,6 +7,9 @@
 //    first evicts until the block fits, and loads/evictions are serialised (one loader at a
 //    time, load_mu_), so the check and the load see the same state. Asserted in debug builds;
 //    stats().max_resident_bytes records the most seen after any load.
+//  - Per-device budgets (a processor with memory of its own): the bytes of the blocks we hold
+//    on that processor (block_bytes, exact after a load) never exceed its budget; a load there
+//    evicts blocks of that processor until it fits (and any blocks until the global one fits).
 //  - A pinned block (acquired, running) is never evicted.
 //  - A request whose block is resident never waits for a load (acquire takes only mu_).
 // Lock order: load_mu_ before mu_. mu_ is never held across a runner load/unload.
@@ -53,6 +56,7 @@ struct Stats {
   std::uint64_t size_surprises = 0;   // loads that added more than block_bytes() said (then corrected)
   double load_ms = 0;                 // total time in runner loads
   std::size_t max_resident_bytes = 0; // most resident bytes seen after a load of ours
+  std::vector<std::size_t> max_device_bytes;  // per processor with a device budget: most held there
   bool budget_exceeded = false;       // max_resident_bytes > budget (never, unless another party loads)
   std::vector<FailedLoad> failures;   // the last few (bounded)
 };
@@ -66,7 +70,8 @@ class Residency {
   // Movable before use (the Engine takes its preloader by value); mutexes are not moved.
   Residency(Residency&& o) noexcept
       : budget_(o.budget_), pin_wait_ms_(o.pin_wait_ms_), pins_(std::move(o.pins_)), resident_(std::move(o.resident_)),
-        tick_(o.tick_), load_ms_(std::move(o.load_ms_)), margin_(o.margin_), stats_(std::move(o.stats_)) {}
+        tick_(o.tick_), load_ms_(std::move(o.load_ms_)), margin_(o.margin_), stats_(std::move(o.stats_)),
+        device_budget_(std::move(o.device_budget_)), held_bytes_(std::move(o.held_bytes_)), device_bytes_(std::move(o.device_bytes_)) {}
 
   void set_memory_budget(std::size_t bytes) {
     std::lock_guard lk(mu_);
@@ -75,6 +80,21 @@ class Residency {
   std::size_t memory_budget() const {
     std::lock_guard lk(mu_);
     return budget_;
+  }
+  // Per processor (0 = none); blocks on a budgeted processor count in the global budget too.
+  void set_device_budgets(std::vector<std::size_t> bytes) {
+    std::lock_guard lk(mu_);
+    device_budget_ = std::move(bytes);
+    stats_.max_device_bytes.resize(std::max(stats_.max_device_bytes.size(), device_budget_.size()), 0);
+  }
+  std::size_t device_budget(ProcessorIndex p) const {
+    std::lock_guard lk(mu_);
+    return device_budget_of(p);
+  }
+  // Bytes of the blocks we hold on processor p.
+  std::size_t device_bytes(ProcessorIndex p) const {
+    std::lock_guard lk(mu_);
+    return held_on(p);
   }
   // How long a demand load waits for pinned blocks to be released before it gives up.
   void set_pin_wait_ms(double ms) { pin_wait_ms_ = ms; }
@@ -151,15 +171,14 @@ class Residency {
       lk.lock();
       // Room for the block plus the largest size surprise seen so far (a backend whose format
       // trial is timed may pack a block a little differently on each compile).
-      if (!make_room(lib, lk, need + margin_, rank, protect, evictable, demand && k == first) &&
-          !make_room(lib, lk, need, rank, protect, evictable, false)) {
+      if (!make_room(lib, lk, need + margin_, rank, protect, evictable, demand && k == first, p) &&
+          !make_room(lib, lk, need, rank, protect, evictable, false, p)) {
         if (!demand) break;
         if (k != first) break;  // the rest of a model is best effort; the block a request needs is not
         unpin(first);
         throw Error(ErrorCode::infeasible, "preloader",
-                    describe(k) + " needs " + std::to_string(need) + " bytes: does not fit the memory budget of " +
-                        std::to_string(budget_) + " bytes (" + std::to_string(lib.resident_bytes()) +
-                        " resident, the rest pinned by running requests)");
+                    describe(k) + " needs " + std::to_string(need) + " bytes: does not fit " + budget_text(lib, p) +
+                        " (the rest pinned by running requests)");
       }
       lk.unlock();
       const auto t0 = std::chrono::steady_clock::now();
@@ -174,7 +193,9 @@ class Residency {
       }
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       std::size_t now_bytes = lib.resident_bytes();
+      const std::size_t held = lib.block_bytes(t, b, v, p);  // exact once loaded
       lk.lock();
+      hold(k, held);
       if (budget_ > 0 && now_bytes > budget_) {
         // The block came out larger than block_bytes() said: learn the margin and evict more
         // now; the excess is transient and recorded.
@@ -184,8 +205,14 @@ class Residency {
         stats_.budget_exceeded = true;
         std::set<Key> keep = protect;
         keep.insert(k);
-        make_room(lib, lk, 0, rank, keep, {}, false);
+        make_room(lib, lk, 0, rank, keep, {}, false, p);
         now_bytes = lib.resident_bytes();
+      }
+      if (const std::size_t db = device_budget_of(p); db > 0) {
+        const std::size_t on = held_on(p);
+        auto& mx = stats_.max_device_bytes.at(static_cast<std::size_t>(p));
+        mx = std::max(mx, on);
+        if (on > db) stats_.budget_exceeded = true;
       }
       load_ms_[k] = ms;
       touch(k);
@@ -201,20 +228,27 @@ class Residency {
     return loaded;
   }
 
-  // Evicts unpinned blocks (not in `protect`) lowest rank first until resident + need fits.
-  // Holds load_mu_ (caller) and mu_ (lk); drops mu_ around each unload.
+  // Evicts unpinned blocks (not in `protect`) lowest rank first until resident + need fits the
+  // global budget and `need` more on processor `dev` fits its device budget (dev < 0: no
+  // block to place, just the global budget). While only the device is short, only blocks on it
+  // are evicted. Holds load_mu_ (caller) and mu_ (lk); drops mu_ around each unload.
   template <class L>
   bool make_room(L& lib, std::unique_lock<std::mutex>& lk, std::size_t need, const Rank& rank, const std::set<Key>& protect,
-                 const std::function<bool(const Key&)>& evictable, bool may_wait) {
-    if (budget_ == 0) return true;
-    if (need > budget_) return false;
+                 const std::function<bool(const Key&)>& evictable, bool may_wait, ProcessorIndex dev) {
+    const std::size_t db = device_budget_of(dev);
+    if (budget_ == 0 && db == 0) return true;
+    if ((budget_ > 0 && need > budget_) || (db > 0 && need > db)) return false;
+    auto global_fits = [&] { return budget_ == 0 || lib.resident_bytes() + need <= budget_; };
+    auto device_fits = [&] { return db == 0 || held_on(dev) + need <= db; };
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double, std::milli>(pin_wait_ms_);
     for (;;) {
-      if (lib.resident_bytes() + need <= budget_) return true;
+      const bool g = global_fits();
+      if (g && device_fits()) return true;
       const Key* victim = nullptr;
       double best = 0;
       for (const auto& [k, _] : resident_) {
         if (pins_.contains(k) || protect.contains(k) || (evictable && !evictable(k))) continue;
+        if (g && std::get<3>(k) != dev) continue;  // only the device is short
         const double r = rank(k);
         if (!victim || r < best) {
           victim = &k;
@@ -223,11 +257,12 @@ class Residency {
       }
       if (!victim) {
         // Everything left is pinned by running requests: they release it within a block's time.
-        if (!may_wait || cv_.wait_until(lk, deadline) == std::cv_status::timeout) return lib.resident_bytes() + need <= budget_;
+        if (!may_wait || cv_.wait_until(lk, deadline) == std::cv_status::timeout) return global_fits() && device_fits();
         continue;
       }
       const Key k = *victim;
       resident_.erase(k);
+      release_bytes(k);
       ++stats_.evictions;
       lk.unlock();
       const auto& [t, b, v, p] = k;
@@ -245,7 +280,10 @@ class Residency {
     std::vector<Key> out;
     for (const auto& [k, _] : resident_)
       if (!pins_.contains(k) && drop(k)) out.push_back(k);
-    for (const auto& k : out) resident_.erase(k);
+    for (const auto& k : out) {
+      resident_.erase(k);
+      release_bytes(k);
+    }
     stats_.evictions += out.size();
     lk.unlock();
     for (const auto& [t, b, v, p] : out) lib.unload(t, b, v, p);
@@ -258,7 +296,38 @@ class Residency {
   bool shrink(L& lib, const Rank& rank) {
     std::unique_lock load_lock(load_mu_);
     std::unique_lock lk(mu_);
-    return make_room(lib, lk, 0, rank, {}, {}, /*may_wait=*/true);
+    bool fits = make_room(lib, lk, 0, rank, {}, {}, /*may_wait=*/true, -1);
+    for (std::size_t p = 0; p < device_budget_.size(); ++p)
+      if (device_budget_[p] > 0) fits = make_room(lib, lk, 0, rank, {}, {}, true, static_cast<ProcessorIndex>(p)) && fits;
+    return fits;
+  }
+
+  // --- per-device accounting (mu_ held) ---
+  std::size_t device_budget_of(ProcessorIndex p) const {
+    return p >= 0 && static_cast<std::size_t>(p) < device_budget_.size() ? device_budget_[static_cast<std::size_t>(p)] : 0;
+  }
+  std::size_t held_on(ProcessorIndex p) const {
+    return p >= 0 && static_cast<std::size_t>(p) < device_bytes_.size() ? device_bytes_[static_cast<std::size_t>(p)] : 0;
+  }
+  void hold(const Key& k, std::size_t bytes) {
+    const auto p = static_cast<std::size_t>(std::get<3>(k));
+    if (device_bytes_.size() <= p) device_bytes_.resize(p + 1, 0);
+    held_bytes_[k] = bytes;
+    device_bytes_[p] += bytes;
+  }
+  void release_bytes(const Key& k) {
+    auto it = held_bytes_.find(k);
+    if (it == held_bytes_.end()) return;
+    device_bytes_[static_cast<std::size_t>(std::get<3>(k))] -= it->second;
+    held_bytes_.erase(it);
+  }
+  template <class L>
+  std::string budget_text(const L& lib, ProcessorIndex p) const {
+    std::string out = "the memory budget of " + std::to_string(budget_) + " bytes (" + std::to_string(lib.resident_bytes()) + " resident)";
+    if (const std::size_t db = device_budget_of(p); db > 0)
+      out += " or processor " + std::to_string(p) + "'s device budget of " + std::to_string(db) + " bytes (" +
+             std::to_string(held_on(p)) + " held there)";
+    return out;
   }
 
   // Blocks until no request waits for a demand load (ahead loads give way to them).
@@ -276,6 +345,9 @@ class Residency {
   std::atomic<int> waiting_demand_{0};
   std::size_t margin_ = 0;                 // largest size surprise seen: reserved on later loads
   Stats stats_;
+  std::vector<std::size_t> device_budget_;   // per processor, 0 = none
+  std::map<Key, std::size_t> held_bytes_;    // bytes of each held block, as loaded
+  std::vector<std::size_t> device_bytes_;    // per processor: sum of held_bytes_ there
 };
 
 // The keys a plan runs: (task, block, its variant, its processor).

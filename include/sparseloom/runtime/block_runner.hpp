@@ -29,6 +29,8 @@ namespace sparseloom::runtime {
 //    acquired for a run is never unloaded while it runs. load() throws Error(device) when the
 //    block fails to compile for that processor (the Engine then plans around that block).
 //  - resident_bytes(): total resident bytes; thread-safe (the Engine samples it after loads).
+//    Optional: resident_bytes(p), the block bytes resident on processor p (per-device budgets
+//    are then sampled and checked by the Engine too).
 template <class L>
 concept BlockRunner = requires(L& lib, const L& clib, TaskIndex t, BlockIndex b, VariantIndex v,
                                ProcessorIndex p, std::span<const Tensor> in, const StitchedVariant& s) {

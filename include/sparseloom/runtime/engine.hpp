@@ -4,7 +4,11 @@
 // current stitched variant block by block on its planned processors, re-planning on change,
 // and metrics. Policies are template parameters: the request path has no virtual call.
 //
-//   Engine<Runner, Estimator, Optimizer, Preloader = LoadAllPreloader, Exec = Threaded>
+//   Engine<Runner, Estimator, Optimizer, Preloader = preloader::Hotness, Exec = Threaded>
+//
+// The default preloader is SparseLoom's hot-subgraph policy: without a budget it holds the
+// current plan's blocks (and loads them ahead of use); LoadAllPreloader keeps everything any
+// plan ever used.
 //
 // Exec picks how blocks execute and what the clock is:
 //  - Threaded: worker threads per processor run blocks through the runner; SteadyClock.
@@ -12,6 +16,7 @@
 //    (ModelledBlockRunner::simulate) or the estimator's. Requests, queues, admission,
 //    re-planning, preloading and metrics are the same code (the simulator, issue 12).
 #include <algorithm>
+#include <functional>
 #include <array>
 #include <cmath>
 #include <atomic>
@@ -40,6 +45,7 @@
 #include "sparseloom/runtime/block_runner.hpp"
 #include "sparseloom/runtime/clock.hpp"
 #include "sparseloom/runtime/metrics.hpp"
+#include "sparseloom/preloader/hotness.hpp"
 #include "sparseloom/runtime/preloader.hpp"
 #include "sparseloom/runtime/request.hpp"
 
@@ -60,6 +66,10 @@ struct ProcessorSpec {
   ProcessorKind kind = ProcessorKind::cpu;
   int workers = 1;                   // threads taking blocks off this processor's queue
   std::size_t queue_capacity = 1024; // bounds admissions; an admitted request's next block always gets in
+  // Memory of its own (a discrete GPU/NPU), 0 = none: the blocks held on it never exceed this.
+  // They count in EngineOptions::memory_budget_bytes too. Needs a preloader that enforces it
+  // (the preloader:: policies; LoadAllPreloader does not).
+  std::size_t memory_budget_bytes = 0;
 };
 
 struct TaskSpec {
@@ -114,6 +124,9 @@ template <class E>
 struct MaskedEstimator {
   const E* e;
   const std::set<BlockKey>* banned;
+  // Optional: stitches usable now (e.g. their repair is computed); any other stitch is
+  // reported far below every accuracy floor, so the optimizer does not pick it.
+  const std::function<bool(TaskIndex, const StitchedVariant&)>* ready = nullptr;
   int num_tasks() const { return e->num_tasks(); }
   int num_blocks(TaskIndex t) const { return e->num_blocks(t); }
   int num_variants(TaskIndex t) const { return e->num_variants(t); }
@@ -121,11 +134,14 @@ struct MaskedEstimator {
   bool can_place(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
     return !banned->contains({t, b, v, p}) && e->can_place(t, b, v, p);
   }
-  double accuracy_pct(TaskIndex t, const StitchedVariant& s) const { return e->accuracy_pct(t, s); }
+  double accuracy_pct(TaskIndex t, const StitchedVariant& s) const {
+    return ready && !(*ready)(t, s) ? kNotReadyAccuracy : e->accuracy_pct(t, s);
+  }
   double latency_ms(TaskIndex t, const StitchedVariant& s, const Placement& pl) const { return e->latency_ms(t, s, pl); }
   double block_latency_ms(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
     return e->block_latency_ms(t, b, v, p);
   }
+  static constexpr double kNotReadyAccuracy = -1e9;
   double memory_bytes(TaskIndex t, const StitchedVariant& s) const { return e->memory_bytes(t, s); }
   double block_bytes(TaskIndex t, BlockIndex b, VariantIndex v) const { return e->block_bytes(t, b, v); }
   // Optional: energy per request, where the estimator models it (the simulator's).
@@ -138,7 +154,7 @@ struct MaskedEstimator {
 
 }  // namespace detail
 
-template <BlockRunner L, sparseloom::Estimator E, sparseloom::Optimizer<E> O, Preloader<L> P = LoadAllPreloader,
+template <BlockRunner L, sparseloom::Estimator E, sparseloom::Optimizer<E> O, Preloader<L> P = preloader::Hotness,
           class Exec = Threaded>
 class Engine {
   using ClockT = typename Exec::clock_type;
@@ -150,6 +166,16 @@ class Engine {
       : lib_(lib), est_(estimator), opt_(std::move(optimizer)), pre_(std::move(preloader)), opts_(options),
         ledger_(names_of(tasks)) {
     validate(processors, tasks);
+    for (const auto& p : processors) device_budgets_.push_back(p.memory_budget_bytes);
+    const bool device_bound = std::any_of(device_budgets_.begin(), device_budgets_.end(), [](std::size_t b) { return b > 0; });
+    if constexpr (kSim && requires { pre_.set_background(false); }) pre_.set_background(false);  // simulated time only
+    if constexpr (requires { pre_.set_device_budgets(device_budgets_); }) {
+      pre_.set_device_budgets(device_budgets_);
+    } else {
+      check(!device_bound, ErrorCode::invalid_argument, "Engine: processor memory_budget_bytes",
+            "a per-device budget needs a preloader that enforces it (preloader::Hotness, OnDemandLru, ClockworkLike, "
+            "OneModelPerTask); this one holds only the global budget");
+    }
     check_budget_floor(opts_.memory_budget_bytes);
     budget_now_.store(opts_.memory_budget_bytes);
     ledger_.now_fn = [](const void* c) { return static_cast<const ClockT*>(c)->now_ms(); };
@@ -169,6 +195,8 @@ class Engine {
     state_.processor_available.assign(procs_.size(), true);
     state_.processor_speed.assign(procs_.size(), 1.0);
     state_.memory_budget_bytes = opts_.plan_for_budget ? static_cast<double>(opts_.memory_budget_bytes) : 0.0;
+    if (opts_.plan_for_budget)
+      for (std::size_t b : device_budgets_) state_.device_budget_bytes.push_back(static_cast<double>(b));
     if constexpr (requires { pre_.set_memory_budget(std::size_t{}); }) pre_.set_memory_budget(opts_.memory_budget_bytes);
     replan("start");
     if constexpr (!kSim) {
@@ -293,12 +321,18 @@ class Engine {
       m.failures = pr->failures.load();
       m.available = pr->available.load();
       m.observed_slowdown = pr->speed.load();
+      m.memory_budget_bytes = device_budgets_.at(ps.size());
+      {
+        std::lock_guard lk(budget_mu_);
+        m.peak_resident_bytes = device_peak_.empty() ? 0 : device_peak_.at(ps.size());
+      }
       ps.push_back(std::move(m));
     }
     auto out = ledger_.metrics.summarize(clock_.now_ms(), std::move(ps), budget_now_.load());
     // After a run-time change the peak may predate the current budget: judge every sample
     // against the budget in force when it was taken.
     if (budget_changed_.load()) out.budget_exceeded = over_budget_.load();
+    if (device_over_.load()) out.budget_exceeded = true;
     return out;
   }
 
@@ -462,26 +496,34 @@ class Engine {
 
   // A budget below the smallest runnable plan is an error at start, not requests that fail
   // (or wait) forever: every task must have a variant whose every block fits on some processor
-  // (blocks load one at a time, so the largest block of the lightest variant is the floor).
+  // (blocks load one at a time, so the largest block of the lightest variant is the floor; a
+  // processor with a device budget takes only blocks that fit it).
   void check_budget_floor(std::size_t budget) const {
-    if (budget == 0) return;
+    const bool device_bound = std::any_of(device_budgets_.begin(), device_budgets_.end(), [](std::size_t b) { return b > 0; });
+    if (budget == 0 && !device_bound) return;
+    constexpr auto kNone = std::numeric_limits<std::size_t>::max();
     for (TaskIndex t = 0; t < lib_.num_tasks(); ++t) {
-      std::size_t floor = std::numeric_limits<std::size_t>::max();
+      std::size_t floor = kNone;
       for (VariantIndex v = 0; v < lib_.num_variants(t); ++v) {
         std::size_t largest = 0;
-        for (BlockIndex b = 0; b < lib_.num_blocks(t); ++b) {
-          std::size_t smallest = std::numeric_limits<std::size_t>::max();
-          for (ProcessorIndex p = 0; p < lib_.num_processors(); ++p)
-            if (est_.can_place(t, b, v, p)) smallest = std::min(smallest, static_cast<std::size_t>(lib_.block_bytes(t, b, v, p)));
+        for (BlockIndex b = 0; b < lib_.num_blocks(t) && largest != kNone; ++b) {
+          std::size_t smallest = kNone;
+          for (ProcessorIndex p = 0; p < lib_.num_processors(); ++p) {
+            if (!est_.can_place(t, b, v, p)) continue;
+            const auto bytes = static_cast<std::size_t>(lib_.block_bytes(t, b, v, p));
+            const std::size_t db = device_budgets_.at(static_cast<std::size_t>(p));
+            if (db == 0 || bytes <= db) smallest = std::min(smallest, bytes);
+          }
           largest = std::max(largest, smallest);
         }
         floor = std::min(floor, largest);
       }
-      check(floor <= budget, ErrorCode::infeasible, "Engine: memory budget",
-            std::to_string(budget) + " bytes is below the smallest runnable plan: task " + std::to_string(t) + " needs " +
-                (floor == std::numeric_limits<std::size_t>::max() ? std::string("a placeable block")
-                                                                   : std::to_string(floor) + " bytes") +
-                " resident at once (the largest block of its lightest variant)");
+      check(floor != kNone && (budget == 0 || floor <= budget), ErrorCode::infeasible, "Engine: memory budget",
+            (floor == kNone ? "task " + std::to_string(t) +
+                                  " has no variant whose every block fits a processor's device budget (processor memory_budget_bytes)"
+                            : std::to_string(budget) + " bytes is below the smallest runnable plan: task " + std::to_string(t) +
+                                  " needs " + std::to_string(floor) +
+                                  " bytes resident at once (the largest block of its lightest variant)"));
     }
   }
 
@@ -493,6 +535,15 @@ class Engine {
     ledger_.metrics.memory(now, bytes);
     const std::size_t budget = budget_now_.load();
     if (budget > 0 && bytes > budget) over_budget_.store(true);
+    // Per device, where the runner reports it: an independent check of the preloader's books.
+    if constexpr (requires { lib_.resident_bytes(ProcessorIndex{}); }) {
+      if (device_peak_.empty()) device_peak_.assign(device_budgets_.size(), 0);
+      for (std::size_t p = 0; p < device_budgets_.size(); ++p) {
+        const std::size_t on = lib_.resident_bytes(static_cast<ProcessorIndex>(p));
+        device_peak_[p] = std::max(device_peak_[p], on);
+        if (device_budgets_[p] > 0 && on > device_budgets_[p]) device_over_.store(true);
+      }
+    }
   }
 
   void set_budget_now(std::size_t bytes) {
@@ -511,36 +562,70 @@ class Engine {
     replan_locked(reason);
   }
 
-  void replan_locked(std::string reason) {
-    SystemState st = state_;
-    for (std::size_t p = 0; p < procs_.size(); ++p) st.processor_available[p] = procs_[p]->available.load();
-    Plan plan;
-    bool ok = true;
-    const auto t0 = std::chrono::steady_clock::now();
+  // Plans with the optimizer (around banned blocks; with `ready`, only stitches usable now).
+  bool plan_with(const SystemState& st, Plan& plan, std::string& reason,
+                 const std::function<bool(TaskIndex, const StitchedVariant&)>* ready = nullptr) {
     try {
       if constexpr (sparseloom::Optimizer<O, detail::MaskedEstimator<E>>) {
-        if (!banned_.empty())
-          plan = opt_.plan(st, detail::MaskedEstimator<E>{&est_, &banned_});
+        if (!banned_.empty() || ready)
+          plan = opt_.plan(st, detail::MaskedEstimator<E>{&est_, &banned_, ready});
         else
           plan = opt_.plan(st, est_);
       } else {
         plan = opt_.plan(st, est_);
       }
+      return true;
     } catch (const std::exception& e) {
-      ok = false;
       reason += std::string("; optimizer failed, keeping the previous plan: ") + e.what();
+      return false;
     }
+  }
+
+  void replan_locked(std::string reason) {
+    SystemState st = state_;
+    for (std::size_t p = 0; p < procs_.size(); ++p) st.processor_available[p] = procs_[p]->available.load();
+    Plan plan;
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool ok = plan_with(st, plan, reason);
     const double decision_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (!ok) {
       if (auto old = current()) plan = old->plan;
     }
+    // A stitch whose repair is not computed yet (seconds of calibration on a new stitch) would
+    // hold the plan back, and requests would keep running the old plan, below a raised accuracy
+    // floor. So first adopt an interim plan of variants usable now (plain ones, stitches already
+    // repaired), then compute the repairs and adopt the full plan.
+    if constexpr (!kSim && requires(TaskIndex t, const StitchedVariant& s) { lib_.prepared(t, s); }) {
+      std::function<bool(TaskIndex, const StitchedVariant&)> ready = [this](TaskIndex t, const StitchedVariant& s) {
+        return s.choice.size() != static_cast<std::size_t>(lib_.num_blocks(t)) || lib_.prepared(t, s);
+      };
+      bool waiting = false;
+      for (std::size_t t = 0; t < plan.tasks.size() && t < live_.size(); ++t)
+        waiting = waiting || !ready(static_cast<TaskIndex>(t), plan.tasks[t].variant);
+      if (ok && waiting && current()) {
+        Plan interim;
+        std::string why = reason + "; interim plan while new stitches are repaired";
+        const auto i0 = std::chrono::steady_clock::now();
+        if (plan_with(st, interim, why, &ready))
+          adopt(std::move(interim), std::move(why),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - i0).count());
+      }
+    }
+    adopt(std::move(plan), std::move(reason), decision_ms);
+  }
+
+  // Makes `plan` current: its stitch-time work done, its blocks preloaded, then swapped in.
+  void adopt(Plan plan, std::string reason, double decision_ms) {
     plan.decision_ms = decision_ms;
     plan.version = ++version_;
     auto snap = std::make_shared<Snapshot>();
     for (TaskIndex t = 0; t < static_cast<TaskIndex>(live_.size()); ++t) snap->routes.push_back(make_route(plan, t));
     // Stitch-time work (e.g. the repairs of newly chosen stitches) is done before the plan is
-    // adopted, here on the planner thread: requests keep running on the old plan meanwhile.
+    // adopted, here on the planner thread: requests keep running on the current plan meanwhile.
     if constexpr (requires(TaskIndex t, const StitchedVariant& s) { lib_.prepare(t, s); }) {
+      // Repair bytes are added outside the preloader's serialised loads: let the background
+      // loads of the interim plan finish first, so none of them checks room against stale bytes.
+      if constexpr (requires { pre_.wait_idle(); }) pre_.wait_idle();
       for (std::size_t t = 0; t < plan.tasks.size() && t < live_.size(); ++t) {
         if (plan.tasks[t].variant.choice.size() != static_cast<std::size_t>(lib_.num_blocks(static_cast<TaskIndex>(t)))) continue;
         try {
@@ -548,6 +633,12 @@ class Engine {
         } catch (const std::exception& e) {
           reason += std::string("; preparing task ") + std::to_string(t) + ": " + e.what();
         }
+      }
+      // A new stitch's repair vectors (a few KB) count in resident memory from when they are
+      // computed, outside the preloader's loads: evict down to the budget at once.
+      const std::size_t budget = budget_now_.load();
+      if (budget > 0 && lib_.resident_bytes() > budget) {
+        if constexpr (requires { pre_.shrink_to_budget(lib_); }) pre_.shrink_to_budget(lib_);
       }
     }
     try {
@@ -1276,8 +1367,11 @@ class Engine {
 
   std::mutex planner_mu_;  // state_, opt_, version_, banned_; serialises re-plans
   std::atomic<std::size_t> budget_now_{0};  // memory budget in force (set_memory_budget)
+  std::vector<std::size_t> device_budgets_;   // per processor (ProcessorSpec::memory_budget_bytes)
+  std::vector<std::size_t> device_peak_;      // per processor, most block bytes sampled there (budget_mu_)
+  std::atomic<bool> device_over_{false};      // a sample above a device budget
   std::atomic<bool> budget_changed_{false}, over_budget_{false};
-  std::mutex budget_mu_;  // a leaf lock: memory samples vs budget changes
+  mutable std::mutex budget_mu_;  // a leaf lock: memory samples vs budget changes
   SystemState state_;
   std::uint64_t version_ = 0;
   std::set<detail::BlockKey> banned_;

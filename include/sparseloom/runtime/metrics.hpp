@@ -97,6 +97,8 @@ struct ProcessorMetrics {
   std::uint64_t failures = 0;
   bool available = true;
   double observed_slowdown = 1;  // measured / predicted block time (EMA)
+  std::size_t memory_budget_bytes = 0;  // its device budget (0 = none)
+  std::size_t peak_resident_bytes = 0;  // most block bytes seen on it (where the runner reports it)
 };
 
 struct MemorySample {

@@ -43,7 +43,9 @@ inline nlohmann::json to_json(const EngineMetrics& m) {
                                {"blocks", p.blocks},
                                {"failures", p.failures},
                                {"available", p.available},
-                               {"observed_slowdown", p.observed_slowdown}});
+                               {"observed_slowdown", p.observed_slowdown},
+                               {"memory_budget_bytes", p.memory_budget_bytes},
+                               {"peak_resident_bytes", p.peak_resident_bytes}});
   j["memory"] = {{"peak_resident_bytes", m.peak_resident_bytes},
                  {"mean_resident_bytes", m.mean_resident_bytes},
                  {"budget_bytes", m.memory_budget_bytes},

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <tuple>
+#include <vector>
 
 #include "sparseloom/core/error.hpp"
 #include "sparseloom/core/types.hpp"
@@ -39,11 +40,17 @@ class LoadAllPreloader {
   explicit LoadAllPreloader(std::size_t budget_bytes) : budget_(budget_bytes) {}
   // Movable before use (the Engine takes it by value); the state moves, the mutex does not.
   LoadAllPreloader(LoadAllPreloader&& o) noexcept
-      : budget_(o.budget_), in_plan_(std::move(o.in_plan_)), loaded_(std::move(o.loaded_)), pins_(std::move(o.pins_)) {}
+      : budget_(o.budget_), device_budget_(std::move(o.device_budget_)), in_plan_(std::move(o.in_plan_)),
+        loaded_(std::move(o.loaded_)), pins_(std::move(o.pins_)) {}
 
   void set_memory_budget(std::size_t bytes) {
     std::lock_guard lk(mu_);
     budget_ = bytes;
+  }
+  // Per processor (0 = none): the block bytes held on it never exceed it.
+  void set_device_budgets(std::vector<std::size_t> bytes) {
+    std::lock_guard lk(mu_);
+    device_budget_ = std::move(bytes);
   }
 
   template <BlockRunner L>
@@ -60,7 +67,7 @@ class LoadAllPreloader {
     for (const auto& k : in_plan_) {
       const auto& [t, b, v, p] = k;
       if (lib.is_resident(t, b, v, p)) continue;
-      if (!make_room(lib, lib.block_bytes(t, b, v, p), /*allow_in_plan=*/false)) continue;  // acquire retries
+      if (!make_room(lib, lib.block_bytes(t, b, v, p), p, /*allow_in_plan=*/false)) continue;  // acquire retries
       lib.load(t, b, v, p);
       loaded_.insert(k);
     }
@@ -72,12 +79,13 @@ class LoadAllPreloader {
     const Key k{t, b, v, p};
     ++pins_[k];
     if (lib.is_resident(t, b, v, p)) return false;
-    if (!make_room(lib, lib.block_bytes(t, b, v, p), /*allow_in_plan=*/true)) {
+    if (!make_room(lib, lib.block_bytes(t, b, v, p), p, /*allow_in_plan=*/true)) {
       unpin(k);
       throw Error(ErrorCode::infeasible, "LoadAllPreloader",
                   "block " + std::to_string(b) + " of task " + std::to_string(t) + " (variant " +
                       std::to_string(v) + ", processor " + std::to_string(p) +
-                      ") does not fit the memory budget of " + std::to_string(budget_) + " bytes");
+                      ") does not fit the memory budget of " + std::to_string(budget_) + " bytes or processor " +
+                      std::to_string(p) + "'s device budget of " + std::to_string(device_budget(p)) + " bytes");
     }
     lib.load(t, b, v, p);
     loaded_.insert(k);
@@ -95,7 +103,9 @@ class LoadAllPreloader {
   template <BlockRunner L>
   bool shrink_to_budget(L& lib) {
     std::lock_guard lk(mu_);
-    return make_room(lib, 0, /*allow_in_plan=*/true);
+    bool fits = make_room(lib, 0, -1, /*allow_in_plan=*/true);
+    for (std::size_t p = 0; p < device_budget_.size(); ++p) fits = make_room(lib, 0, static_cast<ProcessorIndex>(p), true) && fits;
+    return fits;
   }
 
  private:
@@ -106,28 +116,44 @@ class LoadAllPreloader {
     if (it != pins_.end() && --it->second <= 0) pins_.erase(it);
   }
 
-  // Evicts blocks we loaded that nobody runs until `bytes` more fit. False if they cannot.
+  std::size_t device_budget(ProcessorIndex p) const {
+    return p >= 0 && static_cast<std::size_t>(p) < device_budget_.size() ? device_budget_[static_cast<std::size_t>(p)] : 0;
+  }
   template <class L>
-  bool make_room(L& lib, std::size_t bytes, bool allow_in_plan) {
-    if (budget_ == 0) return true;
-    if (bytes > budget_) return false;
+  std::size_t held_on(const L& lib, ProcessorIndex p) const {
+    std::size_t n = 0;
+    for (const auto& [t, b, v, q] : loaded_)
+      if (q == p) n += lib.block_bytes(t, b, v, q);
+    return n;
+  }
+
+  // Evicts blocks we loaded that nobody runs until `bytes` more fit the global budget and, on
+  // processor `dev` (-1: none), its device budget. False if they cannot.
+  template <class L>
+  bool make_room(L& lib, std::size_t bytes, ProcessorIndex dev, bool allow_in_plan) {
+    const std::size_t db = device_budget(dev);
+    if (budget_ == 0 && db == 0) return true;
+    if ((budget_ > 0 && bytes > budget_) || (db > 0 && bytes > db)) return false;
+    auto global_fits = [&] { return budget_ == 0 || lib.resident_bytes() + bytes <= budget_; };
+    auto device_fits = [&] { return db == 0 || held_on(lib, dev) + bytes <= db; };
     for (int pass = 0; pass < (allow_in_plan ? 2 : 1); ++pass) {
-      for (auto it = loaded_.begin(); it != loaded_.end() && lib.resident_bytes() + bytes > budget_;) {
+      for (auto it = loaded_.begin(); it != loaded_.end() && !(global_fits() && device_fits());) {
         const bool used = in_plan_.contains(*it);
-        if (pins_.contains(*it) || (pass == 0 && used)) {
+        const auto& [t, b, v, p] = *it;
+        if (pins_.contains(*it) || (pass == 0 && used) || (global_fits() && p != dev)) {
           ++it;
           continue;
         }
-        const auto& [t, b, v, p] = *it;
         lib.unload(t, b, v, p);
         it = loaded_.erase(it);
       }
     }
-    return lib.resident_bytes() + bytes <= budget_;
+    return global_fits() && device_fits();
   }
 
   std::mutex mu_;
   std::size_t budget_ = 0;  // 0 = unlimited
+  std::vector<std::size_t> device_budget_;  // per processor, 0 = none
   std::set<Key> in_plan_, loaded_;
   std::map<Key, int> pins_;
 };

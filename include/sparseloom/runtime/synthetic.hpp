@@ -112,6 +112,11 @@ class Runner {
     std::lock_guard lk(mu_);
     return bytes_;
   }
+  std::size_t resident_bytes(ProcessorIndex p) const {
+    std::lock_guard lk(mu_);
+    return zoo_.block_bytes * static_cast<std::size_t>(std::count_if(resident_.begin(), resident_.end(),
+                                                                     [p](const auto& k) { return std::get<3>(k) == p; }));
+  }
   std::size_t block_bytes(TaskIndex, BlockIndex, VariantIndex, ProcessorIndex) const { return zoo_.block_bytes; }
 
   // --- fault hooks (thread-safe, take effect on the next call) ---

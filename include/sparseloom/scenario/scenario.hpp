@@ -16,6 +16,7 @@ inline constexpr int kScenarioSchema = 1;
 struct ScenarioProcessor {
   std::string name, backend = "reference", kind = "cpu";
   int threads = 1;
+  double memory_budget_bytes = 0;  // its own device memory (0 = none); counts in the global budget too
 };
 
 struct ScenarioTask {
@@ -67,6 +68,7 @@ inline Scenario parse_scenario(const json::Field& root) {
     p.backend = procs[i].get_or<std::string>("backend", p.backend);
     p.kind = procs[i].get_or<std::string>("kind", p.kind);
     p.threads = static_cast<int>(procs[i].has("threads") ? procs[i].number("threads", 1, 256) : 1);
+    if (procs[i].has("memory_budget_bytes")) p.memory_budget_bytes = procs[i].number("memory_budget_bytes", 0, 1e15);
     check(p.backend == "reference" || p.backend == "opencl" || p.backend == "cpu", ErrorCode::parse,
           procs[i].where("backend"), "'" + p.backend + "' (expected reference, cpu or opencl)");
     s.processors.push_back(p);

@@ -180,6 +180,12 @@ class SimRunner {
     if (resident_.erase({t, b, v, p})) bytes_ -= static_cast<std::size_t>(cost(t, b, v, p).weight_bytes);
   }
   std::size_t resident_bytes() const { return bytes_; }
+  std::size_t resident_bytes(ProcessorIndex p) const {
+    std::size_t n = 0;
+    for (const auto& [t, b, v, q] : resident_)
+      if (q == p) n += block_bytes(t, b, v, q);
+    return n;
+  }
   std::size_t block_bytes(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
     return static_cast<std::size_t>(cost(t, b, v, p).weight_bytes);
   }
