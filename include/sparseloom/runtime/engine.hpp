@@ -68,7 +68,7 @@ struct ProcessorSpec {
   std::size_t queue_capacity = 1024; // bounds admissions; an admitted request's next block always gets in
   // Memory of its own (a discrete GPU/NPU), 0 = none: the blocks held on it never exceed this.
   // They count in EngineOptions::memory_budget_bytes too. Needs a preloader that enforces it
-  // (the preloader:: policies; LoadAllPreloader does not).
+  // (set_device_budgets: every preloader:: policy and LoadAllPreloader).
   std::size_t memory_budget_bytes = 0;
 };
 
@@ -167,14 +167,13 @@ class Engine {
         ledger_(names_of(tasks)) {
     validate(processors, tasks);
     for (const auto& p : processors) device_budgets_.push_back(p.memory_budget_bytes);
-    const bool device_bound = std::any_of(device_budgets_.begin(), device_budgets_.end(), [](std::size_t b) { return b > 0; });
     if constexpr (kSim && requires { pre_.set_background(false); }) pre_.set_background(false);  // simulated time only
     if constexpr (requires { pre_.set_device_budgets(device_budgets_); }) {
       pre_.set_device_budgets(device_budgets_);
     } else {
-      check(!device_bound, ErrorCode::invalid_argument, "Engine: processor memory_budget_bytes",
-            "a per-device budget needs a preloader that enforces it (preloader::Hotness, OnDemandLru, ClockworkLike, "
-            "OneModelPerTask); this one holds only the global budget");
+      check(!device_bound(), ErrorCode::invalid_argument, "Engine: processor memory_budget_bytes",
+            "a per-device budget needs a preloader that enforces it (set_device_budgets: preloader::Hotness, OnDemandLru, "
+            "ClockworkLike, OneModelPerTask, LoadAllPreloader); this one holds only the global budget");
     }
     check_budget_floor(opts_.memory_budget_bytes);
     budget_now_.store(opts_.memory_budget_bytes);
@@ -494,13 +493,16 @@ class Engine {
             "needs workers >= 1 and queue_capacity >= 1");
   }
 
+  bool device_bound() const {
+    return std::any_of(device_budgets_.begin(), device_budgets_.end(), [](std::size_t b) { return b > 0; });
+  }
+
   // A budget below the smallest runnable plan is an error at start, not requests that fail
   // (or wait) forever: every task must have a variant whose every block fits on some processor
   // (blocks load one at a time, so the largest block of the lightest variant is the floor; a
   // processor with a device budget takes only blocks that fit it).
   void check_budget_floor(std::size_t budget) const {
-    const bool device_bound = std::any_of(device_budgets_.begin(), device_budgets_.end(), [](std::size_t b) { return b > 0; });
-    if (budget == 0 && !device_bound) return;
+    if (budget == 0 && !device_bound()) return;
     constexpr auto kNone = std::numeric_limits<std::size_t>::max();
     for (TaskIndex t = 0; t < lib_.num_tasks(); ++t) {
       std::size_t floor = kNone;
