@@ -54,6 +54,34 @@ AccuracyModel model_of(const Truth& t) {
   m.set_measurements(plain, single);
   return m;
 }
+// What the accuracy model is fitted from, measured on a synthetic `truth`: the plain variants,
+// every single-block swap into variant 0, a pair-covering training sample of 150 stitches, and
+// `held_out` random stitches kept out of training.
+struct SyntheticMeasurements {
+  std::vector<double> plain;
+  std::vector<std::vector<double>> single;
+  std::vector<AccuracySample> train;
+  std::vector<StitchedVariant> held;
+};
+template <class F>
+SyntheticMeasurements synthetic_measurements(int B, int V, const F& truth, int held_out) {
+  SyntheticMeasurements m;
+  for (int v = 0; v < V; ++v) m.plain.push_back(truth({std::vector<int>(B, v)}));
+  m.single.assign(B, std::vector<double>(V));
+  for (int b = 0; b < B; ++b)
+    for (int v = 0; v < V; ++v) {
+      StitchedVariant s{std::vector<int>(B, 0)};
+      s.choice[b] = v;
+      m.single[b][v] = truth(s);
+      if (!s.is_plain()) m.train.push_back({s, m.single[b][v]});
+    }
+  m.held = AccuracyModel::sample(B, V, static_cast<std::size_t>(held_out), SampleStrategy::random, 4);
+  std::set<std::vector<int>> exclude;
+  for (const auto& s : m.held) exclude.insert(s.choice);
+  for (const auto& s : AccuracyModel::sample(B, V, 150, SampleStrategy::pair_cover, 2, exclude)) m.train.push_back({s, truth(s)});
+  return m;
+}
+
 }  // namespace
 
 TEST_CASE("Estimator.Accuracy.InteractionsFittedFromASmallSample") {
@@ -112,21 +140,7 @@ TEST_CASE("Estimator.Accuracy.LogitAndSwitchTermsFitMultiplicativeDrops") {
     }
     return 100.0 / (1.0 + std::exp(-z));
   };
-  std::vector<double> plain;
-  for (int v = 0; v < V; ++v) plain.push_back(truth({std::vector<int>(B, v)}));
-  std::vector<std::vector<double>> single(B, std::vector<double>(V));
-  std::vector<AccuracySample> train;
-  for (int b = 0; b < B; ++b)
-    for (int v = 0; v < V; ++v) {
-      StitchedVariant s{std::vector<int>(B, 0)};
-      s.choice[b] = v;
-      single[b][v] = truth(s);
-      if (!s.is_plain()) train.push_back({s, single[b][v]});
-    }
-  const auto held = AccuracyModel::sample(B, V, 300, SampleStrategy::random, 4);
-  std::set<std::vector<int>> exclude;
-  for (const auto& s : held) exclude.insert(s.choice);
-  for (const auto& s : AccuracyModel::sample(B, V, 150, SampleStrategy::pair_cover, 2, exclude)) train.push_back({s, truth(s)});
+  const auto [plain, single, train, held] = synthetic_measurements(B, V, truth, 300);
   auto mae = [&](unsigned features) {
     AccuracyModel m(B, V, 0, features);
     m.set_measurements(plain, single);
@@ -158,21 +172,7 @@ TEST_CASE("Estimator.Accuracy.CalibrationFollowsASaturatingLink") {
     for (int b = 0; b < B; ++b) z -= d[b][s.choice[b]];
     return 10.0 + 90.0 / (1.0 + std::exp(-z));  // 10 % chance floor
   };
-  std::vector<double> plain;
-  for (int v = 0; v < V; ++v) plain.push_back(truth({std::vector<int>(B, v)}));
-  std::vector<std::vector<double>> single(B, std::vector<double>(V));
-  std::vector<AccuracySample> train;
-  for (int b = 0; b < B; ++b)
-    for (int v = 0; v < V; ++v) {
-      StitchedVariant s{std::vector<int>(B, 0)};
-      s.choice[b] = v;
-      single[b][v] = truth(s);
-      if (!s.is_plain()) train.push_back({s, single[b][v]});
-    }
-  const auto held = AccuracyModel::sample(B, V, 200, SampleStrategy::random, 4);
-  std::set<std::vector<int>> exclude;
-  for (const auto& s : held) exclude.insert(s.choice);
-  for (const auto& s : AccuracyModel::sample(B, V, 150, SampleStrategy::pair_cover, 2, exclude)) train.push_back({s, truth(s)});
+  const auto [plain, single, train, held] = synthetic_measurements(B, V, truth, 200);
   auto fitted = [&](unsigned features) {
     AccuracyModel m(B, V, 0, features);
     m.set_measurements(plain, single);
