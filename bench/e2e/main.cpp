@@ -61,30 +61,37 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     std::vector<Throughput> tput;
     const bool search = !quick && !no_throughput;
-    auto each = [&](const std::string& name, auto make) {
-      rows.push_back(run_policy(st, name, make(), dur));
+    // Each system with its own memory policy: SparseLoom (and its ablations) with the Engine's
+    // default preloader::Hotness, Band with its one-model-per-task residency, the others load
+    // every planned block. The budget sweep (--budget-sweep) compares the memory policies alone.
+    auto each = [&](const std::string& name, auto make, auto make_pre, const char* memory_policy) {
+      rows.push_back(run_policy(st, name, make(), dur, {}, make_pre()));
+      rows.back().metrics["memory_policy"] = memory_policy;
       if (search) {
-        tput.push_back(max_sustainable(st, name, make, topt));
+        tput.push_back(max_sustainable(st, name, make, topt, make_pre));
         std::printf("  %-26s sustains x%.2f the scenario's rates (%.1f rps) at >= 99 %% attainment\n", name.c_str(),
                     tput.back().rate_scale, tput.back().offered_rps);
         std::fflush(stdout);
       }
     };
-    each("SparseLoom", [] { return optimizer::SparsityAware{}; });
-    each("SparseLoom-no-stitching", [] { return optimizer::SparsityAwareNoStitching{}; });
-    each("SparseLoom-sparsity-blind", [] { return optimizer::SparsityAwareBlind{}; });
-    each("Fixed", [] { return baselines::Fixed{}; });
-    each("Band-SEL", [] { return baselines::BandSEL{}; });
-    each("Band-LSF", [] { return baselines::BandLSF{}; });
-    each("INFaaS-like", [] { return baselines::Infaas{}; });
+    const auto hotness = [] { return preloader::Hotness{}; };
+    const auto load_all = [] { return runtime::LoadAllPreloader{}; };
+    const auto one_model = [] { return preloader::OneModelPerTask{}; };
+    each("SparseLoom", [] { return optimizer::SparsityAware{}; }, hotness, "Hotness");
+    each("SparseLoom-no-stitching", [] { return optimizer::SparsityAwareNoStitching{}; }, hotness, "Hotness");
+    each("SparseLoom-sparsity-blind", [] { return optimizer::SparsityAwareBlind{}; }, hotness, "Hotness");
+    each("Fixed", [] { return baselines::Fixed{}; }, load_all, "LoadAll");
+    each("Band-SEL", [] { return baselines::BandSEL{}; }, one_model, "OneModelPerTask");
+    each("Band-LSF", [] { return baselines::BandLSF{}; }, one_model, "OneModelPerTask");
+    each("INFaaS-like", [] { return baselines::Infaas{}; }, load_all, "LoadAll");
     const Row& ours = rows.front();
-    std::printf("\n%-26s %10s %10s %10s %9s %12s %10s %14s%s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms",
-                "peak MB", "decide ms", "viol. vs ours", search ? "     tput rps" : "");
+    std::printf("\n%-26s %10s %10s %10s %9s %12s %16s %10s %14s%s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms",
+                "peak MB", "memory policy", "decide ms", "viol. vs ours", search ? "     tput rps" : "");
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
       const double ratio = ours.violation > 0 ? r.violation / ours.violation : (r.violation > 0 ? INFINITY : 1.0);
-      std::printf("%-26s %9.1f%% %10.2f %10.2f %9.2f %12.3f %10.3f %13.2fx", r.policy.c_str(), 100 * r.violation, r.served,
-                  r.goodput, r.p99, r.peak / 1e6, r.decision, ratio);
+      std::printf("%-26s %9.1f%% %10.2f %10.2f %9.2f %12.3f %16s %10.3f %13.2fx", r.policy.c_str(), 100 * r.violation, r.served,
+                  r.goodput, r.p99, r.peak / 1e6, r.metrics["memory_policy"].get<std::string>().c_str(), r.decision, ratio);
       if (search) std::printf(" %12.1f", tput[i].offered_rps);
       std::printf("\n");
     }

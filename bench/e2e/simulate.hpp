@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "sparseloom/preloader/preloader.hpp"
 #include "sparseloom/sim/estimator.hpp"
 #include "sparseloom/sim/measure_overhead.hpp"
 #include "sparseloom/sim/profile.hpp"
@@ -112,16 +113,16 @@ struct SimRow {
   double energy_per_request = 0, energy_incl_idle = 0, sim_s = 0, wall_s = 0;
 };
 
-template <class Policy>
-SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, double duration_s) {
+template <class Policy, class Pre = runtime::LoadAllPreloader>
+SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, double duration_s, Pre pre = Pre{}) {
   st.runner->reset(st.sc.seed);
   const auto w0 = std::chrono::steady_clock::now();
   runtime::EngineOptions eo;
   eo.memory_budget_bytes = static_cast<std::size_t>(st.sc.memory_budget_bytes);
   eo.rate_change_ratio = 1e9;  // as in the real harness (run_policy): every policy the same setting
   eo.slowdown_ratio = 1e9;
-  runtime::Engine<sim::SimRunner, sim::ModelEstimator, Policy, runtime::LoadAllPreloader, runtime::DiscreteEvent> eng(
-      *st.runner, st.est, std::move(policy), st.procs, st.tasks, eo);
+  runtime::Engine<sim::SimRunner, sim::ModelEstimator, Policy, Pre, runtime::DiscreteEvent> eng(
+      *st.runner, st.est, std::move(policy), st.procs, st.tasks, eo, std::move(pre));
   std::vector<Slo> slos;
   for (const auto& t : st.tasks) slos.push_back(t.slo);
   const double start_ms = eng.metrics().wall_ms;
@@ -223,12 +224,13 @@ inline int run_simulation(const std::string& scenario_path, const std::string& p
               st.soc.name.c_str(), profile_path.c_str(), st.tasks.size(), st.procs.size(), dur);
   std::printf("setup (zoo load + cost model) took %.2f s\n", st.setup_s);
   std::vector<SimRow> rows;
-  rows.push_back(simulate_policy(st, "SparseLoom", optimizer::SparsityAware{}, dur));
-  rows.push_back(simulate_policy(st, "SparseLoom-no-stitching", optimizer::SparsityAwareNoStitching{}, dur));
-  rows.push_back(simulate_policy(st, "SparseLoom-sparsity-blind", optimizer::SparsityAwareBlind{}, dur));
+  // The memory policies of the real run (main.cpp): SparseLoom with Hotness, Band one model per task.
+  rows.push_back(simulate_policy(st, "SparseLoom", optimizer::SparsityAware{}, dur, preloader::Hotness{}));
+  rows.push_back(simulate_policy(st, "SparseLoom-no-stitching", optimizer::SparsityAwareNoStitching{}, dur, preloader::Hotness{}));
+  rows.push_back(simulate_policy(st, "SparseLoom-sparsity-blind", optimizer::SparsityAwareBlind{}, dur, preloader::Hotness{}));
   rows.push_back(simulate_policy(st, "Fixed", baselines::Fixed{}, dur));
-  rows.push_back(simulate_policy(st, "Band-SEL", baselines::BandSEL{}, dur));
-  rows.push_back(simulate_policy(st, "Band-LSF", baselines::BandLSF{}, dur));
+  rows.push_back(simulate_policy(st, "Band-SEL", baselines::BandSEL{}, dur, preloader::OneModelPerTask{}));
+  rows.push_back(simulate_policy(st, "Band-LSF", baselines::BandLSF{}, dur, preloader::OneModelPerTask{}));
   rows.push_back(simulate_policy(st, "INFaaS-like", baselines::Infaas{}, dur));
   const Row& ours = rows.front().row;
   std::printf("\n%-26s %10s %10s %10s %9s %10s %10s %12s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms", "mJ/req",

@@ -30,9 +30,11 @@ struct Throughput {
   json::Json probes = json::Json::array();
 };
 
-// make() returns a fresh policy object for each probe (stateful baselines start clean).
-template <class MakePolicy>
-Throughput max_sustainable(Setup& st, const std::string& name, MakePolicy&& make, const ThroughputOptions& o = {}) {
+// make() returns a fresh policy object for each probe (stateful baselines start clean), and
+// make_pre() a fresh memory policy.
+template <class MakePolicy, class MakePre = runtime::LoadAllPreloader (*)()>
+Throughput max_sustainable(Setup& st, const std::string& name, MakePolicy&& make, const ThroughputOptions& o = {},
+                           MakePre make_pre = [] { return runtime::LoadAllPreloader{}; }) {
   double total = 0;
   for (const auto& t : st.tasks) total += t.slo.rate_rps;
   Throughput best;
@@ -42,7 +44,7 @@ Throughput max_sustainable(Setup& st, const std::string& name, MakePolicy&& make
     ro.slo_changes = false;
     ro.fresh_library = false;  // blocks stay compiled across probes: only rates matter here
     const double len = std::min(o.max_probe_s, std::max(o.probe_s, o.min_requests / std::max(total * scale, 1e-9)));
-    const Row r = run_policy(st, name, make(), len, ro);
+    const Row r = run_policy(st, name, make(), len, ro, make_pre());
     const bool ok = 1.0 - r.violation >= o.target;
     best.probes.push_back({{"rate_scale", scale}, {"seconds", len}, {"slo_violation_rate", r.violation}, {"served_rps", r.served},
                            {"sustained", ok}});

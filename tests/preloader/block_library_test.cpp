@@ -1,10 +1,17 @@
 // stitch::BlockLibrary as the preloader sees it (issue 10): load compiles/packs the block for
 // the processor's backend and unload frees it; block_bytes is exactly what a load adds to
 // resident_bytes (before and after the first load); a block two stitches share is one slot;
-// repair vectors count in resident_bytes. On the committed zoo's smallest task.
+// repair vectors count in resident_bytes; a load reads the variant's file (and fails clearly
+// when it is gone or changed). On the committed zoo's smallest task.
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <tuple>
 
 #include "sparseloom/backends/reference/backend.hpp"
+#include "sparseloom/preloader/on_demand_lru.hpp"
 #include "sparseloom/stitch/block_library.hpp"
 #ifdef SPARSELOOM_PRELOADER_TEST_CPU
 #include "sparseloom/backends/cpu/backend.hpp"
@@ -82,4 +89,79 @@ TEST_CASE("Preloader.BlockLibraryLoadsForRealAndCountsExactly") {
       CHECK(!cur.empty());
     }
   }
+}
+
+TEST_CASE("Preloader.BlockLibraryLoadReadsTheVariantFile") {
+  // A load reads the block from the variant's ONNX file, so a file that went missing, was
+  // corrupted or was replaced after start fails that load with the file named; the other
+  // variants still load. On a private copy of the smallest committed task.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("sparseloom-file-load-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(fs::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/digits_cnn", dir);
+  const auto z = zoo::load_task(dir);
+  REQUIRE(z.num_variants() >= 3);
+  stitch::BlockLibrary<reference::Backend> lib({&z}, {}, {{"ref", 0, {}}}, 16);
+  const fs::path file1 = dir / z.manifest.variants[1].file, file2 = dir / z.manifest.variants[2].file;
+  auto load_error = [&](VariantIndex v) -> std::pair<ErrorCode, std::string> {
+    try {
+      lib.load(0, 0, v, 0);
+    } catch (const Error& e) {
+      CHECK_FALSE(lib.is_resident(0, 0, v, 0));
+      return {e.code(), e.what()};
+    }
+    lib.unload(0, 0, v, 0);
+    return {ErrorCode::internal, "loaded"};
+  };
+  CHECK(load_error(1).second == "loaded");
+  {
+    std::ofstream(file1, std::ios::binary | std::ios::trunc) << "not an onnx model";
+  }
+  auto [code, what] = load_error(1);
+  CHECK(code == ErrorCode::io);  // a different file than at start: refused before parsing
+  CHECK(what.find(file1.string()) != std::string::npos);
+  CHECK(what.find("changed since the zoo was loaded") != std::string::npos);
+  fs::copy_file(dir / z.manifest.variants[0].file, file2, fs::copy_options::overwrite_existing);
+  CHECK(load_error(2).first == ErrorCode::io);  // a valid model, but not the one profiled
+  fs::remove(file1);
+  std::tie(code, what) = load_error(1);
+  CHECK(code == ErrorCode::io);
+  CHECK(what.find(file1.string()) != std::string::npos);
+  // Other variants are unaffected, and what was resident before stays usable.
+  lib.load(0, 0, 0, 0);
+  CHECK(lib.is_resident(0, 0, 0, 0));
+  CHECK(lib.resident_bytes() == lib.block_bytes(0, 0, 0, 0));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("Preloader.RepairBytesAdmittedWithinTheBudget") {
+  // With every byte of the budget held by blocks, a new stitch's repair vectors are admitted
+  // through the policy (Preloader::admit): it evicts first, so resident bytes never exceed the
+  // budget, where counting them straight away (as before) overshot by the repair's size.
+  const auto z = zoo::load_task(std::filesystem::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/digits_cnn");
+  stitch::BlockLibrary<reference::Backend> lib({&z}, {}, {{"ref", 0, {}}}, 16);
+  const int B = z.num_blocks();
+  std::size_t budget = 0;
+  for (BlockIndex b = 0; b < B; ++b) budget += lib.block_bytes(0, b, 0, 0) + lib.block_bytes(0, b, 1, 0);
+  preloader::OnDemandLru pre(budget);
+  for (VariantIndex v : {0, 1})
+    for (BlockIndex b = 0; b < B; ++b) {
+      pre.acquire(lib, 0, b, v, 0);
+      pre.release(lib, 0, b, v, 0);
+    }
+  REQUIRE(lib.resident_bytes() == budget);  // full
+  StitchedVariant s{std::vector<int>(static_cast<std::size_t>(B), 0)};
+  s.choice[1] = 1;  // a switch in and out: repaired blocks after both
+  std::size_t admitted = 0;
+  lib.prepare(0, s, [&](std::size_t bytes, auto&& commit) {
+    admitted = bytes;
+    CHECK(pre.admit(lib, bytes, commit));
+  });
+  REQUIRE(admitted > 0);
+  CHECK(lib.prepared(0, s));
+  CHECK(lib.resident_bytes() <= budget);
+  CHECK(lib.resident_bytes() + admitted > budget - lib.block_bytes(0, 0, 0, 0));  // only as much was evicted as needed
+  CHECK(pre.stats().evictions >= 1);
+  CHECK_FALSE(pre.stats().budget_exceeded);
+  lib.prepare(0, s, [&](std::size_t, auto&&) { FAIL("a stitch is admitted once"); });
 }

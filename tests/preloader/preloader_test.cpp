@@ -333,6 +333,40 @@ TEST_CASE("Preloader.FailedLoadRecordedAndFailedOver") {
   CHECK(m.peak_resident_bytes <= o.memory_budget_bytes);
 }
 
+TEST_CASE("Preloader.UnreadableBlockAvoidedOnEveryProcessor") {
+  // Variant 0 (faster) is planned first; its block 1 cannot be read (a missing or changed file):
+  // no processor can load it, so the engine bans it everywhere and re-plans onto variant 1,
+  // rather than trying each processor in turn or failing requests.
+  syn::Zoo z;
+  z.blocks = 2;
+  z.variant_speed = {0.5, 1.0};
+  z.variant_accuracy = {90, 88};
+  z.processor_factor = {1.0, 2.0};
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  runner.fail_read(0, 1, 0);
+  std::vector<rt::ProcessorSpec> ps{{"p0", rt::ProcessorKind::cpu, 1, 64}, {"p1", rt::ProcessorKind::gpu, 1, 64}};
+  sparseloom::Slo slo;
+  slo.deadline_ms = 2000;
+  std::vector<rt::TaskSpec> ts{{"t0", slo}};
+  rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, pl::Hotness> eng(runner, est, syn::GreedyOptimizer{}, ps, ts);
+  REQUIRE(eng.plan().tasks[0].variant.choice == std::vector<int>{0, 0});
+  std::vector<rt::RequestHandle> hs;
+  for (int i = 0; i < 10; ++i) {
+    hs.push_back(eng.submit(0, {sparseloom::Tensor::from<float>({1, 1}, std::vector<float>{1})}));
+    REQUIRE(hs.back().wait_for(5s));
+  }
+  REQUIRE(eng.drain(5s));
+  for (const auto& h : hs) CHECK(h.state() == rt::RequestState::on_time);  // rerouted, none lost
+  CHECK(eng.plan().tasks[0].variant.choice == std::vector<int>{1, 1});
+  const auto m = eng.metrics();
+  int load_failures = 0;
+  for (const auto& d : m.decisions) load_failures += d.reason.find("failed to load") != std::string::npos;
+  CHECK(load_failures == 1);  // one ban covered both processors
+  for (const auto& p : m.processors) CHECK(p.available);  // a bad file is no processor's fault
+  CHECK(eng.preloader().stats().failed_loads >= 1);
+}
+
 TEST_CASE("Preloader.FailedLoadStats") {
   Runner r(1, 1, 2, 1, 100);
   r.fail({0, 0, 1, 0});
@@ -552,6 +586,64 @@ TEST_CASE("Preloader.EngineDeviceBudget") {
   SUBCASE("Hotness") { engine_device_budget<pl::Hotness>(); }
   SUBCASE("OnDemandLru") { engine_device_budget<pl::OnDemandLru>(); }
   SUBCASE("LoadAllPreloader") { engine_device_budget<rt::LoadAllPreloader>(); }
+}
+
+namespace {
+// Processor 1's own budget is set, cut and lifted while two clients run: after each call the
+// blocks on it fit, no request is lost or late, and an impossible one is refused unchanged.
+template <class P>
+void device_budget_change_at_run_time() {
+  const syn::Zoo z = two_tasks_two_blocks();
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  std::vector<rt::ProcessorSpec> ps{{"p0", rt::ProcessorKind::cpu, 1, 256}, {"p1", rt::ProcessorKind::gpu, 1, 256}};
+  sparseloom::Slo slo;
+  slo.deadline_ms = 5000;
+  slo.rate_rps = 100;  // the greedy planner spreads the tasks over both processors
+  std::vector<rt::TaskSpec> ts{{"a", slo}, {"b", slo}};
+  rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, P> eng(runner, est, syn::GreedyOptimizer{}, ps, ts, {}, P{});
+  CHECK(serve_two_clients(eng, 10) == 20);
+  REQUIRE(runner.resident_bytes(1) >= 2 * z.block_bytes);  // both blocks of a task on p1
+  CHECK(eng.set_device_budget(1, z.block_bytes));
+  CHECK(eng.device_budget(1) == z.block_bytes);
+  CHECK(runner.resident_bytes(1) <= z.block_bytes);
+  CHECK(serve_two_clients(eng, 20) == 40);
+  CHECK(eng.metrics().processors[1].memory_budget_bytes == z.block_bytes);
+  CHECK_THROWS_AS(eng.set_device_budget(2, 0), sparseloom::Error);  // no such processor
+  CHECK(eng.set_device_budget(1, 0));  // none again
+  CHECK(serve_two_clients(eng, 10) == 20);
+  REQUIRE(eng.drain(5s));
+  const auto m = eng.metrics();
+  CHECK(m.processors[1].peak_resident_bytes >= 2 * z.block_bytes);  // the first phase, before the cut
+  CHECK_FALSE(m.budget_exceeded);  // judged against the budget in force at each sample
+}
+}  // namespace
+
+TEST_CASE("Preloader.EngineDeviceBudgetChangeAtRunTime") {
+  SUBCASE("Hotness") { device_budget_change_at_run_time<pl::Hotness>(); }
+  SUBCASE("OnDemandLru") { device_budget_change_at_run_time<pl::OnDemandLru>(); }
+  SUBCASE("LoadAllPreloader") { device_budget_change_at_run_time<rt::LoadAllPreloader>(); }
+}
+
+TEST_CASE("Preloader.DeviceBudgetChangeBelowEveryBlockRefused") {
+  syn::Zoo z;
+  z.blocks = 2;
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  std::vector<rt::ProcessorSpec> ps{{"gpu", rt::ProcessorKind::gpu, 1, 64}};
+  ps[0].memory_budget_bytes = 4 * z.block_bytes;
+  rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, pl::Hotness> eng(runner, est, syn::GreedyOptimizer{}, ps,
+                                                                               {{"t0", sparseloom::Slo{}}});
+  try {
+    eng.set_device_budget(0, z.block_bytes - 1);  // the only processor could hold no block
+    FAIL("accepted a device budget below every block");
+  } catch (const sparseloom::Error& e) {
+    CHECK(e.code() == sparseloom::ErrorCode::infeasible);
+  }
+  CHECK(eng.device_budget(0) == 4 * z.block_bytes);  // the old one stays in force
+  auto h = eng.submit(0, {sparseloom::Tensor::from<float>({1, 1}, std::vector<float>{1})});
+  REQUIRE(h.wait_for(5s));
+  CHECK(h.state() == rt::RequestState::on_time);
 }
 
 namespace {

@@ -34,10 +34,13 @@ inline std::string to_string(const Shape& s) {
 // still overflow its strides.
 inline std::int64_t numel_of(const Shape& s, std::string_view where = "shape") {
   std::int64_t n = 1, extent = 1;
+  // numel() sits in loop conditions: the messages are only built when a check fails.
   for (auto d : s) {
-    check(d >= 0, ErrorCode::shape, where, "negative dimension in " + to_string(s));
+    if (d < 0) [[unlikely]]
+      throw Error(ErrorCode::shape, std::string(where), "negative dimension in " + to_string(s));
     const std::int64_t e = std::max<std::int64_t>(d, 1);
-    check(extent <= (std::int64_t{1} << 40) / e, ErrorCode::shape, where, "tensor too large: " + to_string(s));
+    if (extent > (std::int64_t{1} << 40) / e) [[unlikely]]
+      throw Error(ErrorCode::shape, std::string(where), "tensor too large: " + to_string(s));
     extent *= e;
     n *= d;
   }

@@ -119,6 +119,11 @@ class Hotness : public Residency {
   bool shrink_to_budget(L& lib) {
     return shrink(lib, [this](const Key& x) { return rank(x); });
   }
+  // A new stitch's repair bytes, room made in this policy's eviction order (Residency::admit_bytes).
+  template <runtime::BlockRunner L, class F>
+  bool admit(L& lib, std::size_t bytes, F&& commit) {
+    return admit_bytes(lib, bytes, [this](const Key& x) { return rank(x); }, std::forward<F>(commit));
+  }
 
   template <runtime::BlockRunner L>
   void release(L&, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
@@ -263,7 +268,8 @@ class Hotness : public Residency {
         load_set(lib, {k}, [this](const Key& x) { return rank(x); }, /*demand=*/false,
                  [this, current](const Key& x) { return current ? plan_weight(x) < 1.0 : plan_weight(x) <= 0.0; });
       } catch (const Error& e) {
-        if (e.code() != ErrorCode::device) throw;  // recorded in stats(); a request needing it fails over
+        // A device or file failure is recorded in stats(); a request needing the block fails over.
+        if (!is_load_failure(e.code())) throw;
       }
     }
     // Without a budget nothing forces eviction: drop what no scored plan uses.

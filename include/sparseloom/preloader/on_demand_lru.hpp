@@ -30,6 +30,11 @@ class OnDemandLru : public Residency {
   bool shrink_to_budget(L& lib) {
     return shrink(lib, [this](const Key& x) { return static_cast<double>(last_use(x)); });
   }
+  // A new stitch's repair bytes, room made in this policy's eviction order (Residency::admit_bytes).
+  template <runtime::BlockRunner L, class F>
+  bool admit(L& lib, std::size_t bytes, F&& commit) {
+    return admit_bytes(lib, bytes, [this](const Key& x) { return static_cast<double>(last_use(x)); }, std::forward<F>(commit));
+  }
 
   template <runtime::BlockRunner L>
   void release(L&, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {

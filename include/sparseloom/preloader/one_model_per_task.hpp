@@ -42,7 +42,7 @@ class OneModelPerTask : public Residency {
         load_set(lib, m, [this](const Key& x) { return rank(x); }, /*demand=*/false,
                  [this](const Key& x) { return !planned_.contains(x); });
       } catch (const Error& e) {
-        if (e.code() != ErrorCode::device) throw;  // a model a processor cannot compile: the others still load
+        if (!is_load_failure(e.code())) throw;  // a model that cannot load here: the others still load
       }
     }
   }
@@ -62,6 +62,11 @@ class OneModelPerTask : public Residency {
   template <runtime::BlockRunner L>
   bool shrink_to_budget(L& lib) {
     return shrink(lib, [this](const Key& x) { return rank(x); });
+  }
+  // A new stitch's repair bytes, room made in this policy's eviction order (Residency::admit_bytes).
+  template <runtime::BlockRunner L, class F>
+  bool admit(L& lib, std::size_t bytes, F&& commit) {
+    return admit_bytes(lib, bytes, [this](const Key& x) { return rank(x); }, std::forward<F>(commit));
   }
 
   template <runtime::BlockRunner L>

@@ -302,6 +302,23 @@ class Residency {
     return fits;
   }
 
+  // Host bytes that are not a block (a new stitch's repair vectors): makes room for `bytes` in
+  // the global budget, evicting lowest rank first, then runs `commit` (which adds them to the
+  // runner's resident bytes) before any load can check room again. Loads are serialised by
+  // load_mu_, so none sees the bytes before they count. True if they fit; otherwise they are
+  // committed anyway (the stitch must run) and the excess is recorded.
+  template <runtime::BlockRunner L, class F>
+  bool admit_bytes(L& lib, std::size_t bytes, const Rank& rank, F&& commit) {
+    std::unique_lock load_lock(load_mu_);
+    std::unique_lock lk(mu_);
+    const bool fits = make_room(lib, lk, bytes, rank, {}, {}, /*may_wait=*/true, -1);
+    commit();
+    const std::size_t now_bytes = lib.resident_bytes();
+    stats_.max_resident_bytes = std::max(stats_.max_resident_bytes, now_bytes);
+    if (budget_ > 0 && now_bytes > budget_) stats_.budget_exceeded = true;
+    return fits;
+  }
+
   // --- per-device accounting (mu_ held) ---
   std::size_t device_budget_of(ProcessorIndex p) const {
     return p >= 0 && static_cast<std::size_t>(p) < device_budget_.size() ? device_budget_[static_cast<std::size_t>(p)] : 0;

@@ -320,9 +320,9 @@ class Engine {
       m.failures = pr->failures.load();
       m.available = pr->available.load();
       m.observed_slowdown = pr->speed.load();
-      m.memory_budget_bytes = device_budgets_.at(ps.size());
       {
         std::lock_guard lk(budget_mu_);
+        m.memory_budget_bytes = device_budgets_.at(ps.size());
         m.peak_resident_bytes = device_peak_.empty() ? 0 : device_peak_.at(ps.size());
       }
       ps.push_back(std::move(m));
@@ -359,6 +359,44 @@ class Engine {
     return fits && (bytes == 0 || lib_.resident_bytes() <= bytes);
   }
   std::size_t memory_budget() const { return budget_now_.load(); }
+
+  // Changes processor p's own memory budget at run time (0 = none), as set_memory_budget does
+  // the global one: the preloader evicts p's blocks down to it and the optimizer re-plans for it
+  // before this returns. Throws Error(infeasible), keeping the old budget, if some task would
+  // have no variant whose every block fits a processor; Error(invalid_argument) for a processor
+  // out of range or a preloader that enforces no device budgets. Returns false if pinned
+  // blocks still held more than the budget on p when the preloader gave up waiting.
+  bool set_device_budget(ProcessorIndex p, std::size_t bytes) {
+    std::lock_guard lk(planner_mu_);
+    check(p >= 0 && static_cast<std::size_t>(p) < procs_.size(), ErrorCode::invalid_argument, "Engine::set_device_budget",
+          "processor " + std::to_string(p) + " of " + std::to_string(procs_.size()));
+    const auto& name = procs_[static_cast<std::size_t>(p)]->spec.name;
+    if constexpr (requires { pre_.set_device_budgets(device_budgets_); }) {
+      auto next = device_budgets_;
+      next[static_cast<std::size_t>(p)] = bytes;
+      check_budget_floor(opts_.memory_budget_bytes, next);
+      const std::size_t old = device_budgets_[static_cast<std::size_t>(p)];
+      const bool raise = bytes == 0 || (old != 0 && bytes > old);
+      if (raise) set_device_budgets_now(next);  // in force before anything more loads
+      pre_.set_device_budgets(next);
+      bool fits = true;
+      if constexpr (requires { pre_.shrink_to_budget(lib_); }) fits = pre_.shrink_to_budget(lib_);
+      set_device_budgets_now(next);  // a cut is in force once p's blocks were brought under it
+      if (opts_.plan_for_budget) state_.device_budget_bytes.assign(next.begin(), next.end());
+      replan_locked("memory budget of " + name + " set to " + std::to_string(bytes) + " bytes");
+      sample_memory(clock_.now_ms());
+      if constexpr (requires { lib_.resident_bytes(ProcessorIndex{}); })
+        fits = fits && (bytes == 0 || lib_.resident_bytes(p) <= bytes);
+      return fits;
+    } else {
+      throw Error(ErrorCode::invalid_argument, "Engine::set_device_budget",
+                  "processor " + name + ": this preloader enforces no per-device budget (set_device_budgets)");
+    }
+  }
+  std::size_t device_budget(ProcessorIndex p) const {
+    std::lock_guard lk(budget_mu_);
+    return device_budgets_.at(static_cast<std::size_t>(p));
+  }
 
   // --- discrete-event mode ---
   // Schedules arrivals (times relative to the current simulated time), each submitted with an
@@ -493,16 +531,23 @@ class Engine {
             "needs workers >= 1 and queue_capacity >= 1");
   }
 
-  bool device_bound() const {
-    return std::any_of(device_budgets_.begin(), device_budgets_.end(), [](std::size_t b) { return b > 0; });
+  static bool device_bound(const std::vector<std::size_t>& budgets) {
+    return std::any_of(budgets.begin(), budgets.end(), [](std::size_t b) { return b > 0; });
+  }
+  bool device_bound() const { return device_bound(device_budgets_); }
+  // budget_mu_: sample_memory and metrics read the per-device budgets from worker threads.
+  void set_device_budgets_now(const std::vector<std::size_t>& budgets) {
+    std::lock_guard lk(budget_mu_);
+    device_budgets_ = budgets;
   }
 
   // A budget below the smallest runnable plan is an error at start, not requests that fail
   // (or wait) forever: every task must have a variant whose every block fits on some processor
   // (blocks load one at a time, so the largest block of the lightest variant is the floor; a
   // processor with a device budget takes only blocks that fit it).
-  void check_budget_floor(std::size_t budget) const {
-    if (budget == 0 && !device_bound()) return;
+  void check_budget_floor(std::size_t budget) const { check_budget_floor(budget, device_budgets_); }
+  void check_budget_floor(std::size_t budget, const std::vector<std::size_t>& device_budgets) const {
+    if (budget == 0 && !device_bound(device_budgets)) return;
     constexpr auto kNone = std::numeric_limits<std::size_t>::max();
     for (TaskIndex t = 0; t < lib_.num_tasks(); ++t) {
       std::size_t floor = kNone;
@@ -513,7 +558,7 @@ class Engine {
           for (ProcessorIndex p = 0; p < lib_.num_processors(); ++p) {
             if (!est_.can_place(t, b, v, p)) continue;
             const auto bytes = static_cast<std::size_t>(lib_.block_bytes(t, b, v, p));
-            const std::size_t db = device_budgets_.at(static_cast<std::size_t>(p));
+            const std::size_t db = device_budgets.at(static_cast<std::size_t>(p));
             if (db == 0 || bytes <= db) smallest = std::min(smallest, bytes);
           }
           largest = std::max(largest, smallest);
@@ -625,21 +670,27 @@ class Engine {
     // Stitch-time work (e.g. the repairs of newly chosen stitches) is done before the plan is
     // adopted, here on the planner thread: requests keep running on the current plan meanwhile.
     if constexpr (requires(TaskIndex t, const StitchedVariant& s) { lib_.prepare(t, s); }) {
-      // Repair bytes are added outside the preloader's serialised loads: let the background
-      // loads of the interim plan finish first, so none of them checks room against stale bytes.
-      if constexpr (requires { pre_.wait_idle(); }) pre_.wait_idle();
+      // A new stitch's repair vectors (a few KB) count in resident memory. With a preloader
+      // that admits them (Preloader::admit), room is made and they are counted with no load in
+      // between; otherwise background loads are let finish first and the preloader evicts down
+      // to the budget after.
+      const auto admit = [this](std::size_t bytes, auto&& commit) { pre_.admit(lib_, bytes, commit); };
+      constexpr bool admits = requires(TaskIndex t, const StitchedVariant& s, std::size_t n, const std::function<void()>& c) {
+        pre_.admit(lib_, n, c);
+        lib_.prepare(t, s, admit);
+      };
+      if constexpr (!admits && requires { pre_.wait_idle(); }) pre_.wait_idle();
       for (std::size_t t = 0; t < plan.tasks.size() && t < live_.size(); ++t) {
         if (plan.tasks[t].variant.choice.size() != static_cast<std::size_t>(lib_.num_blocks(static_cast<TaskIndex>(t)))) continue;
         try {
-          lib_.prepare(static_cast<TaskIndex>(t), plan.tasks[t].variant);
+          if constexpr (admits) lib_.prepare(static_cast<TaskIndex>(t), plan.tasks[t].variant, admit);
+          else lib_.prepare(static_cast<TaskIndex>(t), plan.tasks[t].variant);
         } catch (const std::exception& e) {
           reason += std::string("; preparing task ") + std::to_string(t) + ": " + e.what();
         }
       }
-      // A new stitch's repair vectors (a few KB) count in resident memory from when they are
-      // computed, outside the preloader's loads: evict down to the budget at once.
       const std::size_t budget = budget_now_.load();
-      if (budget > 0 && lib_.resident_bytes() > budget) {
+      if (!admits && budget > 0 && lib_.resident_bytes() > budget) {
         if constexpr (requires { pre_.shrink_to_budget(lib_); }) pre_.shrink_to_budget(lib_);
       }
     }
@@ -922,15 +973,22 @@ class Engine {
     try {
       loaded = pre_.acquire(lib_, t, b, v, p);
     } catch (const Error& e) {
-      if (e.code() == ErrorCode::device) {
+      // A device failure bans the block on that processor; an unreadable file (missing,
+      // corrupt, changed) bans it on every processor. Either way the request is rerouted. An
+      // optimizer that cannot be masked avoids a failing processor, but a bad file is no
+      // processor's fault: that request fails.
+      const bool file = is_load_failure(e.code()) && e.code() != ErrorCode::device;
+      constexpr bool maskable = sparseloom::Optimizer<O, detail::MaskedEstimator<E>>;
+      if (e.code() == ErrorCode::device || (file && maskable)) {
         {
           std::lock_guard lk(planner_mu_);
-          if constexpr (sparseloom::Optimizer<O, detail::MaskedEstimator<E>>) {
-            banned_.insert({t, b, v, p});
+          if constexpr (maskable) {
+            for (ProcessorIndex q = 0; q < static_cast<ProcessorIndex>(procs_.size()); ++q)
+              if (file || q == p) banned_.insert({t, b, v, q});
           } else {
             procs_[static_cast<std::size_t>(p)]->available.store(false);  // cannot mask: avoid the processor
           }
-          replan_locked(std::string("block failed to compile: ") + e.what());
+          replan_locked(std::string(file ? "block failed to load: " : "block failed to compile: ") + e.what());
         }
         reroute(std::move(j), e.what(), true);
       } else {

@@ -8,6 +8,11 @@
 //  - set_memory_budget(bytes) (optional): the engine passes EngineOptions::memory_budget_bytes,
 //    and Engine::set_memory_budget the new one; shrink_to_budget(lib) (optional) then evicts
 //    down to a lowered budget, returning whether resident bytes fit it.
+//  - set_device_budgets(bytes per processor) (optional): per-device budgets, at start and from
+//    Engine::set_device_budget.
+//  - admit(lib, bytes, commit) (optional): room for a new stitch's repair bytes, then commit()
+//    counts them, with no load in between (without it the engine waits for background loads and
+//    evicts after the repair).
 // All four may be called from several threads at once; the policy serialises its calls into
 // the runner's load/unload/is_resident/resident_bytes.
 #include <cstddef>
@@ -41,7 +46,7 @@ class LoadAllPreloader {
   // Movable before use (the Engine takes it by value); the state moves, the mutex does not.
   LoadAllPreloader(LoadAllPreloader&& o) noexcept
       : budget_(o.budget_), device_budget_(std::move(o.device_budget_)), in_plan_(std::move(o.in_plan_)),
-        loaded_(std::move(o.loaded_)), pins_(std::move(o.pins_)) {}
+        loaded_(std::move(o.loaded_)), held_on_(std::move(o.held_on_)), pins_(std::move(o.pins_)) {}
 
   void set_memory_budget(std::size_t bytes) {
     std::lock_guard lk(mu_);
@@ -69,7 +74,7 @@ class LoadAllPreloader {
       if (lib.is_resident(t, b, v, p)) continue;
       if (!make_room(lib, lib.block_bytes(t, b, v, p), p, /*allow_in_plan=*/false)) continue;  // acquire retries
       lib.load(t, b, v, p);
-      loaded_.insert(k);
+      note_loaded(lib, k);
     }
   }
 
@@ -88,7 +93,7 @@ class LoadAllPreloader {
                       std::to_string(p) + "'s device budget of " + std::to_string(device_budget(p)) + " bytes");
     }
     lib.load(t, b, v, p);
-    loaded_.insert(k);
+    note_loaded(lib, k);
     return true;
   }
 
@@ -108,6 +113,16 @@ class LoadAllPreloader {
     return fits;
   }
 
+  // A new stitch's repair bytes (host memory): room is made, then `commit` adds them, with no
+  // load in between. True if they fit (else committed anyway: the stitch must run).
+  template <BlockRunner L, class F>
+  bool admit(L& lib, std::size_t bytes, F&& commit) {
+    std::lock_guard lk(mu_);
+    const bool fits = make_room(lib, bytes, -1, /*allow_in_plan=*/true);
+    commit();
+    return fits;
+  }
+
  private:
   using Key = std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>;
 
@@ -119,12 +134,17 @@ class LoadAllPreloader {
   std::size_t device_budget(ProcessorIndex p) const {
     return p >= 0 && static_cast<std::size_t>(p) < device_budget_.size() ? device_budget_[static_cast<std::size_t>(p)] : 0;
   }
+  // Bytes of the blocks we loaded on p, kept as we load and unload (mu_ held).
+  std::size_t held_on(ProcessorIndex p) const {
+    return p >= 0 && static_cast<std::size_t>(p) < held_on_.size() ? held_on_[static_cast<std::size_t>(p)] : 0;
+  }
   template <class L>
-  std::size_t held_on(const L& lib, ProcessorIndex p) const {
-    std::size_t n = 0;
-    for (const auto& [t, b, v, q] : loaded_)
-      if (q == p) n += lib.block_bytes(t, b, v, q);
-    return n;
+  void note_loaded(const L& lib, const Key& k) {
+    const auto& [t, b, v, p] = k;
+    const std::size_t bytes = lib.block_bytes(t, b, v, p);  // exact once loaded
+    if (!loaded_.emplace(k, bytes).second) return;
+    if (held_on_.size() <= static_cast<std::size_t>(p)) held_on_.resize(static_cast<std::size_t>(p) + 1, 0);
+    held_on_[static_cast<std::size_t>(p)] += bytes;
   }
 
   // Evicts blocks we loaded that nobody runs until `bytes` more fit the global budget and, on
@@ -135,16 +155,17 @@ class LoadAllPreloader {
     if (budget_ == 0 && db == 0) return true;
     if ((budget_ > 0 && bytes > budget_) || (db > 0 && bytes > db)) return false;
     auto global_fits = [&] { return budget_ == 0 || lib.resident_bytes() + bytes <= budget_; };
-    auto device_fits = [&] { return db == 0 || held_on(lib, dev) + bytes <= db; };
+    auto device_fits = [&] { return db == 0 || held_on(dev) + bytes <= db; };
     for (int pass = 0; pass < (allow_in_plan ? 2 : 1); ++pass) {
       for (auto it = loaded_.begin(); it != loaded_.end() && !(global_fits() && device_fits());) {
-        const bool used = in_plan_.contains(*it);
-        const auto& [t, b, v, p] = *it;
-        if (pins_.contains(*it) || (pass == 0 && used) || (global_fits() && p != dev)) {
+        const bool used = in_plan_.contains(it->first);
+        const auto& [t, b, v, p] = it->first;
+        if (pins_.contains(it->first) || (pass == 0 && used) || (global_fits() && p != dev)) {
           ++it;
           continue;
         }
         lib.unload(t, b, v, p);
+        held_on_[static_cast<std::size_t>(p)] -= it->second;
         it = loaded_.erase(it);
       }
     }
@@ -154,7 +175,9 @@ class LoadAllPreloader {
   std::mutex mu_;
   std::size_t budget_ = 0;  // 0 = unlimited
   std::vector<std::size_t> device_budget_;  // per processor, 0 = none
-  std::set<Key> in_plan_, loaded_;
+  std::set<Key> in_plan_;
+  std::map<Key, std::size_t> loaded_;  // with its bytes at load
+  std::vector<std::size_t> held_on_;   // per processor: bytes of loaded_ there
   std::map<Key, int> pins_;
 };
 

@@ -101,6 +101,8 @@ class Runner {
     if (fail_compile_.contains({t, b, v, p}))
       throw Error(ErrorCode::device, "processor " + std::to_string(p),
                   "block " + std::to_string(b) + " variant " + std::to_string(v) + " failed to compile");
+    if (fail_read_.contains({t, b, v, 0}))
+      throw Error(ErrorCode::io, "variant " + std::to_string(v) + " file", "cannot open (block " + std::to_string(b) + ")");
     if (resident_.insert({t, b, v, p}).second) bytes_ += zoo_.block_bytes;
     ++loads_;
   }
@@ -125,6 +127,11 @@ class Runner {
   void fail_compile(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     std::lock_guard lk(mu_);
     fail_compile_.insert({t, b, v, p});
+  }
+  // The block's file cannot be read: its load fails on every processor (Error(io)).
+  void fail_read(TaskIndex t, BlockIndex b, VariantIndex v) {
+    std::lock_guard lk(mu_);
+    fail_read_.insert({t, b, v, 0});
   }
   void fail_run(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     std::lock_guard lk(mu_);
@@ -176,7 +183,7 @@ class Runner {
   std::vector<std::atomic<int>> busy_;
   std::atomic<int> max_overlap_{0};
   mutable std::mutex mu_;
-  std::set<Key> resident_, fail_compile_, fail_run_;
+  std::set<Key> resident_, fail_compile_, fail_run_, fail_read_;
   std::size_t bytes_ = 0;
   std::uint64_t loads_ = 0;
 };

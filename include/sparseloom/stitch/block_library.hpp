@@ -58,10 +58,14 @@ class BlockLibrary {
     return slot(t, b, v, p).exe.index() != 0;
   }
 
+  // A real load: the block's weights are read from the variant's ONNX file (for a zoo loaded
+  // from disk), packed by p's backend (uploaded, for a device) and held until unload() frees
+  // them. A missing or corrupt file throws Error(io / parse) naming it: the engine then avoids
+  // that (block, variant) everywhere. The read graph is dropped once packed.
   void load(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     Slot& s = slot(t, b, v, p);
     if (s.exe.index() != 0) return;
-    const ir::Graph& g = tasks_.at(t)->blocks.at(b).at(v);
+    const ir::Graph g = tasks_.at(t)->read_block(b, v);
     compile_into<0>(procs_.at(p).backend, g, procs_[p].options, s.exe);
     s.bytes = exe_bytes(s.exe, g);
     s.known.store(s.bytes);  // block_bytes() is exact from now on, resident or not
@@ -110,6 +114,12 @@ class BlockLibrary {
   // pays for it.
   // Computed outside the map's lock, once per stitch: requests of other stitches never wait.
   const StitchRepair& repair(TaskIndex t, const StitchedVariant& s) {
+    return repair(t, s, [](std::size_t, auto&& commit) { commit(); });
+  }
+  // admit(bytes, commit): the memory policy makes room for the repair's bytes, then calls
+  // commit(), which counts them in resident_bytes() (Engine: Preloader::admit).
+  template <class Admit>
+  const StitchRepair& repair(TaskIndex t, const StitchedVariant& s, Admit&& admit) {
     Entry* e = nullptr;
     {
       std::lock_guard lock(repair_mu_);
@@ -119,13 +129,19 @@ class BlockLibrary {
     }
     std::call_once(e->once, [&] {
       e->repair = s.is_plain() ? plain_repair(t) : oracle_.at(t)->repair(s, 1, repair_samples_);
-      std::lock_guard l2(mu_);
-      repair_bytes_ += e->repair.bytes;
+      admit(e->repair.bytes, [&] {
+        std::lock_guard l2(mu_);
+        repair_bytes_ += e->repair.bytes;
+      });
       e->done.store(true);
     });
     return e->repair;
   }
   void prepare(TaskIndex t, const StitchedVariant& s) { repair(t, s); }
+  template <class Admit>
+  void prepare(TaskIndex t, const StitchedVariant& s, Admit&& admit) {
+    repair(t, s, std::forward<Admit>(admit));
+  }
   // Forgets every computed repair (and its bytes), so the next plan pays its stitch-time work
   // again: benchmarks start each policy from the same state. Only while nothing runs.
   void clear_repairs() {

@@ -70,7 +70,8 @@ inline Tensor apply_residual_map(const Tensor& x_in, const zoo::ResidualMap& m) 
   Tensor y = Tensor::empty(x.shape(), DType::f32);
   const float *px = x.data<float>(), *w = m.w.data<float>(), *b = m.b.data<float>();
   float* py = y.data<float>();
-  for (std::int64_t t = 0; t < x.numel() / d; ++t) {
+  const std::int64_t tokens = x.numel() / d;
+  for (std::int64_t t = 0; t < tokens; ++t) {
     for (std::int64_t j = 0; j < d; ++j) py[t * d + j] = b[j];
     for (std::int64_t k = 0; k < d; ++k) {
       const float a = px[t * d + k];
@@ -174,7 +175,8 @@ class StitchedModel {
         const Tensor y = run(s, r, zoo_->input(zoo_->test_x, i)).contiguous();
         const float* p = y.data<float>();
         std::int64_t best = 0;
-        for (std::int64_t k = 1; k < y.numel(); ++k)
+        const auto classes = y.numel();
+        for (std::int64_t k = 1; k < classes; ++k)
           if (p[k] > p[best]) best = k;
         correct[i] = best == zoo_->label(i);
       }

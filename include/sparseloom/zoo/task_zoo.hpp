@@ -3,8 +3,10 @@
 // the committed test and calibration data (native dtype, preprocessed on use) and the
 // residual-map adapters of transformer tasks.
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,6 +29,11 @@ struct TaskZoo {
   Tensor test_x, test_y, calib_x;                // raw (uint8/int16), labels int64
   // Adapter applied to the cut tensor entering block i, keyed (i, variant of block i-1).
   std::map<std::pair<int, int>, ResidualMap> residual_maps;
+  // Where load_task read it from (empty for a zoo built in memory): a block load re-reads the
+  // variant's ONNX file from here (read_block), and checks it is the file read at start (a
+  // hash per variant: profiles and accuracies were taken of that one).
+  std::filesystem::path dir;
+  std::vector<std::size_t> file_hash;
 
   int num_blocks() const { return static_cast<int>(manifest.blocks.size()); }
   int num_variants() const { return static_cast<int>(variants.size()); }
@@ -50,6 +57,11 @@ struct TaskZoo {
     return x;
   }
   std::int64_t label(std::int64_t i) const { return test_y.data<std::int64_t>()[i]; }
+
+  // Block b of variant v as a load reads it: imported from the variant's ONNX file and cut at
+  // the task's cut points again (a missing, corrupt or changed file fails here with the file
+  // named), or, for a zoo built in memory, the graph held in `blocks`.
+  ir::Graph read_block(int b, int v) const;
 };
 
 inline std::vector<std::string> block_boundaries(const Manifest& m) {
@@ -60,12 +72,15 @@ inline std::vector<std::string> block_boundaries(const Manifest& m) {
 
 inline TaskZoo load_task(const std::filesystem::path& dir) {
   TaskZoo z;
+  z.dir = dir;
   z.manifest = load_manifest(dir);
   const auto& m = z.manifest;
   const auto bounds = block_boundaries(m);
   z.blocks.resize(m.blocks.size());
   for (const auto& v : m.variants) {
-    z.variants.push_back(onnx_io::import_file(dir / v.file));
+    const std::string bytes = onnx_io::detail::read_file(dir / v.file, onnx_io::ImportOptions{}.max_file_bytes);
+    z.file_hash.push_back(std::hash<std::string_view>{}(bytes));
+    z.variants.push_back(onnx_io::import_bytes(bytes, (dir / v.file).string()));
     auto parts = stitch::partition(z.variants.back(), bounds);
     for (std::size_t b = 0; b < parts.size(); ++b) z.blocks[b].push_back(std::move(parts[b]));
   }
@@ -89,6 +104,18 @@ inline TaskZoo load_task(const std::filesystem::path& dir) {
     }
   }
   return z;
+}
+
+inline ir::Graph TaskZoo::read_block(int b, int v) const {
+  check(b >= 0 && b < num_blocks() && v >= 0 && v < num_variants(), ErrorCode::invalid_argument, manifest.task,
+        "block " + std::to_string(b) + " of variant " + std::to_string(v) + " is out of range");
+  if (dir.empty()) return blocks[static_cast<std::size_t>(b)][static_cast<std::size_t>(v)];
+  const auto path = dir / manifest.variants[static_cast<std::size_t>(v)].file;
+  const std::string bytes = onnx_io::detail::read_file(path, onnx_io::ImportOptions{}.max_file_bytes);
+  check(std::hash<std::string_view>{}(bytes) == file_hash.at(static_cast<std::size_t>(v)), ErrorCode::io, path.string(),
+        "changed since the zoo was loaded (its profiles and accuracies are of the old file)");
+  auto parts = stitch::partition(onnx_io::import_bytes(bytes, path.string()), block_boundaries(manifest));
+  return std::move(parts.at(static_cast<std::size_t>(b)));
 }
 
 inline std::vector<std::filesystem::path> list_tasks(const std::filesystem::path& zoo_dir) {

@@ -2,7 +2,9 @@
 // The reference backend: executes any imported graph, f32 and QDQ INT8 (Q/DQ run literally in
 // float, as ONNX specifies), single- or multi-threaded. The numerical oracle for other backends.
 #include <cmath>
+#include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -19,14 +21,43 @@ inline Tensor transpose(const Tensor& x, const std::vector<std::int64_t>& perm_i
   std::vector<std::int64_t> perm = perm_in;
   if (perm.empty())
     for (std::size_t i = x.rank(); i-- > 0;) perm.push_back(static_cast<std::int64_t>(i));
-  Shape os;
-  for (auto p : perm) os.push_back(x.shape()[p]);
-  const Shape xs = contiguous_strides(x.shape());
-  return ir::detail::remap(x, os, [&](const std::vector<std::int64_t>& o) {
-    std::int64_t f = 0;
-    for (std::size_t i = 0; i < perm.size(); ++i) f += o[i] * xs[perm[i]];
-    return f;
-  });
+  check(perm.size() == x.rank(), ErrorCode::shape, "Transpose", "perm does not match the input rank");
+  const Tensor src = x.contiguous();
+  const Shape xs = contiguous_strides(src.shape());
+  Shape os, st;  // output shape; input stride of each output axis
+  for (auto p : perm) {
+    check(p >= 0 && p < static_cast<std::int64_t>(src.rank()), ErrorCode::shape, "Transpose", "perm axis out of range");
+    os.push_back(src.shape()[p]);
+    st.push_back(xs[p]);
+  }
+  Tensor y = Tensor::empty(os, src.dtype());
+  const auto n = y.numel();
+  const std::size_t es = size_of(src.dtype());
+  if (n == 0 || src.rank() == 0) {
+    if (n) std::memcpy(y.raw(), src.raw(), es);
+    return y;
+  }
+  const std::byte* in = src.raw();
+  std::byte* out = y.raw();
+  // Walks the output in order, the input offset following (an odometer over the output axes).
+  const std::size_t r = os.size();
+  const std::int64_t inner = os[r - 1], step = st[r - 1];
+  std::vector<std::int64_t> idx(r, 0);
+  std::int64_t off = 0;
+  for (std::int64_t i = 0; i < n; i += inner) {
+    if (es == 4) {
+      for (std::int64_t k = 0; k < inner; ++k) std::memcpy(out + (i + k) * 4, in + (off + k * step) * 4, 4);
+    } else {
+      for (std::int64_t k = 0; k < inner; ++k) std::memcpy(out + (i + k) * es, in + (off + k * step) * es, es);
+    }
+    for (std::size_t a = r - 1; a-- > 0;) {
+      off += st[a];
+      if (++idx[a] < os[a]) break;
+      off -= st[a] * os[a];
+      idx[a] = 0;
+    }
+  }
+  return y;
 }
 
 inline void apply_affine(Tensor& t, const ChannelAffine& a, const std::string& name) {
@@ -48,9 +79,19 @@ inline void apply_affine(Tensor& t, const ChannelAffine& a, const std::string& n
 
 class Executable {
  public:
-  Executable(ir::Graph g, int threads) : g_(std::move(g)), threads_(threads) {}
+  Executable(ir::Graph g, int threads) : g_(std::move(g)), threads_(threads) { precompute_constants(); }
 
   const ir::Graph& graph() const noexcept { return g_; }
+  // What it holds: the graph's initializers plus the outputs precomputed from them (the
+  // preloader counts this as the block's resident bytes).
+  std::size_t resident_bytes() const {
+    std::size_t n = 0;
+    for (const auto& [_, t] : g_.initializers) n += t.nbytes();
+    for (const auto& outs : constant_)
+      if (outs)
+        for (const auto& t : *outs) n += t.nbytes();
+    return n;
+  }
 
   std::vector<Tensor> run(std::span<const Tensor> inputs, const RunOptions& ro = {}) const {
     check(inputs.size() == g_.inputs.size(), ErrorCode::invalid_argument, g_.source,
@@ -69,8 +110,9 @@ class Executable {
       if (auto it = g_.initializers.find(name); it != g_.initializers.end()) return it->second;
       throw Error(ErrorCode::internal, g_.source + ": " + n.where(), "input '" + name + "' not computed");
     };
-    for (const auto& n : g_.nodes) {
-      std::vector<Tensor> outs = eval(n, get);
+    for (std::size_t k = 0; k < g_.nodes.size(); ++k) {
+      const ir::Node& n = g_.nodes[k];
+      std::vector<Tensor> outs = constant_[k] ? *constant_[k] : eval(n, get);
       for (std::size_t i = 0; i < outs.size() && i < n.outputs.size(); ++i) {
         if (ro.affine)
           if (auto it = ro.affine->find(n.outputs[i]); it != ro.affine->end()) {
@@ -90,6 +132,32 @@ class Executable {
   }
 
  private:
+  // A node whose inputs are all initializers (or such nodes' outputs), e.g. the DequantizeLinear
+  // of an INT8 weight, gives the same outputs on every run: evaluated once here by the same
+  // eval() and reused by run(), so results are bit-identical. One that fails is left to fail
+  // (with its usual error) at run time.
+  void precompute_constants() {
+    constant_.resize(g_.nodes.size());
+    std::unordered_map<std::string, Tensor> known;
+    auto get = [&](const ir::Node& n, std::size_t i) -> const Tensor& {
+      const std::string& name = n.inputs.at(i);
+      if (auto it = known.find(name); it != known.end()) return it->second;
+      return g_.initializers.at(name);
+    };
+    for (std::size_t k = 0; k < g_.nodes.size(); ++k) {
+      const ir::Node& n = g_.nodes[k];
+      bool is_constant = !n.inputs.empty();
+      for (const auto& in : n.inputs) is_constant &= in.empty() || g_.is_initializer(in) || known.count(in) != 0;
+      if (!is_constant) continue;
+      try {
+        std::vector<Tensor> outs = eval(n, get);
+        for (std::size_t i = 0; i < outs.size() && i < n.outputs.size(); ++i) known[n.outputs[i]] = outs[i];
+        constant_[k] = std::move(outs);
+      } catch (const std::exception&) {
+      }
+    }
+  }
+
   template <class Get>
   std::vector<Tensor> eval(const ir::Node& n, Get&& get) const {
     const std::string& op = n.op;
@@ -196,6 +264,7 @@ class Executable {
 
   ir::Graph g_;
   int threads_;
+  std::vector<std::optional<std::vector<Tensor>>> constant_;  // per node: outputs fixed at compile time
 };
 
 class Backend {

@@ -64,7 +64,8 @@ Tensor binary(const Tensor& a_in, const Tensor& b_in, F f, const std::string& wh
   const float *pa = a.data<float>(), *pb = b.data<float>();
   float* o = y.data<float>();
   if (a.shape() == b.shape()) {
-    for (std::int64_t i = 0; i < y.numel(); ++i) o[i] = f(pa[i], pb[i]);
+    const auto n = y.numel();
+    for (std::int64_t i = 0; i < n; ++i) o[i] = f(pa[i], pb[i]);
   } else {
     broadcast_indices(a.shape(), b.shape(), os, [&](auto i, auto ia, auto ib) { o[i] = f(pa[ia], pb[ib]); });
   }
@@ -147,7 +148,19 @@ inline Tensor reduce_mean(const Tensor& x_in, std::vector<std::int64_t> axes, bo
     else out_shape.push_back(keep_shape[i]);
   }
   std::vector<double> acc(static_cast<std::size_t>(numel_of(keep_shape)), 0.0);
-  broadcast_indices(x.shape(), keep_shape, x.shape(), [&](auto i, auto, auto io) { acc[io] += x.data<float>()[i]; });
+  const float* px = x.data<float>();
+  // Reducing trailing axes only (LayerNorm's mean): each output sums one contiguous run, in the
+  // same order as the general walk below.
+  std::int64_t lead = 0;
+  while (lead < r && !red[lead]) ++lead;
+  bool trailing = true;
+  for (std::int64_t i = lead; i < r; ++i) trailing &= red[i] != false;
+  if (trailing) {
+    for (std::size_t o = 0; o < acc.size(); ++o)
+      for (std::int64_t k = 0; k < count; ++k) acc[o] += px[static_cast<std::int64_t>(o) * count + k];
+  } else {
+    broadcast_indices(x.shape(), keep_shape, x.shape(), [&](auto i, auto, auto io) { acc[io] += px[i]; });
+  }
   Tensor y = Tensor::empty(out_shape, DType::f32);
   for (std::size_t i = 0; i < acc.size(); ++i) y.data<float>()[i] = static_cast<float>(acc[i] / static_cast<double>(count));
   return y;

@@ -101,24 +101,35 @@ inline Tensor conv(const Tensor& x_in, const Tensor& w_in, const Tensor* bias_in
   for (auto o : p.win.out) os.push_back(o);
   Tensor y = Tensor::empty(os, DType::f32);
   const Tensor b = bias_in ? bias_in->contiguous() : Tensor();
-  std::vector<float> col(static_cast<std::size_t>(K * P));
+  // A 1x1, stride-1, unpadded conv's column matrix is its input: no copy.
+  const bool pointwise = KH == 1 && KW == 1 && SH == 1 && SW == 1 && PH == 0 && PW == 0 && OH == H && OW == W;
+  std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(K * P));
   for (std::int64_t n = 0; n < N; ++n)
     for (std::int64_t g = 0; g < G; ++g) {
       const float* xg = x.data<float>() + (n * C + g * Cg) * H * W;
-      for (std::int64_t c = 0; c < Cg; ++c)
+      for (std::int64_t c = 0; c < Cg && !pointwise; ++c)
         for (std::int64_t kh = 0; kh < KH; ++kh)
           for (std::int64_t kw = 0; kw < KW; ++kw) {
             float* row = col.data() + ((c * KH + kh) * KW + kw) * P;
+            // Output columns [lo, hi) read inside the input row; the rest are padding zeros.
+            const auto off = kw * DW - PW;
+            const auto lo = std::min(OW, off >= 0 ? std::int64_t{0} : (-off + SW - 1) / SW);
+            const auto hi = std::max(lo, std::min(OW, W - off > 0 ? (W - off + SW - 1) / SW : std::int64_t{0}));
             for (std::int64_t oh = 0; oh < OH; ++oh) {
               const auto ih = oh * SH - PH + kh * DH;
-              for (std::int64_t ow = 0; ow < OW; ++ow) {
-                const auto iw = ow * SW - PW + kw * DW;
-                row[oh * OW + ow] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xg[(c * H + ih) * W + iw] : 0.f;
+              float* r = row + oh * OW;
+              if (ih < 0 || ih >= H) {
+                std::fill(r, r + OW, 0.f);
+                continue;
               }
+              const auto base = (c * H + ih) * W + off;
+              std::fill(r, r + lo, 0.f);
+              for (std::int64_t ow = lo; ow < hi; ++ow) r[ow] = xg[base + ow * SW];
+              std::fill(r + hi, r + OW, 0.f);
             }
           }
       float* yg = y.data<float>() + (n * M + g * Mg) * P;
-      matmul_rows(w.data<float>() + g * Mg * K, col.data(), yg, Mg, K, P, G > 1 ? 1 : threads);
+      matmul_rows(w.data<float>() + g * Mg * K, pointwise ? xg : col.data(), yg, Mg, K, P, G > 1 ? 1 : threads);
       if (bias_in)
         for (std::int64_t m = 0; m < Mg; ++m)
           for (std::int64_t i = 0; i < P; ++i) yg[m * P + i] += b.data<float>()[g * Mg + m];
