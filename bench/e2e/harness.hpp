@@ -167,7 +167,17 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
     auto cached = profile_cache.empty() ? std::nullopt : estimator::load_cached(profile_cache, key);
     const auto tp0 = std::chrono::steady_clock::now();
     auto prof = cached ? std::move(*cached) : estimator::profile_task(*st.lib, static_cast<TaskIndex>(t), po);
-    if (cached) ++st.cached_profiles;
+    if (cached) {
+      ++st.cached_profiles;
+      // Profiling loads every block on every processor, which also measures its packed size
+      // and fills the cpu backend's format decisions. A cached profile skips that: measure
+      // them here, or a plan's first use of a block compiles it (format trial included)
+      // during the run, inside the memory policy's lock: a 100+ ms stall of every request.
+      const auto ti = static_cast<TaskIndex>(t);
+      for (BlockIndex b = 0; b < st.lib->num_blocks(ti); ++b)
+        for (VariantIndex v = 0; v < st.lib->num_variants(ti); ++v)
+          for (ProcessorIndex p = 0; p < st.lib->num_processors(); ++p) st.lib->block_bytes(ti, b, v, p);
+    }
     else if (!profile_cache.empty())
       estimator::save_cached(profile_cache, key, prof, std::chrono::duration<double>(std::chrono::steady_clock::now() - tp0).count());
     // A block boundary between two processors is a handoff between their worker threads

@@ -694,6 +694,19 @@ class Engine {
         if constexpr (requires { pre_.shrink_to_budget(lib_); }) pre_.shrink_to_budget(lib_);
       }
     }
+    // The plan's block sizes, measured here, outside the memory policy's locks: a block never
+    // compiled on its processor is compiled once to measure it (with the cpu backend's format
+    // trial), and a policy asking for it under its lock would stall every request meanwhile.
+    for (std::size_t t = 0; t < plan.tasks.size() && t < live_.size(); ++t) {
+      const auto& tp = plan.tasks[t];
+      for (std::size_t b = 0; b < std::min(tp.variant.choice.size(), tp.placement.processor.size()); ++b) {
+        try {
+          (void)lib_.block_bytes(static_cast<TaskIndex>(t), static_cast<BlockIndex>(b), tp.variant.choice[b], tp.placement.processor[b]);
+        } catch (const std::exception&) {
+          // A block that cannot be compiled fails (and is banned) when a request loads it.
+        }
+      }
+    }
     try {
       pre_.on_plan(lib_, plan);
     } catch (const std::exception& e) {
