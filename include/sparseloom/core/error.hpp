@@ -52,14 +52,14 @@ class Error : public std::runtime_error {
   std::string where_;
 };
 
-// Throws Error(code, where, message) unless cond holds; `where` is built lazily by callers
-// who need it, so the common path stays cheap.
 // A block that could not be loaded (its file unreadable, its backend or device failing): the
 // caller can fail over to another processor or variant; any other error is a bug or bad input.
 constexpr bool is_load_failure(ErrorCode c) noexcept {
   return c == ErrorCode::device || c == ErrorCode::io || c == ErrorCode::parse;
 }
 
+// Throws Error(code, where, message) unless cond holds; `where` is built lazily by callers
+// who need it, so the common path stays cheap.
 inline void check(bool cond, ErrorCode code, std::string_view where, std::string_view message) {
   if (!cond) [[unlikely]]
     throw Error(code, std::string(where), std::string(message));

@@ -344,18 +344,16 @@ class Engine {
   bool set_memory_budget(std::size_t bytes) {
     std::lock_guard lk(planner_mu_);
     check_budget_floor(bytes);
-    const std::size_t old = opts_.memory_budget_bytes;
-    const bool raise = bytes == 0 || (old != 0 && bytes > old);
+    const bool raise = raises(opts_.memory_budget_bytes, bytes);
     opts_.memory_budget_bytes = bytes;
     state_.memory_budget_bytes = opts_.plan_for_budget ? static_cast<double>(bytes) : 0.0;
     budget_changed_.store(true);
-    if (raise) set_budget_now(bytes);  // a raise is in force before anything more loads
-    if constexpr (requires { pre_.set_memory_budget(std::size_t{}); }) pre_.set_memory_budget(bytes);
-    bool fits = true;
-    if constexpr (requires { pre_.shrink_to_budget(lib_); }) fits = pre_.shrink_to_budget(lib_);
-    set_budget_now(bytes);  // a cut is in force once resident bytes were brought under it
-    replan_locked("memory budget set to " + std::to_string(bytes) + " bytes");
-    sample_memory(clock_.now_ms());
+    const bool fits = change_budget(
+        raise, [&] { set_budget_now(bytes); },
+        [&] {
+          if constexpr (requires { pre_.set_memory_budget(std::size_t{}); }) pre_.set_memory_budget(bytes);
+        },
+        "memory budget set to " + std::to_string(bytes) + " bytes");
     return fits && (bytes == 0 || lib_.resident_bytes() <= bytes);
   }
   std::size_t memory_budget() const { return budget_now_.load(); }
@@ -375,16 +373,11 @@ class Engine {
       auto next = device_budgets_;
       next[static_cast<std::size_t>(p)] = bytes;
       check_budget_floor(opts_.memory_budget_bytes, next);
-      const std::size_t old = device_budgets_[static_cast<std::size_t>(p)];
-      const bool raise = bytes == 0 || (old != 0 && bytes > old);
-      if (raise) set_device_budgets_now(next);  // in force before anything more loads
-      pre_.set_device_budgets(next);
-      bool fits = true;
-      if constexpr (requires { pre_.shrink_to_budget(lib_); }) fits = pre_.shrink_to_budget(lib_);
-      set_device_budgets_now(next);  // a cut is in force once p's blocks were brought under it
+      const bool raise = raises(device_budgets_[static_cast<std::size_t>(p)], bytes);
       if (opts_.plan_for_budget) state_.device_budget_bytes.assign(next.begin(), next.end());
-      replan_locked("memory budget of " + name + " set to " + std::to_string(bytes) + " bytes");
-      sample_memory(clock_.now_ms());
+      bool fits = change_budget(
+          raise, [&] { set_device_budgets_now(next); }, [&] { pre_.set_device_budgets(next); },
+          "memory budget of " + name + " set to " + std::to_string(bytes) + " bytes");
       if constexpr (requires { lib_.resident_bytes(ProcessorIndex{}); })
         fits = fits && (bytes == 0 || lib_.resident_bytes(p) <= bytes);
       return fits;
@@ -529,6 +522,24 @@ class Engine {
     for (const auto& p : ps)
       check(p.workers >= 1 && p.queue_capacity >= 1, ErrorCode::invalid_argument, "Engine: processor " + p.name,
             "needs workers >= 1 and queue_capacity >= 1");
+  }
+
+  // Whether a budget change from `old` to `bytes` (0 = none) raises it.
+  static bool raises(std::size_t old, std::size_t bytes) { return bytes == 0 || (old != 0 && bytes > old); }
+  // The order of every run-time budget change (planner_mu_ held): a raise is in force before
+  // anything more loads; the policy gets the new budget and evicts down to it; a cut is in
+  // force once resident bytes were brought under it; then re-plan for it and sample memory.
+  // Returns whether the policy's eviction fitted.
+  template <class InForce, class ToPolicy>
+  bool change_budget(bool raise, InForce in_force, ToPolicy to_policy, std::string reason) {
+    if (raise) in_force();
+    to_policy();
+    bool fits = true;
+    if constexpr (requires { pre_.shrink_to_budget(lib_); }) fits = pre_.shrink_to_budget(lib_);
+    in_force();
+    replan_locked(std::move(reason));
+    sample_memory(clock_.now_ms());
+    return fits;
   }
 
   static bool device_bound(const std::vector<std::size_t>& budgets) {

@@ -64,6 +64,19 @@ struct TaskZoo {
   ir::Graph read_block(int b, int v) const;
 };
 
+namespace detail {
+// A variant file's bytes and their hash: load_task records the hash, read_block checks it.
+struct VariantFile {
+  std::string bytes;
+  std::size_t hash = 0;
+};
+inline VariantFile read_variant_file(const std::filesystem::path& path) {
+  VariantFile f{onnx_io::detail::read_file(path, onnx_io::ImportOptions{}.max_file_bytes), 0};
+  f.hash = std::hash<std::string_view>{}(f.bytes);
+  return f;
+}
+}  // namespace detail
+
 inline std::vector<std::string> block_boundaries(const Manifest& m) {
   std::vector<std::string> b{m.blocks.front().input};
   for (const auto& blk : m.blocks) b.push_back(blk.output);
@@ -78,9 +91,9 @@ inline TaskZoo load_task(const std::filesystem::path& dir) {
   const auto bounds = block_boundaries(m);
   z.blocks.resize(m.blocks.size());
   for (const auto& v : m.variants) {
-    const std::string bytes = onnx_io::detail::read_file(dir / v.file, onnx_io::ImportOptions{}.max_file_bytes);
-    z.file_hash.push_back(std::hash<std::string_view>{}(bytes));
-    z.variants.push_back(onnx_io::import_bytes(bytes, (dir / v.file).string()));
+    const auto f = detail::read_variant_file(dir / v.file);
+    z.file_hash.push_back(f.hash);
+    z.variants.push_back(onnx_io::import_bytes(f.bytes, (dir / v.file).string()));
     auto parts = stitch::partition(z.variants.back(), bounds);
     for (std::size_t b = 0; b < parts.size(); ++b) z.blocks[b].push_back(std::move(parts[b]));
   }
@@ -111,10 +124,10 @@ inline ir::Graph TaskZoo::read_block(int b, int v) const {
         "block " + std::to_string(b) + " of variant " + std::to_string(v) + " is out of range");
   if (dir.empty()) return blocks[static_cast<std::size_t>(b)][static_cast<std::size_t>(v)];
   const auto path = dir / manifest.variants[static_cast<std::size_t>(v)].file;
-  const std::string bytes = onnx_io::detail::read_file(path, onnx_io::ImportOptions{}.max_file_bytes);
-  check(std::hash<std::string_view>{}(bytes) == file_hash.at(static_cast<std::size_t>(v)), ErrorCode::io, path.string(),
+  const auto f = detail::read_variant_file(path);
+  check(f.hash == file_hash.at(static_cast<std::size_t>(v)), ErrorCode::io, path.string(),
         "changed since the zoo was loaded (its profiles and accuracies are of the old file)");
-  auto parts = stitch::partition(onnx_io::import_bytes(bytes, path.string()), block_boundaries(manifest));
+  auto parts = stitch::partition(onnx_io::import_bytes(f.bytes, path.string()), block_boundaries(manifest));
   return std::move(parts.at(static_cast<std::size_t>(b)));
 }
 
