@@ -16,11 +16,9 @@ def load(name):
         return json.load(f)
 
 
-def validation(real_file, sim_file, machine_note, out_name="sim-validation.json"):
-    real, sim = load(real_file), load(sim_file)
-    out = {"scenario": real["scenario"], "real_run": real_file, "simulated_run": sim_file,
-           "profile": sim.get("profile"), "machine": real["machine"], "note": machine_note,
-           "target": "within 10 % relative, or 2 pp absolute for violation rates", "policies": []}
+def compare(real, sim):
+    """Per policy and metric: real, simulated, errors, within target; and how many are."""
+    rows = []
     sp = {p["policy"]: p for p in sim["policies"]}
     n_ok = n = 0
     for p in real["policies"]:
@@ -35,9 +33,26 @@ def validation(real_file, sim_file, machine_note, out_name="sim-validation.json"
             row[m] = {"real": r, "simulated": v, "rel_error": rel, "abs_error": abs(v - r), "within_target": ok}
             n_ok += ok
             n += 1
-        out["policies"].append(row)
-    out["within_target"] = f"{n_ok} of {n}"
+        rows.append(row)
+    return rows, f"{n_ok} of {n}"
+
+
+def validation(real_file, sim_file, machine_note, out_name="sim-validation.json", real2_file=None):
+    real, sim = load(real_file), load(sim_file)
+    out = {"scenario": real["scenario"], "real_run": real_file, "simulated_run": sim_file,
+           "profile": sim.get("profile"), "machine": real["machine"], "note": machine_note,
+           "target": "within 10 % relative, or 2 pp absolute for violation rates"}
+    out["policies"], out["within_target"] = compare(real, sim)
+    n_ok = int(out["within_target"].split()[0])
+    n = len(out["policies"]) * len(METRICS)
     out["not_within_target"] = [f"{r['policy']}: {m}" for r in out["policies"] for m in METRICS if not r[m]["within_target"]]
+    if real2_file:  # the machine's own run-to-run noise, and the simulator against the second run
+        real2 = load(real2_file)
+        rr, rr_n = compare(real, real2)
+        sr, sr_n = compare(real2, sim)
+        out["real_vs_real"] = {"second_run": real2_file, "within_target": rr_n, "policies": rr}
+        out["second_real_vs_simulated"] = {"within_target": sr_n, "policies": sr}
+        print(f"two real runs agree on {rr_n}; the simulator and the second real run on {sr_n}")
     out["engine_overhead_modelled"] = bool(sim["policies"][0].get("engine_overhead_modelled", False))
     out["rapl"] = real.get("rapl", "not recorded")
     with open(os.path.join(R, out_name), "w") as f:
@@ -107,7 +122,7 @@ def plot(rows):
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "validate":
         validation(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "",
-                   sys.argv[5] if len(sys.argv) > 5 else "sim-validation.json")
+                   sys.argv[5] if len(sys.argv) > 5 else "sim-validation.json", sys.argv[6] if len(sys.argv) > 6 else None)
     else:
         scen = ["sim-driving", "sim-ar-8", "sim-ar-8-power", "sim-ar-8-x10", "sim-scale-32", "sim-scale-32-x10"]
         rows = tables([(s, p) for s in scen for p in ("orin-agx", "core-ultra")])

@@ -43,9 +43,11 @@ int main(int argc, char** argv) {
   std::string sim_profile, fit_out;
   app.add_option("--simulate", sim_profile, "simulate the scenario on a processor profile (sim/profiles/*.json) instead of running it");
   app.add_option("--fit-profile", fit_out, "profile the scenario's processors for real and write a fitted processor profile");
+  bool roofline_only = false;
+  app.add_flag("--roofline-only", roofline_only, "with --simulate: ignore a fitted profile's measured_blocks (every block from the roofline)");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (!sim_profile.empty()) return run_simulation(scenario, sim_profile, json_path, quick);
+    if (!sim_profile.empty()) return run_simulation(scenario, sim_profile, json_path, quick, roofline_only);
     if (!fit_out.empty()) return fit_profile(scenario, fit_out, quick);
     Setup st = build(scenario, quick, {}, no_profile_cache ? "" : "out/profile-cache");
     const double dur = quick ? std::min(4.0, st.sc.duration_s) : st.sc.duration_s;

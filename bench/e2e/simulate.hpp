@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "harness.hpp"
@@ -48,11 +49,12 @@ inline runtime::ProcessorKind kind_of(const std::string& k) {
 
 // The simulated SoC: the scenario's processors when the profile has all of them by name (a
 // fitted profile of the machine the scenario ran on), else every processor of the profile.
-inline SimSetup build_sim(const std::string& scenario_path, const std::string& profile_path) {
+inline SimSetup build_sim(const std::string& scenario_path, const std::string& profile_path, bool roofline_only = false) {
   const auto t0 = std::chrono::steady_clock::now();
   SimSetup st;
   st.sc = scenario::load_scenario(scenario_path);
   st.soc = sim::load_profile(profile_path);
+  if (roofline_only) st.soc.measured_block_ms.clear();
   std::vector<std::string> names;
   for (const auto& p : st.sc.processors)
     if (st.soc.index_of(p.name) >= 0) names.push_back(p.name);
@@ -217,12 +219,13 @@ SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, dou
 
 // The whole --simulate run: every policy, a table, and the JSON.
 inline int run_simulation(const std::string& scenario_path, const std::string& profile_path, const std::string& json_path,
-                          bool quick) {
-  SimSetup st = build_sim(scenario_path, profile_path);
+                          bool quick, bool roofline_only = false) {
+  SimSetup st = build_sim(scenario_path, profile_path, roofline_only);
   const double dur = quick ? std::min(4.0, st.sc.duration_s) : st.sc.duration_s;
   std::printf("scenario %s simulated on %s (%s): %zu tasks, %zu processors, %.0f s simulated per policy\n", st.sc.name.c_str(),
               st.soc.name.c_str(), profile_path.c_str(), st.tasks.size(), st.procs.size(), dur);
-  std::printf("setup (zoo load + cost model) took %.2f s\n", st.setup_s);
+  std::printf("setup (zoo load + cost model) took %.2f s; %d block costs from the profile's measured_blocks, the rest from "
+              "its roofline\n", st.setup_s, st.runner->measured_blocks_used());
   std::vector<SimRow> rows;
   // The memory policies of the real run (main.cpp): SparseLoom with Hotness, Band one model per task.
   rows.push_back(simulate_policy(st, "SparseLoom", optimizer::SparsityAware{}, dur, preloader::Hotness{}));
@@ -257,6 +260,7 @@ inline int run_simulation(const std::string& scenario_path, const std::string& p
     out["duration_s"] = dur;
     out["arrival"] = "poisson";  // bursty scenarios are simulated with Poisson arrivals (not built)
     out["setup_seconds"] = st.setup_s;
+    out["measured_block_costs"] = st.runner->measured_blocks_used();
     out["throughput_rps"] = nullptr;
     out["throughput_note"] = "the max-sustainable-rate search is not implemented yet; served_rps/goodput_rps are at the scenario's rate";
     for (const auto& r : rows) out["policies"].push_back(r.row.metrics);
@@ -391,28 +395,31 @@ struct TimedLibrary {
 // Engine (no-op runner), the in-engine block-time factor (measured / profiled median, from a
 // short real SparseLoom run of the scenario at its rates, seed + 1 so the validation run's
 // arrivals are not the fit's), and the slow-down of processor 0 while processor 1 runs.
-inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick) {
+// engine_ms: the in-engine median of every block the runs executed often enough (>= 5 times).
+inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick, std::map<sim::MeasuredBlockKey, double>* engine_ms) {
   sim::EngineOverhead eo;
   const auto os = sim::measure_engine_overhead(quick ? 150 : 300);
   eo.dispatch_ms = sim::Quantiles::of(os.dispatch_ms);
   eo.handoff_ms = sim::Quantiles::of(os.handoff_ms);
   eo.continue_ms = sim::Quantiles::of(os.continue_ms);
-  // In-engine block times.
+  // In-engine block times, over the plans of three kinds of policy (stitched sparse f32, one
+  // plain variant, INT8 variants: their blocks differ in how much a cold cache costs them), so
+  // the fitted scale and fixed costs are not those of one plan's blocks alone.
   TimedLibrary tl(st.lib.get());
   std::vector<double> insitu;
-  {
+  std::uint64_t seed_offset = 0;
+  auto timed_run = [&](auto opt, double seconds) {
     runtime::EngineOptions o;
     o.memory_budget_bytes = static_cast<std::size_t>(st.sc.memory_budget_bytes);
     o.rate_change_ratio = 1e9;
     o.slowdown_ratio = 1e9;
-    runtime::Engine<TimedLibrary, estimator::Profiled, optimizer::SparsityAware> eng(tl, st.est, optimizer::SparsityAware{}, st.procs,
-                                                                                     st.tasks, o);
+    runtime::Engine<TimedLibrary, estimator::Profiled, decltype(opt)> eng(tl, st.est, opt, st.procs, st.tasks, o);
     for (std::size_t t = 0; t < st.tasks.size(); ++t) st.lib->prepare(static_cast<TaskIndex>(t), eng.plan().tasks[t].variant);
-    Setup& s2 = st;
-    const auto seed = s2.sc.seed;
-    s2.sc.seed = seed + 1;
-    const auto arrivals = scenario_arrivals(s2, (quick ? 3.0 : 6.0) * 1000.0, 1.0, false);
-    s2.sc.seed = seed;
+    // Arrivals seeded apart from the scenario's own, so no run here replays the validation's.
+    const auto seed = st.sc.seed;
+    st.sc.seed = seed + 1 + seed_offset++;
+    const auto arrivals = scenario_arrivals(st, seconds * 1000.0, 1.0, false);
+    st.sc.seed = seed;
     std::vector<std::size_t> next(st.tasks.size(), 0);
     std::vector<bool> idle_at_arrival;
     auto handles = runtime::replay(arrivals, [&](TaskIndex t) {
@@ -429,29 +436,61 @@ inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick) {
       const auto rec = handles[i].record();
       if (idle_at_arrival[i] && rec.start_ms >= 0 && rec.state != runtime::RequestState::rejected) insitu.push_back(rec.queue_ms);
     }
-  }
+  };
+  timed_run(optimizer::SparsityAware{}, quick ? 2.0 : 4.0);
+  timed_run(baselines::Fixed{}, quick ? 1.0 : 2.0);
+  timed_run(baselines::Infaas{}, quick ? 1.0 : 2.0);
   if (insitu.size() >= 50) eo.dispatch_ms = sim::Quantiles::of(insitu);
-  // A block more than kStall x its profiled median was preempted (colder caches do not do
-  // that): its excess over the typical in-engine time is a stall, added time; the others give
-  // the factor.
-  constexpr double kStall = 10;
+  // Scale and per-position fixed cost from the per-block medians; the factor is what is left.
+  // A block more than kStall x its expected in-engine time was preempted (colder caches do not
+  // do that): its excess is a stall, added time; the others give the factor.
+  constexpr double kStall = 5;
+  {
+    std::vector<sim::BlockTimeSample> bs;
+    std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>, int> group;
+    for (const auto& x : tl.samples) {
+      const auto [it, fresh] = group.try_emplace({x.t, x.b, x.v, x.p}, static_cast<int>(group.size()));
+      bs.push_back({sim::block_position(x.b, st.lib->num_blocks(x.t)), st.est.task(x.t).profile.block[x.b][x.v][x.p].median_ms, x.ms,
+                    it->second});
+    }
+    sim::fit_block_time(eo, bs);
+  }
+  // Blocks of one model differ beyond their position (a transformer's blocks ran 1.3-1.9x their
+  // profile in the engine, a CNN's middle blocks 0.8-1.5x): each block the runs executed keeps
+  // its own in-engine median, and the simulator uses it where it has one (the fit above serves
+  // the rest); the factor is then what varies around a block's own median.
+  std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>, std::vector<double>> per_block;
+  for (const auto& x : tl.samples) per_block[{x.t, x.b, x.v, x.p}].push_back(x.ms);
+  std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>, double> own;
+  for (auto& [k, v] : per_block) {
+    if (v.size() < 5) continue;
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    own[k] = v[v.size() / 2];
+    const auto [t, b, vi, p] = k;
+    if (engine_ms)
+      (*engine_ms)[{st.zoos[static_cast<std::size_t>(t)]->manifest.task, static_cast<int>(b),
+                    st.zoos[static_cast<std::size_t>(t)]->manifest.variants[static_cast<std::size_t>(vi)].name,
+                    st.procs[static_cast<std::size_t>(p)].name}] = own[k];
+  }
   std::vector<double> alone, both, all;
-  std::vector<std::pair<double, double>> stalled;  // (measured, profiled)
+  std::vector<std::pair<double, double>> stalled;  // (measured, expected in engine)
   for (const auto& x : tl.samples) {
     const double prof = st.est.task(x.t).profile.block[x.b][x.v][x.p].median_ms;
     if (prof <= 0) continue;
-    all.push_back(x.ms / prof);
-    if (x.ms / prof > kStall) {
-      stalled.push_back({x.ms, prof});
+    const auto it = own.find({x.t, x.b, x.v, x.p});
+    const double expect = it != own.end() ? it->second : sim::engine_block_ms(eo, prof, sim::block_position(x.b, st.lib->num_blocks(x.t)));
+    all.push_back(x.ms / expect);
+    if (x.ms / expect > kStall) {
+      stalled.push_back({x.ms, expect});
       continue;
     }
-    (x.overlapped ? both : alone).push_back(x.ms / prof);
+    (x.overlapped ? both : alone).push_back(x.ms / expect);
   }
   if (alone.size() < 20) alone.insert(alone.end(), both.begin(), both.end());
   eo.block_time_factor = sim::Quantiles::of(alone);
   if (eo.block_time_factor.q[0] <= 0) eo.block_time_factor = sim::Quantiles::constant(1.0);
   std::vector<double> stall;
-  for (auto [m, prof] : stalled) stall.push_back(std::max(0.0, m - prof * eo.block_time_factor.median()));
+  for (auto [m, expect] : stalled) stall.push_back(std::max(0.0, m - expect * eo.block_time_factor.median()));
   eo.stall_probability = all.empty() ? 0.0 : static_cast<double>(stalled.size()) / static_cast<double>(all.size());
   eo.stall_ms = sim::Quantiles::of(stall);
   // Core sharing: the largest first block of the scenario's tasks, run on processor 0 alone and
@@ -504,13 +543,17 @@ inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick) {
                                    : std::string("from the no-op run; ")) +
               "handoff/continue from " + std::to_string(os.dispatch_ms.size()) +
               " requests through the threaded Engine with a no-op runner (pauses 1-4 ms); "
-              "block_time_factor = in-engine / profiled median block time over " + std::to_string(tl.samples.size()) +
-              " blocks of a real SparseLoom run of the scenario (" + std::to_string(both.size()) + " overlapped with another "
-              "processor's block), excluding " + std::to_string(stalled.size()) + " blocks above 10x their profiled median, which "
-              "give stall_probability and stall_ms (their time above the median factor); shared_core_slowdown: " + shared_note;
-  std::printf("  engine overhead: dispatch p50 %.3f p99 %.3f ms, handoff p50 %.3f p99 %.3f ms, continue p50 %.4f ms; block-time "
-              "factor p50 %.2f p90 %.2f p99 %.2f (%zu blocks), stalls %.1f %% (p50 %.2f ms); shared-core slow-down %.2f\n",
+              "block_scale and block_added_ms fitted (least squares, one slope, an intercept per position in the chain) to "
+              "the per-block medians of " + std::to_string(tl.samples.size()) +
+              " blocks of real runs of the scenario (the plans of SparsityAware, Fixed and INFaaS-like) against their profiled medians; block_time_factor = in-engine "
+              "time / that fit (" + std::to_string(both.size()) + " blocks overlapped with another processor's block), "
+              "excluding " + std::to_string(stalled.size()) + " blocks above 5x the fit, which give stall_probability and "
+              "stall_ms (their time above the median factor); shared_core_slowdown: " + shared_note;
+  std::printf("  engine overhead: dispatch p50 %.3f p99 %.3f ms, handoff p50 %.3f p99 %.3f ms, continue p50 %.4f ms; block time "
+              "%.2f x profiled + %.3f / %.3f / %.3f ms (first / middle / last), then factor p50 %.2f p90 %.2f p99 %.2f (%zu blocks), "
+              "stalls %.1f %% (p50 %.2f ms); shared-core slow-down %.2f\n",
               eo.dispatch_ms.median(), eo.dispatch_ms.q[7], eo.handoff_ms.median(), eo.handoff_ms.q[7], eo.continue_ms.median(),
+              eo.block_scale, eo.block_added_ms[0], eo.block_added_ms[1], eo.block_added_ms[2],
               eo.block_time_factor.median(), eo.block_time_factor.q[5], eo.block_time_factor.q[7], tl.samples.size(),
               100 * eo.stall_probability, eo.stall_ms.median(), slowdown);
   return eo;
@@ -627,6 +670,8 @@ inline int fit_profile(const std::string& scenario_path, const std::string& out_
           const auto c = sim::block_cost(soc, soc.processors[p], stats[t][b][v]);
           err += std::abs(c.ms - m.median_ms) / m.median_ms;
           ++n;
+          soc.measured_block_ms[{st.zoos[t]->manifest.task, static_cast<int>(b), st.zoos[t]->manifest.variants[v].name,
+                                 soc.processors[p].name}] = m.median_ms;
           auto& bv = by_variant[st.zoos[t]->manifest.variants[v].name];
           bv.first += (c.ms - m.median_ms) / m.median_ms;
           bv.second++;
@@ -637,8 +682,9 @@ inline int fit_profile(const std::string& scenario_path, const std::string& out_
   std::printf("\n");
   std::printf("  block latency fit: mean relative error %.1f %% over %d measured blocks\n", 100 * mape, n);
   soc.description += " Mean relative error of the fitted block latencies: " + std::to_string(100 * mape) + " % over " +
-                     std::to_string(n) + " blocks.";
-  soc.engine = fit_engine_overhead(st, quick);
+                     std::to_string(n) + " blocks; those blocks' measured medians are in measured_blocks, which the simulator "
+                     "uses instead of the roofline for them (--roofline-only ignores them).";
+  soc.engine = fit_engine_overhead(st, quick, &soc.measured_engine_ms);
   auto j = sim::to_json(soc);
   j["fit_mean_relative_error"] = mape;
   j["fit_blocks"] = n;

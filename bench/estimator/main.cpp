@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
                                  {"speedup", s1.seconds / sw.seconds}, {"identical", true}, {"load_average", load_average()}};
       }
       ModeResult res[2];
+      std::vector<estimator::AccuracySample> repaired_sample;  // every stitch measured with repair (for the front)
       for (int mode = 0; mode < (repair_only ? 1 : 2); ++mode) {
         const bool repair = mode == 0;
         ModeResult& r = res[mode];
@@ -206,6 +207,7 @@ int main(int argc, char** argv) {
         r.naive_block_runs = st.naive_block_runs;
         std::vector<estimator::AccuracySample> fit;
         for (std::size_t i = 0; i < sample.size(); ++i) fit.push_back({sample[i], acc[i]});
+        if (repair) repaired_sample = fit;
 
         // The C++ measurement against the manifest's (Python) measurement of the same stitches.
         std::vector<StitchedVariant> chk;
@@ -324,8 +326,40 @@ int main(int argc, char** argv) {
         front_gain += a.accuracy_pct > best + 0.5;
       }
       mape = timed ? 100.0 * mape / timed : 0;
-      std::printf("%-14s latency MAPE %.1f %% over %d stitches, Pareto gains %d, latency profiling %.1f s\n", m.task.c_str(), mape,
-                  timed, front_gain, profiling_s);
+      // The front over every stitch whose accuracy was measured (the fitting sample and the
+      // manifest's held-out ones): how far the trade-off space grows, which is about stitching,
+      // not about the estimator. Screened on predicted latency with 15 % slack, then each
+      // candidate timed end to end; only a gain on measured latency counts.
+      auto best_plain_at = [&](double ms) {
+        double best = 0;
+        for (std::size_t v = 0; v < plain_lat.size(); ++v)
+          if (plain_lat[v] <= ms) best = std::max(best, plain_acc[v]);
+        return best;
+      };
+      std::vector<estimator::AccuracySample> measured_space = repaired_sample;
+      for (const auto& a : estimator::manifest_stitches(m, true)) measured_space.push_back({a.s, a.accuracy_pct});
+      int screened = 0, space_gain = 0;
+      std::vector<double> gain_lat, gain_acc;
+      json::Json gains = json::Json::array();
+      for (const auto& a : measured_space) {
+        const Placement pl{std::vector<int>(a.s.choice.size(), 0)};
+        if (a.accuracy_pct <= best_plain_at(0.85 * est.latency_ms(0, a.s, pl)) + 0.5) continue;
+        ++screened;
+        const double real = measure(a.s);
+        if (a.accuracy_pct <= best_plain_at(real) + 0.5) continue;
+        ++space_gain;
+        gain_lat.push_back(real);
+        gain_acc.push_back(a.accuracy_pct);
+        gains.push_back({{"stitch", a.s.choice}, {"accuracy_pct", a.accuracy_pct}, {"latency_ms", real},
+                         {"best_plain_at_latency_pct", best_plain_at(real)}});
+      }
+      std::printf("%-14s latency MAPE %.1f %% over %d stitches, Pareto gains %d of them; over all %zu measured stitches %d "
+                  "(%d screened and timed), latency profiling %.1f s\n",
+                  m.task.c_str(), mape, timed, front_gain, measured_space.size(), space_gain, screened, profiling_s);
+      jt["pareto_gain_count_measured_space"] = space_gain;
+      jt["pareto_measured_space"] = {{"stitches", measured_space.size()}, {"screened_and_timed", screened}, {"gains", gains},
+                                     {"rule", "accuracy (C++ on the test subset, repair on) > 0.5 pp above every plain variant "
+                                              "whose measured latency is <= the stitch's measured latency"}};
       jt["latency_mape"] = mape / 100.0;
       jt["latency_stitches_timed"] = timed;
       jt["latency_profiling_seconds"] = profiling_s;

@@ -165,3 +165,75 @@ TEST_CASE("Detectors.Sim.IdleStartSteadyThenStep") {
   CHECK(decisions_with(m, "arrival rate changed", 3000) >= 1);
   CHECK(decisions_with(m, "arrival rate changed") == decisions_with(m, "arrival rate changed", 3000));
 }
+
+namespace {
+// Every block carries a fixed in-engine cost its profile does not have (the first block's
+// input copy, a worker's wake-up): small blocks run several times their prediction, large
+// ones barely slower.
+struct FixedCostRunner : syn::Runner {
+  using syn::Runner::Runner;
+  double fixed_ms = 0.05;
+  double simulate(sparseloom::TaskIndex t, const sparseloom::StitchedVariant& s, sparseloom::BlockIndex b, sparseloom::ProcessorIndex p) {
+    return syn::Runner::simulate(t, s, b, p) + fixed_ms;
+  }
+};
+}  // namespace
+
+TEST_CASE("Detectors.Sim.SmallBlocksDoNotSetTheSpeedOfLargeOnes") {
+  // One processor: task 0 has two 1 ms blocks (requests take 1.05x their prediction), task 1
+  // two 0.01 ms blocks at 10x the rate (6x their prediction). A median of per-block ratios
+  // made the processor "6x slow" and admission rejected every task-0 request against its 5 ms
+  // deadline; admission now uses each task's own speed on the processor (task 0: 1.05x) and
+  // serves it, while the processor's figure for slow-down detection still sees 6x.
+  syn::Zoo z;
+  z.blocks = 2;
+  z.task_block_ms = {1.0, 0.01};
+  FixedCostRunner runner(z);
+  syn::Estimator est(z);
+  auto ts = tasks(2);
+  ts[0].slo = slo(5, 0, 20);
+  ts[1].slo = slo(5, 0, 200);
+  rt::Engine<FixedCostRunner, syn::Estimator, syn::GreedyOptimizer, rt::LoadAllPreloader, rt::DiscreteEvent> eng(
+      runner, est, syn::GreedyOptimizer{}, processors(1), ts, detector_options());
+  eng.schedule(rt::poisson_arrivals({ts[0].slo, ts[1].slo}, 3000, 41));
+  REQUIRE(eng.drain());
+  const auto m = eng.metrics();
+  INFO(decision_log(m));
+  check_accounting(m);
+  CHECK(m.processors[0].observed_slowdown == doctest::Approx(6.0).epsilon(0.05));
+  REQUIRE(m.tasks[0].issued > 40);
+  CHECK(m.tasks[0].count(rt::RequestState::on_time) >= m.tasks[0].issued * 95 / 100);
+  CHECK(m.tasks[1].count(rt::RequestState::on_time) >= m.tasks[1].issued * 95 / 100);
+}
+
+TEST_CASE("Detectors.Sim.AShutOutProcessorIsTriedAgain") {
+  // A 4x slow-down makes admission reject every request (predicted 8 ms > 5 ms); no block
+  // runs then, so nothing would ever correct the estimate after the processor recovers. An
+  // estimate no block renewed for a second falls back to the calibrated baseline.
+  syn::Zoo z;
+  z.blocks = 2;
+  z.task_block_ms = {1.0};
+  World w(z);
+  auto ts = tasks(1, slo(5, 0, 50));
+  SimEngine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), ts, detector_options());
+  eng.schedule(rt::poisson_arrivals({ts[0].slo}, 1000, 51));
+  eng.run_until(1000);
+  const auto on_time_before = eng.metrics().overall.count(rt::RequestState::on_time);
+  w.runner.slow_down(0, 4);
+  eng.schedule(rt::poisson_arrivals({ts[0].slo}, 500, 52));
+  eng.run_until(1500);
+  w.runner.slow_down(0, 1);  // recovered, but admission cannot see it yet
+  eng.schedule(rt::poisson_arrivals({ts[0].slo}, 1500, 53));
+  eng.run_until(3000);
+  const auto mid = eng.metrics();
+  CHECK(mid.overall.count(rt::RequestState::rejected) > 20);  // shut out while slow
+  const auto on_time_mid = mid.overall.count(rt::RequestState::on_time);
+  eng.schedule(rt::poisson_arrivals({ts[0].slo}, 1000, 54));
+  REQUIRE(eng.drain());
+  const auto m = eng.metrics();
+  INFO(decision_log(m));
+  check_accounting(m);
+  CHECK(on_time_before > 40);
+  // The last second (50 requests expected) is served on time again.
+  CHECK(m.overall.count(rt::RequestState::on_time) - on_time_mid >= 35);
+}

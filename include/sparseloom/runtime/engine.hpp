@@ -91,9 +91,10 @@ struct EngineOptions {
   int rate_min_arrivals = 20;           // ... and the window holds enough arrivals to tell
   double rate_change_z = 4;             // ... and the count is this many Poisson std devs off
   double rate_confirm_ms = -1;          // ... on every check for this long (< 0: rate_window_ms / 2)
-  // Slow-downs: a processor's speed is the median measured/predicted block time of its last
-  // 16 blocks; its first slowdown_min_samples calibrate a baseline (the contention it runs
-  // under, up to slowdown_baseline_cap), and it is slow when speed / baseline exceeds
+  // Slow-downs: a processor's speed is measured / predicted time over its last 16 blocks
+  // (blocks above 4x the window's median ratio left out: preempted); its first
+  // slowdown_min_samples calibrate a baseline (the contention it runs under, up to
+  // slowdown_baseline_cap), and it is slow when speed / baseline exceeds
   // slowdown_ratio x that of the least slowed other calibrated processor (contention every
   // processor shares is not one processor's slow-down). With no other calibrated processor
   // the cap is all that separates contention from a slow-down present from the start.
@@ -183,6 +184,7 @@ class Engine {
       auto pr = std::make_unique<Proc>();
       pr->spec = std::move(spec);
       pr->idle_slots = pr->spec.workers;
+      pr->task_speed.resize(tasks.size());
       procs_.push_back(std::move(pr));
     }
     for (const auto& t : tasks) {
@@ -275,6 +277,8 @@ class Engine {
         pr.speed.store(1.0);
         pr.speed_samples.store(0);
         pr.baseline.store(0);
+        pr.window = SpeedWindow{};
+        for (auto& w : pr.task_speed) w = SpeedWindow{};
       }
       pr.slow_flagged.store(false);
       state_.processor_speed[static_cast<std::size_t>(p)] = 1.0;
@@ -457,6 +461,32 @@ class Engine {
       return a.deadline > b.deadline || (a.deadline == b.deadline && a.seq > b.seq);
     }
   };
+  // The last 16 blocks' (measured, predicted) times and what they say: measured over predicted
+  // summed, leaving out blocks above 4x the window's median ratio (one preempted block on a
+  // shared core is not a slow-down; a processor slowed as a whole moves the median with it).
+  struct SpeedWindow {
+    std::array<std::pair<double, double>, 16> ring{};
+    int n = 0;
+    double speed = 1, at_ms = 0;
+    // forget_after_ms: a window idle that long starts afresh (its samples describe a past state).
+    void add(double measured, double predicted, double now, double forget_after_ms = 1e300) {
+      if (n > 0 && now - at_ms > forget_after_ms) *this = SpeedWindow{};
+      ring[static_cast<std::size_t>(n) % ring.size()] = {measured, predicted};
+      ++n;
+      at_ms = now;
+      const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(n), ring.size());
+      if (k < 3) return;  // too few to say anything: the profile's speed stands
+      std::array<double, 16> r{};
+      for (std::size_t i = 0; i < k; ++i) r[i] = ring[i].first / ring[i].second;
+      auto w = r;
+      std::nth_element(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(k / 2), w.begin() + static_cast<std::ptrdiff_t>(k));
+      double m = 0, pd = 0;
+      for (std::size_t i = 0; i < k; ++i)
+        if (r[i] <= 4 * w[k / 2]) m += ring[i].first, pd += ring[i].second;
+      speed = pd > 0 ? m / pd : w[k / 2];
+    }
+  };
+
   struct Proc {
     ProcessorSpec spec;
     std::mutex mu;
@@ -467,12 +497,13 @@ class Engine {
     std::atomic<bool> available{true};
     std::atomic<double> busy_ms{0};
     std::atomic<std::uint64_t> blocks{0}, failures{0};
-    std::atomic<double> speed{1};       // median measured/predicted of the last kSpeedWindow blocks
+    std::atomic<double> speed{1};       // measured / predicted over the last 16 blocks (record_speed)
     std::atomic<int> speed_samples{0};  // since start or the last return to service
     std::atomic<double> baseline{0};    // calibrated speed (0: still calibrating)
     std::atomic<bool> slow_flagged{false};
-    std::mutex speed_mu;                // speed_ring
-    std::array<double, 16> speed_ring{};
+    std::mutex speed_mu;                // window, task_speed
+    SpeedWindow window;                 // every block on this processor: slow-down detection
+    std::vector<SpeedWindow> task_speed;  // [task]: admission
     std::vector<std::thread> workers;
     int idle_slots = 0;  // discrete-event mode
   };
@@ -777,8 +808,20 @@ class Engine {
     return true;
   }
 
-  double speed(ProcessorIndex p) const {
-    return std::max(1.0, procs_[static_cast<std::size_t>(p)]->speed.load(std::memory_order_relaxed));
+  // What admission multiplies task t's predicted block times on p by: measured over predicted
+  // time of t's own recent blocks there. Per task, because blocks of different sizes are not
+  // slowed alike (a fixed per-block cost makes a 0.01 ms block 6x its profile and a 1 ms block
+  // 1.05x): one processor-wide figure let a task of small blocks shut a task of large ones out.
+  // Without 3 samples, or none for kStaleSpeedMs, the profile's speed: when admission rejects
+  // all of a task's requests, no block of it runs to correct an estimate the processor has
+  // since left behind, so the task is tried again rather than shut out for the rest of the run.
+  static constexpr double kStaleSpeedMs = 1000;
+  double speed(ProcessorIndex p, TaskIndex t) const {
+    auto& pr = *procs_[static_cast<std::size_t>(p)];
+    std::lock_guard lk(pr.speed_mu);
+    const auto& w = pr.task_speed[static_cast<std::size_t>(t)];
+    if (w.n < 3 || clock_.now_ms() - w.at_ms > kStaleSpeedMs) return 1.0;
+    return std::max(1.0, w.speed);
   }
 
   // Predicted service time of what is left of a job, at observed processor speeds.
@@ -786,7 +829,7 @@ class Engine {
     const auto& r = j.route();
     double ms = 0;
     for (std::size_t b = static_cast<std::size_t>(j.next); b < r.block_ms.size(); ++b)
-      ms += r.block_ms[b] * speed(r.placement.processor[b]);
+      ms += r.block_ms[b] * speed(r.placement.processor[b], j.rec.task);
     return ms;
   }
 
@@ -795,7 +838,7 @@ class Engine {
     const auto& r = j.route();
     double ms = 0;
     for (std::size_t b = static_cast<std::size_t>(j.next); b < r.block_ms.size() && r.placement.processor[b] == p; ++b)
-      ms += r.block_ms[b] * speed(p);
+      ms += r.block_ms[b] * speed(p, j.rec.task);
     return ms;
   }
 
@@ -1042,7 +1085,7 @@ class Engine {
     pr.busy_ms.fetch_add(t1 - t0, std::memory_order_relaxed);
     pr.blocks.fetch_add(1, std::memory_order_relaxed);
     const double predicted = j->route().block_ms[static_cast<std::size_t>(j->next)];
-    if (predicted > 0) record_speed(pr, occupied / predicted);
+    if (predicted > 0) record_speed(pr, j->rec.task, occupied, predicted, t1);
     if (j->rec.start_ms < 0) j->rec.start_ms = t0;
     j->started = true;
     j->current = std::move(out);
@@ -1187,20 +1230,17 @@ class Engine {
 
   int speed_min_samples() const { return std::clamp(opts_.slowdown_min_samples, 1, 16); }
 
-  // One block's measured/predicted time: the processor's speed is the median of the last 16
-  // (one preempted block on a shared core is not a slow-down); the first samples calibrate.
-  void record_speed(Proc& pr, double ratio) {
+  // One block's measured and predicted time, for the processor (slow-down detection; its first
+  // samples calibrate the baseline) and for the task (admission, speed() above).
+  void record_speed(Proc& pr, TaskIndex t, double measured, double predicted, double now) {
     std::lock_guard lk(pr.speed_mu);
-    const int n = pr.speed_samples.load(std::memory_order_relaxed);
-    pr.speed_ring[static_cast<std::size_t>(n) % pr.speed_ring.size()] = ratio;
-    pr.speed_samples.store(n + 1, std::memory_order_relaxed);
-    const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(n) + 1, pr.speed_ring.size());
-    if (k < 3) return;  // too few to say anything: admission keeps the profile's speed
-    auto w = pr.speed_ring;
-    std::nth_element(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(k / 2), w.begin() + static_cast<std::ptrdiff_t>(k));
-    const double med = w[k / 2];
-    pr.speed.store(med, std::memory_order_relaxed);
-    if (n + 1 == speed_min_samples()) pr.baseline.store(std::clamp(med, 1.0, std::max(1.0, opts_.slowdown_baseline_cap)));
+    pr.task_speed[static_cast<std::size_t>(t)].add(measured, predicted, now, kStaleSpeedMs);
+    pr.window.add(measured, predicted, now);
+    pr.speed_samples.store(pr.window.n, std::memory_order_relaxed);
+    if (pr.window.n < 3) return;
+    pr.speed.store(pr.window.speed, std::memory_order_relaxed);
+    if (pr.window.n == speed_min_samples())
+      pr.baseline.store(std::clamp(pr.window.speed, 1.0, std::max(1.0, opts_.slowdown_baseline_cap)));
   }
 
   // Re-plans on a measured change: arrival rates off the planned ones, a processor slowed down.

@@ -3,8 +3,10 @@
 // not see: the queue hand-off and worker wake-up before a request's first block (`dispatch_ms`),
 // the hand-off of a running request to another processor's idle worker (`handoff_ms`), the
 // bookkeeping between blocks on a worker that is already awake (`continue_ms`), how much slower
-// a block runs inside the engine than in the profiler's back-to-back loop (`block_time_factor`:
-// cold caches, other load), the rare preemption of a block by other programs, which is time
+// a block runs inside the engine than in the profiler's back-to-back loop (`block_scale` and
+// `block_added_ms` per position in the request: the first block also pays for the input copy
+// and caches cold from the idle wait, the last for the output; `block_time_factor`: what is
+// left, run-to-run noise and other load), the rare preemption of a block by other programs, which is time
 // added rather than a factor (`stall_probability`, `stall_ms`: a 0.01 ms block preempted for
 // 5 ms is not 500x slower in the sense a 0.3 ms block would be) and, for processors that are
 // core groups of one CPU, the extra slow-down when another processor runs at the same time
@@ -25,7 +27,9 @@
 
 namespace sparseloom::sim {
 
-inline constexpr int kEngineOverheadVersion = 1;
+// Version 2 added block_scale and block_added_ms (version 1 profiles are read with scale 1 and
+// nothing added, i.e. the factor alone, as they were fitted).
+inline constexpr int kEngineOverheadVersion = 2;
 
 // Quantiles of a non-negative quantity at fixed probabilities; linear in between.
 struct Quantiles {
@@ -66,14 +70,76 @@ struct Quantiles {
   }
 };
 
+// Where a block sits in its task's chain: the in-engine time of the first and last block
+// carries fixed costs the middle ones do not (measured: +0.04 ms first, +0.015 ms last on a
+// 2-vCPU EPYC, which a pooled factor turned into a 5x factor on 0.01 ms blocks and then applied
+// to 0.3 ms ones).
+enum class BlockPosition { first = 0, middle = 1, last = 2 };
+inline constexpr std::array<const char*, 3> kBlockPositionKey{"first", "middle", "last"};
+inline BlockPosition block_position(int b, int num_blocks) {
+  return b == 0 ? BlockPosition::first : b + 1 >= num_blocks ? BlockPosition::last : BlockPosition::middle;
+}
+
 struct EngineOverhead {
   Quantiles dispatch_ms, handoff_ms, continue_ms;
+  // In-engine block time = (block_scale x modelled + block_added_ms[position]) x factor.
+  double block_scale = 1.0;
+  std::array<double, 3> block_added_ms{0.0, 0.0, 0.0};  // [BlockPosition]
   Quantiles block_time_factor = Quantiles::constant(1.0);
   double stall_probability = 0;  // per block
   Quantiles stall_ms;            // added to a stalled block
   double shared_core_slowdown = 1.0;
   std::string source;
 };
+
+// The expected in-engine time of a block the model (or profiler) puts at `ms`.
+inline double engine_block_ms(const EngineOverhead& e, double ms, BlockPosition pos) {
+  return e.block_scale * ms + e.block_added_ms[static_cast<std::size_t>(pos)];
+}
+
+// One timed block of a real run: where it sits, the profiler's median and what it took.
+struct BlockTimeSample {
+  BlockPosition pos;
+  double profiled_ms;
+  double measured_ms;
+  int group;  // same (task, block, variant, processor): one median per group enters the fit
+};
+
+// Fits block_scale and block_added_ms by least squares on the per-group medians (medians: the
+// tail is the factor's and the stalls' business), with one slope shared by all positions and
+// one intercept per position (a position without groups keeps 0). The slope is clamped to
+// [0.5, 5] and intercepts to >= 0 (a faster-than-profiled fixed cost is noise).
+inline void fit_block_time(EngineOverhead& e, const std::vector<BlockTimeSample>& xs) {
+  struct G {
+    BlockPosition pos{};
+    std::vector<double> prof, meas;
+  };
+  std::vector<G> g;
+  for (const auto& x : xs) {
+    if (x.group < 0 || !(x.profiled_ms > 0) || !(x.measured_ms >= 0)) continue;
+    if (static_cast<std::size_t>(x.group) >= g.size()) g.resize(static_cast<std::size_t>(x.group) + 1);
+    auto& gi = g[static_cast<std::size_t>(x.group)];
+    gi.pos = x.pos, gi.prof.push_back(x.profiled_ms), gi.meas.push_back(x.measured_ms);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::array<std::vector<std::pair<double, double>>, 3> pts;  // (x, y) per position
+  for (const auto& gi : g)
+    if (gi.meas.size() >= 3) pts[static_cast<std::size_t>(gi.pos)].push_back({median(gi.prof), median(gi.meas)});
+  double sxy = 0, sxx = 0;
+  std::array<double, 3> mx{}, my{};
+  for (std::size_t c = 0; c < 3; ++c) {
+    if (pts[c].empty()) continue;
+    for (auto [x, y] : pts[c]) mx[c] += x, my[c] += y;
+    mx[c] /= static_cast<double>(pts[c].size()), my[c] /= static_cast<double>(pts[c].size());
+    for (auto [x, y] : pts[c]) sxy += (x - mx[c]) * (y - my[c]), sxx += (x - mx[c]) * (x - mx[c]);
+  }
+  if (sxx <= 0) return;  // no spread in block sizes: nothing to tell scale from fixed cost
+  e.block_scale = std::clamp(sxy / sxx, 0.5, 5.0);
+  for (std::size_t c = 0; c < 3; ++c) e.block_added_ms[c] = pts[c].empty() ? 0.0 : std::max(0.0, my[c] - e.block_scale * mx[c]);
+}
 
 // Small, fast, portable: the same stream on every platform (std distributions are not).
 class SplitMix64 {
@@ -120,7 +186,7 @@ inline EngineOverhead parse_engine_overhead(const json::Field& f) {
   check(f.raw().is_object(), ErrorCode::parse, f.where(), "expected an object");
   check(f.has("version"), ErrorCode::parse, f.where("version"), "missing required field");
   const int v = f.get<int>("version");
-  check(v == kEngineOverheadVersion, ErrorCode::unsupported, f.where("version"),
+  check(v == 1 || v == kEngineOverheadVersion, ErrorCode::unsupported, f.where("version"),
         "version " + std::to_string(v) + " (this SparseLoom reads version " + std::to_string(kEngineOverheadVersion) + ")");
   EngineOverhead e;
   e.source = f.get_or<std::string>("source", "");
@@ -136,6 +202,21 @@ inline EngineOverhead parse_engine_overhead(const json::Field& f) {
   check(std::isfinite(e.stall_probability) && e.stall_probability >= 0 && e.stall_probability <= 1, ErrorCode::parse,
         f.where("stall_probability"), "must lie in [0, 1] (got " + std::to_string(e.stall_probability) + ")");
   e.stall_ms = detail::quantiles(f["stall_ms"], 1e5);
+  if (v >= 2) {
+    for (const char* k : {"block_scale", "block_added_ms"}) check(f.has(k), ErrorCode::parse, f.where(k), "missing required field");
+    e.block_scale = f.get<double>("block_scale");
+    check(std::isfinite(e.block_scale) && e.block_scale > 0 && e.block_scale <= 100, ErrorCode::parse, f.where("block_scale"),
+          "must lie in (0, 100] (got " + std::to_string(e.block_scale) + ")");
+    const auto a = f["block_added_ms"];
+    check(a.raw().is_object(), ErrorCode::parse, a.where(), "expected an object with first, middle, last");
+    for (std::size_t c = 0; c < 3; ++c) {
+      const char* k = kBlockPositionKey[c];
+      check(a.has(k), ErrorCode::parse, a.where(k), "missing required field");
+      const double x = a.get<double>(k);
+      check(std::isfinite(x) && x >= 0 && x <= 1e4, ErrorCode::parse, a.where(k), "must lie in [0, 1e4] ms (got " + std::to_string(x) + ")");
+      e.block_added_ms[c] = x;
+    }
+  }
   e.shared_core_slowdown = f.get<double>("shared_core_slowdown");
   check(std::isfinite(e.shared_core_slowdown) && e.shared_core_slowdown >= 1 && e.shared_core_slowdown <= 100, ErrorCode::parse,
         f.where("shared_core_slowdown"), "must lie in [1, 100] (got " + std::to_string(e.shared_core_slowdown) + ")");
@@ -148,6 +229,8 @@ inline json::Json to_json(const EngineOverhead& e) {
           {"dispatch_ms", detail::to_json(e.dispatch_ms)},
           {"handoff_ms", detail::to_json(e.handoff_ms)},
           {"continue_ms", detail::to_json(e.continue_ms)},
+          {"block_scale", e.block_scale},
+          {"block_added_ms", {{"first", e.block_added_ms[0]}, {"middle", e.block_added_ms[1]}, {"last", e.block_added_ms[2]}}},
           {"block_time_factor", detail::to_json(e.block_time_factor)},
           {"stall_probability", e.stall_probability},
           {"stall_ms", detail::to_json(e.stall_ms)},

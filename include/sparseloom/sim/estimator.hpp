@@ -46,8 +46,11 @@ class ModelEstimator {
             if (c.supported && tp.bytes[b][v] == 0) tp.bytes[b][v] = c.weight_bytes;
             energy_[t][(static_cast<std::size_t>(b) * V + v) * P + p] = c.energy_j;
           }
+      // On a fitted machine a hand-over also wakes the other processor's worker: planned with
+      // its median, as the real harness plans with its measured thread hand-off.
+      const double wake = r.soc().engine ? r.soc().engine->handoff_ms.median() : 0.0;
       for (int b = 1; b < B; ++b) {
-        tp.transfer_ms.push_back(r.transfer_ms(t, b));
+        tp.transfer_ms.push_back(r.transfer_ms(t, b) + wake);
         transfer_j_[t].push_back(r.transfer_energy_j(t, b));
       }
       tp.repair_ms.assign(B, 0.0);

@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "sparseloom/core/error.hpp"
@@ -85,6 +86,9 @@ struct TransferModel {
   double bandwidth_gbps = 0;   // copy (or coherence) bandwidth of the cut tensor
 };
 
+// (task, block, variant, processor) by name.
+using MeasuredBlockKey = std::tuple<std::string, int, std::string, std::string>;
+
 struct SocProfile {
   std::string name, description, source_file;
   std::vector<std::string> sources;  // where the numbers come from
@@ -94,6 +98,14 @@ struct SocProfile {
   std::vector<ProcessorModel> processors;
   // The engine's own per-request cost on the machine (engine_overhead.hpp); none: an ideal engine.
   std::optional<EngineOverhead> engine;
+  // Optional, fitted profiles only: the profiler's median of named zoo blocks on this machine,
+  // which the simulator uses instead of the roofline for those blocks (the roofline's per-block
+  // error, ~25 % here, would otherwise swamp the engine model being validated).
+  std::map<MeasuredBlockKey, double> measured_block_ms;
+  // Optional with it: a block's median time inside the engine where the fit's real runs
+  // executed it (measured_blocks[].engine_ms); the simulator uses it instead of
+  // engine_overhead's scale and fixed costs for that block.
+  std::map<MeasuredBlockKey, double> measured_engine_ms;
 
   int index_of(const std::string& name) const {
     for (std::size_t i = 0; i < processors.size(); ++i)
@@ -216,6 +228,21 @@ inline SocProfile parse_profile(const json::Field& root) {
     s.processors.push_back(std::move(p));
   }
   if (root.has("engine_overhead")) s.engine = parse_engine_overhead(root["engine_overhead"]);
+  if (root.has("measured_blocks")) {
+    const auto mb = root["measured_blocks"];
+    check(mb.raw().is_array() && mb.size() <= 1000000, ErrorCode::parse, mb.where(), "expected a list of at most 1e6 blocks");
+    for (std::size_t i = 0; i < mb.size(); ++i) {
+      const auto e = mb[i];
+      const auto task = e.get<std::string>("task"), variant = e.get<std::string>("variant"), proc = e.get<std::string>("processor");
+      const int block = e.get<int>("block");
+      check(block >= 0 && block < 4096, ErrorCode::parse, e.where("block"), "must lie in [0, 4096)");
+      check(s.index_of(proc) >= 0, ErrorCode::parse, e.where("processor"), "the profile has no processor '" + proc + "'");
+      const double ms = detail::positive(e, "ms", 1e6);
+      if (e.has("engine_ms")) s.measured_engine_ms[MeasuredBlockKey{task, block, variant, proc}] = detail::positive(e, "engine_ms", 1e6);
+      check(s.measured_block_ms.emplace(MeasuredBlockKey{task, block, variant, proc}, ms).second, ErrorCode::parse, e.where(),
+            "duplicate block " + task + " block " + std::to_string(block) + " variant " + variant + " on " + proc);
+    }
+  }
   return s;
 }
 
@@ -259,6 +286,12 @@ inline json::Json to_json(const SocProfile& s) {
     j["processors"].push_back(jp);
   }
   if (s.engine) j["engine_overhead"] = to_json(*s.engine);
+  for (const auto& [key, ms] : s.measured_block_ms) {
+    const auto& [task, block, variant, proc] = key;
+    json::Json e{{"task", task}, {"block", block}, {"variant", variant}, {"processor", proc}, {"ms", ms}};
+    if (const auto it = s.measured_engine_ms.find(key); it != s.measured_engine_ms.end()) e["engine_ms"] = it->second;
+    j["measured_blocks"].push_back(std::move(e));
+  }
   return j;
 }
 

@@ -9,8 +9,9 @@
 // DiscreteEvent engine calls, adds the engine's own cost sampled with a seeded RNG (same seed,
 // same run): the dispatch before a request's first block and the hand-off from another
 // processor when p's worker was idle (it must be woken), else the between-blocks bookkeeping;
-// and scales the block by the in-engine block-time factor (x shared_core_slowdown while another
-// processor is running a block), plus a preemption stall with the profile's probability.
+// and turns the block's modelled time into its in-engine time (scale, the fixed cost of its
+// position in the chain, the sampled factor, x shared_core_slowdown while another processor is
+// running a block), plus a preemption stall with the profile's probability.
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -32,12 +33,14 @@ namespace sparseloom::sim {
 struct TaskModel {
   std::string name;
   std::vector<std::vector<BlockStats>> blocks;  // [block][variant]
+  std::vector<std::string> variants;           // names (a fitted profile's measured blocks are keyed by them)
   int base = 0;                                // the base (dense) variant
   std::vector<double> repair_flops;            // [block]: f32 FLOPs of the repair at a switch into it (0: free)
 };
 
 inline TaskModel task_model(const zoo::TaskZoo& z) {
-  TaskModel m{z.manifest.task, task_stats(z), z.base(), {}};
+  TaskModel m{z.manifest.task, task_stats(z), {}, z.base(), {}};
+  for (const auto& v : z.manifest.variants) m.variants.push_back(v.name);
   for (const auto& b : z.manifest.blocks)
     m.repair_flops.push_back(b.repair.kind == zoo::RepairKind::residual_map ? 2 * b.repair.cost_macs : 0.0);
   return m;
@@ -74,6 +77,21 @@ class SimRunner {
           for (int p = 0; p < P; ++p) cost_[t].back().back().push_back(block_cost(soc_, procs_[p], v));
         }
       }
+      // A fitted profile's measured medians replace the roofline's time for those blocks (energy
+      // follows the time at the processor's active power).
+      for (std::size_t b = 0; b < tm.blocks.size() && !soc_.measured_block_ms.empty(); ++b)
+        for (std::size_t v = 0; v < tm.variants.size() && v < tm.blocks[b].size(); ++v)
+          for (int p = 0; p < P; ++p) {
+            const auto it = soc_.measured_block_ms.find({tm.name, static_cast<int>(b), tm.variants[v], procs_[p].name});
+            auto& c = cost_[t][b][v][static_cast<std::size_t>(p)];
+            if (it == soc_.measured_block_ms.end() || !c.supported) continue;
+            c.energy_j += procs_[p].active_w * (it->second - c.ms) * 1e-3;
+            c.energy_j = std::max(0.0, c.energy_j);
+            c.ms = it->second;
+            ++measured_blocks_used_;
+            if (const auto e = soc_.measured_engine_ms.find(it->first); e != soc_.measured_engine_ms.end())
+              engine_ms_[{static_cast<TaskIndex>(t), static_cast<BlockIndex>(b), static_cast<VariantIndex>(v), p}] = e->second;
+          }
     }
   }
 
@@ -133,8 +151,10 @@ class SimRunner {
       for (std::size_t q = 0; q < procs_.size(); ++q)
         shared = shared || (q != pi && busy_from_[q] <= *start && busy_until_[q] > *start);
       if (shared) factor *= eo.shared_core_slowdown;
-      j += procs_[pi].active_w * c.ms * (factor - 1) * 1e-3;  // a slower run burns active power longer
-      ms = c.ms * factor;
+      const auto own = engine_ms_.find({t, b, v, p});
+      const double in_engine = (own != engine_ms_.end() ? own->second : engine_block_ms(eo, c.ms, block_position(b, num_blocks(t)))) * factor;
+      j += procs_[pi].active_w * std::max(0.0, in_engine - c.ms) * 1e-3;  // a slower run burns active power longer
+      ms = in_engine;
       const double us = rng_.uniform(), uq = rng_.uniform();
       if (us < eo.stall_probability) ms += eo.stall_ms.at(uq);  // preempted: time passes, no work done
       // p's worker sleeps unless a block of p ended no earlier than now (it takes the next at once).
@@ -198,6 +218,8 @@ class SimRunner {
     return e;
   }
   std::uint64_t blocks_run() const { return blocks_run_; }
+  // How many (task, block, variant, processor) costs came from the profile's measured blocks.
+  int measured_blocks_used() const { return measured_blocks_used_; }
   // Task t's highest average power (W) over any window of window_s in simulated time (blocks
   // counted at their start, in 10 ms steps); 0 before any timed simulate().
   double max_window_power_w(TaskIndex t, double window_s) const {
@@ -248,6 +270,8 @@ class SimRunner {
   std::set<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>> resident_;
   std::size_t bytes_ = 0;
   std::uint64_t blocks_run_ = 0;
+  int measured_blocks_used_ = 0;
+  std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>, double> engine_ms_;  // the fit's in-engine medians
   SplitMix64 rng_;
   double overhead_ms_ = 0;
   std::vector<double> busy_from_, busy_until_;  // [p]: the last block started on p (simulated ms)
