@@ -545,8 +545,9 @@ inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick, std::map<s
               " requests through the threaded Engine with a no-op runner (pauses 1-4 ms); "
               "block_scale and block_added_ms fitted (least squares, one slope, an intercept per position in the chain) to "
               "the per-block medians of " + std::to_string(tl.samples.size()) +
-              " blocks of real runs of the scenario (the plans of SparsityAware, Fixed and INFaaS-like) against their profiled medians; block_time_factor = in-engine "
-              "time / that fit (" + std::to_string(both.size()) + " blocks overlapped with another processor's block), "
+              " blocks of real runs of the scenario (the plans of SparsityAware, Fixed and INFaaS-like) against their profiled "
+              "medians, and each block's own in-engine median where it ran >= 5 times (measured_blocks[].engine_ms); "
+              "block_time_factor = in-engine time / that median or fit (" + std::to_string(both.size()) + " blocks overlapped with another processor's block), "
               "excluding " + std::to_string(stalled.size()) + " blocks above 5x the fit, which give stall_probability and "
               "stall_ms (their time above the median factor); shared_core_slowdown: " + shared_note;
   std::printf("  engine overhead: dispatch p50 %.3f p99 %.3f ms, handoff p50 %.3f p99 %.3f ms, continue p50 %.4f ms; block time "

@@ -16,6 +16,7 @@ import sys
 # the 2 cores are shared: OpenMP's default spin-waiting makes an oversubscribed torch ~10x slower
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import time
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,13 +53,17 @@ STITCH_SEED = 1234
 OWN_STATS = False  # --b2-own-stats: BN running stats from the variant's own chain only
 FT_STEPS = FT_STEPS_SPARSE = 0  # --ft-steps / --ft-steps-sparse overrides (0: the task's)
 QUICK_STEPS = 0   # --quick: smoke test (few fine-tuning steps, small stitch sample)
+BLOCK_LAM = None  # --block-lam: per-cut-point distillation weights (None: all 1)
+CE_STITCH = 0.0   # --ce-stitch: weight of the cross-entropy on random variant/base stitches
+STITCH_POOL = False  # --stitch-pool: those stitches also draw blocks from earlier variants
+POOL_WEAK_FIRST = False  # --pool-weak-first: derive the sparsest variants first
 
 
 def log(msg):
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None):
+def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None, partners=()):
     """Prunes a copy of the base and fine-tunes it (plain CE, or B2 distillation)."""
     cfg = tasks.TASKS[task]
     lam = LAMBDA_DEFAULT if lam is None else lam
@@ -74,15 +79,24 @@ def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None
     own_stats = OWN_STATS or cfg.get("b2_own_stats", False)
     if own_stats and derivation == "b2":
         key += "_ownstats"
+    if BLOCK_LAM and derivation == "b2":
+        key += "_bl" + "-".join(f"{w:g}" for w in BLOCK_LAM)
+    if CE_STITCH and derivation == "b2":
+        key += f"_cest{CE_STITCH:g}"
+        if STITCH_POOL:
+            key += "_poolwf" if POOL_WEAK_FIRST else "_pool"
     m = train.clone(base)
     masks, pattern = train.prune(m, kind, sparsity)
     if not cache.load(cache_dir, task, key, m):
         xtr, ytr = bc.tensors(task, sp.xtr, sp.ytr)
         log(f"  deriving {task}/{key}")
         train.set_seed(1)
-        train.train(m, xtr, ytr, steps, cfg["ft_lr"], 0.0, seed=hash(name) % 1000,
+        # crc32, not hash(): Python salts str hashes per process, so hash(name) gave every
+        # from-scratch build different variants (found in session 6).
+        train.train(m, xtr, ytr, steps, cfg["ft_lr"], 0.0, seed=zlib.crc32(name.encode()) % 1000,
                     masks=masks, teacher=base if derivation == "b2" else None, lam=lam, log=None,
-                    own_stats=own_stats)
+                    own_stats=own_stats, block_lam=BLOCK_LAM,
+                    ce_stitch=CE_STITCH, partners=partners if STITCH_POOL else ())
         cache.save(cache_dir, task, key, m)
     train.apply_masks(m, masks)
     return m, pattern
@@ -146,7 +160,10 @@ def build_task(task, out_root, cache_dir, derivation):
     # ---------------------------------------------------------------- derive variants
     torch_models, patterns, deriv, plain_twin_val, lam_used = {}, {}, {}, {}, {}
     torch_models["base"] = base
-    for name, kind, s, int8, src in VARIANTS:
+    derive_order = VARIANTS
+    if STITCH_POOL and POOL_WEAK_FIRST:   # later variants learn to take the odd ones' blocks
+        derive_order = sorted(VARIANTS, key=lambda v: -v[2])
+    for name, kind, s, int8, src in derive_order:
         if kind is None or int8:
             continue
         if derivation == "plain":
@@ -162,7 +179,8 @@ def build_task(task, out_root, cache_dir, derivation):
         sweep = cfg.get("lambda_sweep", LAMBDA_SWEEP)
         for lam in sweep.get(name, [LAMBDA_DEFAULT]) if LAMBDA_DEFAULT == 1.0 else \
                 [LAMBDA_DEFAULT] + [l for l in sweep.get(name, []) if l < LAMBDA_DEFAULT]:
-            m, pat = derive(task, sp, base, name, kind, s, "b2", cache_dir, lam)
+            m, pat = derive(task, sp, base, name, kind, s, "b2", cache_dir, lam,
+                            partners=[torch_models[v] for v in torch_models if v != "base"])
             acc = train.accuracy(m, xval, yval)
             log(f"  {name} b2 lambda {lam:g}: val {acc:.2f}" +
                 (f" (plain twin {twin_acc:.2f})" if twin_acc is not None else ""))
@@ -440,6 +458,15 @@ def build_task(task, out_root, cache_dir, derivation):
         "stitch_check": check,
         "build_seconds": round(time.time() - t0, 1),
     }
+    extra = {}   # non-default B2 options only: the default manifest stays as it was
+    if BLOCK_LAM:
+        extra["block_lambda"] = BLOCK_LAM
+    if CE_STITCH:
+        extra["ce_stitch"] = {"weight": CE_STITCH, "partners": (
+            "base and the variants derived before" + (" (sparsest first)" if POOL_WEAK_FIRST else "")
+            if STITCH_POOL else "base")}
+    if derivation == "b2":
+        manifest["derivation"].update(extra)
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     log(f"{task}: done in {time.time() - t0:.0f}s")
@@ -459,8 +486,21 @@ def main():
     ap.add_argument("--ft-steps", type=int, default=0, help="fine-tuning steps (overrides the task's)")
     ap.add_argument("--ft-steps-sparse", type=int, default=0,
                     help="fine-tuning steps of the >= 90 %% variants (overrides the task's)")
+    ap.add_argument("--block-lam", default="",
+                    help="B2 per-cut-point distillation weights, comma separated (default all 1)")
+    ap.add_argument("--ce-stitch", type=float, default=0.0,
+                    help="B2 weight of the cross-entropy on random variant/base block stitches")
+    ap.add_argument("--stitch-pool", action="store_true",
+                    help="--ce-stitch stitches also draw blocks from the variants derived before")
+    ap.add_argument("--pool-weak-first", action="store_true",
+                    help="with --stitch-pool: derive the sparsest variants first")
     a = ap.parse_args()
-    global LAMBDA_DEFAULT, OWN_STATS, FT_STEPS, FT_STEPS_SPARSE
+    global LAMBDA_DEFAULT, OWN_STATS, FT_STEPS, FT_STEPS_SPARSE, BLOCK_LAM, CE_STITCH
+    global STITCH_POOL, POOL_WEAK_FIRST
+    CE_STITCH = a.ce_stitch
+    STITCH_POOL = a.stitch_pool
+    POOL_WEAK_FIRST = a.pool_weak_first
+    BLOCK_LAM = [float(w) for w in a.block_lam.split(",")] if a.block_lam else None
     FT_STEPS, FT_STEPS_SPARSE = a.ft_steps, a.ft_steps_sparse
     LAMBDA_DEFAULT = a.lam
     OWN_STATS = a.b2_own_stats

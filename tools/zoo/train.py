@@ -57,11 +57,18 @@ def _frozen_stats_call(block, x):
 
 
 def train(model, x, y, steps, lr, wd=0.0, bs=128, seed=0, masks=None, teacher=None, lam=0.0,
-          mix=0.5, warmup_frac=0.05, log=None, own_stats=False):
+          mix=0.5, warmup_frac=0.05, log=None, own_stats=False, block_lam=None, ce_stitch=0.0,
+          partners=()):
     """Trains `model` for `steps` minibatches. With a teacher (the base), adds B2 block-wise
     distillation: sum over cut points of MSE(block out, base block out) / mean(base out^2),
     where each block's input is, with probability `mix`, the BASE's activation instead of
-    the variant's own (stitch-aware mixing). Masks are re-applied after every step."""
+    the variant's own (stitch-aware mixing). `block_lam` (one weight per cut point, None:
+    all 1) scales each cut's distillation term, e.g. to hold fragile blocks closer to the
+    base. `ce_stitch` > 0 adds that weight x cross-entropy of a random stitch of the
+    variant's and the base's blocks (each block from either with probability 0.5; the base
+    frozen, gradients flow through it into the variant's earlier blocks); with `partners`
+    (already derived variants, frozen) a block not taken from the variant comes from the
+    base or one of them, uniformly. Masks are re-applied after every step."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     n = len(x)
@@ -71,6 +78,16 @@ def train(model, x, y, steps, lr, wd=0.0, bs=128, seed=0, masks=None, teacher=No
     t0 = time.time()
     if teacher is not None:
         teacher.eval()
+        t_req = [p.requires_grad for p in teacher.parameters()]
+        if ce_stitch:
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+        others = [teacher] + list(partners)
+        p_req = [[p.requires_grad for p in o.parameters()] for o in partners]
+        for o in partners:
+            o.eval()
+            for p in o.parameters():
+                p.requires_grad_(False)
     apply_masks(model, masks)
     for step in range(steps):
         model.train()
@@ -103,15 +120,34 @@ def train(model, x, y, steps, lr, wd=0.0, bs=128, seed=0, masks=None, teacher=No
                         d_out = _frozen_stats_call(b, acts[i]) if own_stats else b(acts[i])
                     else:
                         d_out = out
-                    dl = dl + F.mse_loss(d_out, acts[i + 1]) / acts[i + 1].pow(2).mean().clamp_min(1e-8)
+                    term = F.mse_loss(d_out, acts[i + 1]) / acts[i + 1].pow(2).mean().clamp_min(1e-8)
+                    dl = dl + (term if block_lam is None else block_lam[i] * term)
                 h = out
             loss = F.cross_entropy(h, yb) + lam * dl
+            if ce_stitch:
+                pick = torch.rand(nb, generator=g)
+                hs = xb
+                for i, b in enumerate(model.blocks):
+                    if pick[i] >= 0.5:
+                        # pick in [0.5, 1) -> base, or a partner, uniformly
+                        src = others[min(int((pick[i] - 0.5) * 2 * len(others)), len(others) - 1)]
+                        hs = src.blocks[i](hs)
+                    else:   # own_stats: the stitch pass leaves the running statistics alone
+                        hs = _frozen_stats_call(b, hs) if own_stats else b(hs)
+                loss = loss + ce_stitch * F.cross_entropy(hs, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         apply_masks(model, masks)
         if log and (step % 200 == 0 or step == steps - 1):
             log(f"    step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+    if teacher is not None and ce_stitch:
+        for p, r in zip(teacher.parameters(), t_req):
+            p.requires_grad_(r)
+    if teacher is not None:
+        for o, req in zip(partners, p_req):
+            for p, r in zip(o.parameters(), req):
+                p.requires_grad_(r)
     model.eval()
     return model
 

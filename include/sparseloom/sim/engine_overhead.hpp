@@ -5,10 +5,12 @@
 // bookkeeping between blocks on a worker that is already awake (`continue_ms`), how much slower
 // a block runs inside the engine than in the profiler's back-to-back loop (`block_scale` and
 // `block_added_ms` per position in the request: the first block also pays for the input copy
-// and caches cold from the idle wait, the last for the output; `block_time_factor`: what is
-// left, run-to-run noise and other load), the rare preemption of a block by other programs, which is time
-// added rather than a factor (`stall_probability`, `stall_ms`: a 0.01 ms block preempted for
-// 5 ms is not 500x slower in the sense a 0.3 ms block would be) and, for processors that are
+// and caches cold from the idle wait, the last for the output; a fitted profile's
+// measured_blocks[].engine_ms, per block, where the fit ran it; `block_time_factor`: what is
+// left, run-to-run noise and other load), the rare preemption of a block by other programs,
+// which is time added rather than a factor (`stall_probability`, `stall_ms`: a 0.01 ms block
+// preempted for 5 ms is not 500x slower in the sense a 0.3 ms block would be) and, for
+// processors that are
 // core groups of one CPU, the extra slow-down when another processor runs at the same time
 // (`shared_core_slowdown`).
 // Each time is an empirical distribution (quantiles, sampled by inverse CDF with the
@@ -187,7 +189,7 @@ inline EngineOverhead parse_engine_overhead(const json::Field& f) {
   check(f.has("version"), ErrorCode::parse, f.where("version"), "missing required field");
   const int v = f.get<int>("version");
   check(v == 1 || v == kEngineOverheadVersion, ErrorCode::unsupported, f.where("version"),
-        "version " + std::to_string(v) + " (this SparseLoom reads version " + std::to_string(kEngineOverheadVersion) + ")");
+        "version " + std::to_string(v) + " (this SparseLoom reads versions 1 to " + std::to_string(kEngineOverheadVersion) + ")");
   EngineOverhead e;
   e.source = f.get_or<std::string>("source", "");
   for (const char* k : {"dispatch_ms", "handoff_ms", "continue_ms", "block_time_factor", "stall_probability", "stall_ms",
