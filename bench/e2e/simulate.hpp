@@ -445,13 +445,16 @@ inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick, std::map<s
   // A block more than kStall x its expected in-engine time was preempted (colder caches do not
   // do that): its excess is a stall, added time; the others give the factor.
   constexpr double kStall = 5;
+  std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>, std::vector<double>> per_block;  // in-engine ms
+  for (const auto& x : tl.samples) per_block[{x.t, x.b, x.v, x.p}].push_back(x.ms);
   {
     std::vector<sim::BlockTimeSample> bs;
-    std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>, int> group;
-    for (const auto& x : tl.samples) {
-      const auto [it, fresh] = group.try_emplace({x.t, x.b, x.v, x.p}, static_cast<int>(group.size()));
-      bs.push_back({sim::block_position(x.b, st.lib->num_blocks(x.t)), st.est.task(x.t).profile.block[x.b][x.v][x.p].median_ms, x.ms,
-                    it->second});
+    int group = 0;
+    for (const auto& [k, v] : per_block) {
+      const auto [t, b, vi, p] = k;
+      for (double ms : v)
+        bs.push_back({sim::block_position(b, st.lib->num_blocks(t)), st.est.task(t).profile.block[b][vi][p].median_ms, ms, group});
+      ++group;
     }
     sim::fit_block_time(eo, bs);
   }
@@ -459,8 +462,6 @@ inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick, std::map<s
   // profile in the engine, a CNN's middle blocks 0.8-1.5x): each block the runs executed keeps
   // its own in-engine median, and the simulator uses it where it has one (the fit above serves
   // the rest); the factor is then what varies around a block's own median.
-  std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>, std::vector<double>> per_block;
-  for (const auto& x : tl.samples) per_block[{x.t, x.b, x.v, x.p}].push_back(x.ms);
   std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>, double> own;
   for (auto& [k, v] : per_block) {
     if (v.size() < 5) continue;

@@ -309,6 +309,13 @@ int main(int argc, char** argv) {
         plain_lat.push_back(measure({std::vector<int>(z.num_blocks(), v)}));
         plain_acc.push_back(m.variants[v].accuracy_pct);
       }
+      // The most accurate plain variant at most `ms` slow (0 if none is that fast).
+      auto best_plain_at = [&](double ms) {
+        double best = 0;
+        for (std::size_t v = 0; v < plain_lat.size(); ++v)
+          if (plain_lat[v] <= ms) best = std::max(best, plain_acc[v]);
+        return best;
+      };
       double mape = 0;
       int timed = 0, front_gain = 0;
       std::vector<double> stitch_lat, stitch_acc;
@@ -320,26 +327,16 @@ int main(int argc, char** argv) {
         const double pred = est.latency_ms(0, a.s, Placement{std::vector<int>(a.s.choice.size(), 0)});
         mape += std::abs(pred - real) / real;
         ++timed;
-        double best = 0;
-        for (std::size_t v = 0; v < plain_lat.size(); ++v)
-          if (plain_lat[v] <= real) best = std::max(best, plain_acc[v]);
-        front_gain += a.accuracy_pct > best + 0.5;
+        front_gain += a.accuracy_pct > best_plain_at(real) + 0.5;
       }
       mape = timed ? 100.0 * mape / timed : 0;
       // The front over every stitch whose accuracy was measured (the fitting sample and the
       // manifest's held-out ones): how far the trade-off space grows, which is about stitching,
       // not about the estimator. Screened on predicted latency with 15 % slack, then each
       // candidate timed end to end; only a gain on measured latency counts.
-      auto best_plain_at = [&](double ms) {
-        double best = 0;
-        for (std::size_t v = 0; v < plain_lat.size(); ++v)
-          if (plain_lat[v] <= ms) best = std::max(best, plain_acc[v]);
-        return best;
-      };
       std::vector<estimator::AccuracySample> measured_space = repaired_sample;
       for (const auto& a : estimator::manifest_stitches(m, true)) measured_space.push_back({a.s, a.accuracy_pct});
       int screened = 0, space_gain = 0;
-      std::vector<double> gain_lat, gain_acc;
       json::Json gains = json::Json::array();
       for (const auto& a : measured_space) {
         const Placement pl{std::vector<int>(a.s.choice.size(), 0)};
@@ -348,8 +345,6 @@ int main(int argc, char** argv) {
         const double real = measure(a.s);
         if (a.accuracy_pct <= best_plain_at(real) + 0.5) continue;
         ++space_gain;
-        gain_lat.push_back(real);
-        gain_acc.push_back(a.accuracy_pct);
         gains.push_back({{"stitch", a.s.choice}, {"accuracy_pct", a.accuracy_pct}, {"latency_ms", real},
                          {"best_plain_at_latency_pct", best_plain_at(real)}});
       }

@@ -153,6 +153,7 @@ struct BlockCost {
   double energy_j = 0;
   std::string dtype;         // precision it runs in
   double speedup = 1;        // taken on the pruned layers
+  double engine_ms = 0;      // measured median inside the engine (a fitted profile's measured_blocks); 0: none
 };
 
 // Whether processor p can run the block, and in which precision.

@@ -238,8 +238,9 @@ inline SocProfile parse_profile(const json::Field& root) {
       check(block >= 0 && block < 4096, ErrorCode::parse, e.where("block"), "must lie in [0, 4096)");
       check(s.index_of(proc) >= 0, ErrorCode::parse, e.where("processor"), "the profile has no processor '" + proc + "'");
       const double ms = detail::positive(e, "ms", 1e6);
-      if (e.has("engine_ms")) s.measured_engine_ms[MeasuredBlockKey{task, block, variant, proc}] = detail::positive(e, "engine_ms", 1e6);
-      check(s.measured_block_ms.emplace(MeasuredBlockKey{task, block, variant, proc}, ms).second, ErrorCode::parse, e.where(),
+      const MeasuredBlockKey key{task, block, variant, proc};
+      if (e.has("engine_ms")) s.measured_engine_ms[key] = detail::positive(e, "engine_ms", 1e6);
+      check(s.measured_block_ms.emplace(key, ms).second, ErrorCode::parse, e.where(),
             "duplicate block " + task + " block " + std::to_string(block) + " variant " + variant + " on " + proc);
     }
   }

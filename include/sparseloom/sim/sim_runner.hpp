@@ -89,8 +89,7 @@ class SimRunner {
             c.energy_j = std::max(0.0, c.energy_j);
             c.ms = it->second;
             ++measured_blocks_used_;
-            if (const auto e = soc_.measured_engine_ms.find(it->first); e != soc_.measured_engine_ms.end())
-              engine_ms_[{static_cast<TaskIndex>(t), static_cast<BlockIndex>(b), static_cast<VariantIndex>(v), p}] = e->second;
+            if (const auto e = soc_.measured_engine_ms.find(it->first); e != soc_.measured_engine_ms.end()) c.engine_ms = e->second;
           }
     }
   }
@@ -151,8 +150,7 @@ class SimRunner {
       for (std::size_t q = 0; q < procs_.size(); ++q)
         shared = shared || (q != pi && busy_from_[q] <= *start && busy_until_[q] > *start);
       if (shared) factor *= eo.shared_core_slowdown;
-      const auto own = engine_ms_.find({t, b, v, p});
-      const double in_engine = (own != engine_ms_.end() ? own->second : engine_block_ms(eo, c.ms, block_position(b, num_blocks(t)))) * factor;
+      const double in_engine = (c.engine_ms > 0 ? c.engine_ms : engine_block_ms(eo, c.ms, block_position(b, num_blocks(t)))) * factor;
       j += procs_[pi].active_w * std::max(0.0, in_engine - c.ms) * 1e-3;  // a slower run burns active power longer
       ms = in_engine;
       const double us = rng_.uniform(), uq = rng_.uniform();
@@ -271,7 +269,6 @@ class SimRunner {
   std::size_t bytes_ = 0;
   std::uint64_t blocks_run_ = 0;
   int measured_blocks_used_ = 0;
-  std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>, double> engine_ms_;  // the fit's in-engine medians
   SplitMix64 rng_;
   double overhead_ms_ = 0;
   std::vector<double> busy_from_, busy_until_;  // [p]: the last block started on p (simulated ms)
