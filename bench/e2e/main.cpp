@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   app.add_flag("--roofline-only", roofline_only, "with --simulate: ignore a fitted profile's measured_blocks (every block from the roofline)");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (!sim_profile.empty()) return run_simulation(scenario, sim_profile, json_path, quick, roofline_only);
+    if (!sim_profile.empty()) return run_simulation(scenario, sim_profile, json_path, quick, roofline_only, !quick && !no_throughput, topt);
     if (!fit_out.empty()) return fit_profile(scenario, fit_out, quick);
     Setup st = build(scenario, quick, {}, no_profile_cache ? "" : "out/profile-cache");
     const double dur = quick ? std::min(4.0, st.sc.duration_s) : st.sc.duration_s;

@@ -8,6 +8,7 @@
 // doubling early, for every policy alike; the probes are in the JSON.
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "harness.hpp"
 
@@ -30,27 +31,21 @@ struct Throughput {
   json::Json probes = json::Json::array();
 };
 
-// make() returns a fresh policy object for each probe (stateful baselines start clean), and
-// make_pre() a fresh memory policy.
-template <class MakePolicy, class MakePre = runtime::LoadAllPreloader (*)()>
-Throughput max_sustainable(Setup& st, const std::string& name, MakePolicy&& make, const ThroughputOptions& o = {},
-                           MakePre make_pre = [] { return runtime::LoadAllPreloader{}; }) {
-  double total = 0;
-  for (const auto& t : st.tasks) total += t.slo.rate_rps;
+// The search alone: run_probe(scale, seconds) runs the scenario once at that rate scale and
+// returns {SLO violation rate, served rps}. The real harness probes by running (below), the
+// simulator by simulating (simulate.hpp), so both search the same way.
+template <class RunProbe>
+Throughput search_max_scale(double total_rps, RunProbe&& run_probe, const ThroughputOptions& o = {}) {
   Throughput best;
   auto probe = [&](double scale) {
-    RunOptions ro;
-    ro.rate_scale = scale;
-    ro.slo_changes = false;
-    ro.fresh_library = false;  // blocks stay compiled across probes: only rates matter here
-    const double len = std::min(o.max_probe_s, std::max(o.probe_s, o.min_requests / std::max(total * scale, 1e-9)));
-    const Row r = run_policy(st, name, make(), len, ro, make_pre());
-    const bool ok = 1.0 - r.violation >= o.target;
-    best.probes.push_back({{"rate_scale", scale}, {"seconds", len}, {"slo_violation_rate", r.violation}, {"served_rps", r.served},
+    const double len = std::min(o.max_probe_s, std::max(o.probe_s, o.min_requests / std::max(total_rps * scale, 1e-9)));
+    const auto [violation, served] = run_probe(scale, len);
+    const bool ok = 1.0 - violation >= o.target;
+    best.probes.push_back({{"rate_scale", scale}, {"seconds", len}, {"slo_violation_rate", violation}, {"served_rps", served},
                            {"sustained", ok}});
     if (ok && scale > best.rate_scale) {
       best.rate_scale = scale;
-      best.served_rps = r.served;
+      best.served_rps = served;
     }
     return ok;
   };
@@ -73,8 +68,28 @@ Throughput max_sustainable(Setup& st, const std::string& name, MakePolicy&& make
     const double mid = std::sqrt(lo * hi);
     (probe(mid) ? lo : hi) = mid;
   }
-  best.offered_rps = best.rate_scale * total;
+  best.offered_rps = best.rate_scale * total_rps;
   return best;
+}
+
+// make() returns a fresh policy object for each probe (stateful baselines start clean), and
+// make_pre() a fresh memory policy.
+template <class MakePolicy, class MakePre = runtime::LoadAllPreloader (*)()>
+Throughput max_sustainable(Setup& st, const std::string& name, MakePolicy&& make, const ThroughputOptions& o = {},
+                           MakePre make_pre = [] { return runtime::LoadAllPreloader{}; }) {
+  double total = 0;
+  for (const auto& t : st.tasks) total += t.slo.rate_rps;
+  return search_max_scale(
+      total,
+      [&](double scale, double seconds) {
+        RunOptions ro;
+        ro.rate_scale = scale;
+        ro.slo_changes = false;
+        ro.fresh_library = false;  // blocks stay compiled across probes: only rates matter here
+        const Row r = run_policy(st, name, make(), seconds, ro, make_pre());
+        return std::pair{r.violation, r.served};
+      },
+      o);
 }
 
 }  // namespace sparseloom::e2e

@@ -145,8 +145,24 @@ TEST_CASE("SimOverhead.ProfileSectionRoundTripsAndErrorsNameTheField") {
   CHECK(contains(parse_error(doc), "engine_overhead.stall_ms"));
 
   doc = with_overhead();
-  doc["engine_overhead"]["version"] = 3;
+  doc["engine_overhead"]["version"] = 4;
   CHECK(contains(parse_error(doc), "engine_overhead.version"));
+
+  doc = with_overhead();
+  doc["engine_overhead"]["reuse_factor"] = json::Json::array({{{"up_to_ms", 2.0}, {"factor", 0.7}}, {{"up_to_ms", 1.0}, {"factor", 1.1}}});
+  CHECK(contains(parse_error(doc), "engine_overhead.reuse_factor[1].up_to_ms"));
+
+  doc = with_overhead();
+  doc["engine_overhead"]["reuse_factor"] = json::Json::array({{{"up_to_ms", 2.0}, {"factor", 0.0}}});
+  CHECK(contains(parse_error(doc), "engine_overhead.reuse_factor[0].factor"));
+
+  // Version 2 (before reuse_factor): read without it.
+  doc = with_overhead();
+  doc["engine_overhead"]["version"] = 2;
+  doc["engine_overhead"]["reuse_factor"] = json::Json::array({{{"up_to_ms", 2.0}, {"factor", 0.7}}});
+  const auto v2 = sim::parse_profile(doc, "v2.json");
+  REQUIRE(v2.engine);
+  CHECK(v2.engine->reuse_factor.empty());
 
   doc = with_overhead();
   doc["engine_overhead"].erase("block_scale");
@@ -349,4 +365,55 @@ TEST_CASE("SimOverhead.MeasuredBlocksReplaceTheRoofline") {
   s.choice.assign(static_cast<std::size_t>(r2.num_blocks(0)), d.model.base);
   CHECK(r2.simulate(0, s, 1, 0, 10.0) == doctest::Approx(2.5));
   CHECK(r2.simulate(0, s, 2, 0, 20.0) == doctest::Approx(3.0 * r2.cost(0, 2, d.model.base, 0).ms + 1.0));
+}
+
+TEST_CASE("SimOverhead.ReuseFactorFit") {
+  // A block that ran within 0.5 ms is at 0.7x its median, 2-3 ms after at 0.9x, from 50 ms on
+  // (or never before) at 1.1x; 5-10 ms has too few samples and takes the step before it.
+  std::vector<std::pair<double, double>> xs;
+  for (int i = 0; i < 40; ++i) {
+    const double wobble = 1.0 + 0.01 * ((i % 5) - 2);
+    xs.push_back({0.2, 0.7 * wobble}), xs.push_back({2.5, 0.9 * wobble}), xs.push_back({80.0, 1.1 * wobble});
+    xs.push_back({-1.0, 1.1 * wobble});
+  }
+  for (int i = 0; i < 5; ++i) xs.push_back({7.0, 3.0});
+  xs.push_back({1.0, -1.0});  // not a ratio: ignored
+  sim::EngineOverhead e;
+  e.reuse_factor = sim::fit_reuse_factor(xs);
+  CHECK(sim::reuse_multiplier(e, 0.1) == doctest::Approx(0.7));
+  CHECK(sim::reuse_multiplier(e, 2.9) == doctest::Approx(0.9));
+  CHECK(sim::reuse_multiplier(e, 7.0) == doctest::Approx(0.9));    // the sparse step: the one before
+  CHECK(sim::reuse_multiplier(e, 0.7) == doctest::Approx(0.7));    // no samples: the one before
+  CHECK(sim::reuse_multiplier(e, 500.0) == doctest::Approx(1.1));  // beyond the last step
+  CHECK(sim::reuse_multiplier(e, -1.0) == doctest::Approx(1.1));   // never ran
+  CHECK(sim::reuse_multiplier(sim::EngineOverhead{}, 0.1) == 1.0);
+  // The profile section round-trips them.
+  auto doc = with_overhead();
+  doc["engine_overhead"]["reuse_factor"] = sim::to_json(e)["reuse_factor"];
+  const auto p = sim::parse_profile(doc, "p.json");
+  REQUIRE(p.engine);
+  CHECK(p.engine->reuse_factor.size() == e.reuse_factor.size());
+  CHECK(sim::reuse_multiplier(*p.engine, 2.5) == doctest::Approx(0.9));
+}
+
+TEST_CASE("SimOverhead.ReuseInTheDes") {
+  const auto& d = digits();
+  auto soc = sim::load_profile(kRoot / "sim/profiles/orin-agx.json");
+  soc.engine = sim::EngineOverhead{};
+  soc.engine->reuse_factor = {{1.0, 0.5}, {10.0, 1.0}};
+  sim::SimRunner r({d.model}, soc, {"cpu"});
+  StitchedVariant s;
+  s.choice.assign(static_cast<std::size_t>(r.num_blocks(0)), d.model.base);
+  const double m = r.cost(0, 1, d.model.base, 0).ms;
+  // Never ran: the last step; again right after it ended: x0.5; long after: the last step.
+  const double first = r.simulate(0, s, 1, 0, 0.0);
+  CHECK(first == doctest::Approx(m));
+  CHECK(r.simulate(0, s, 1, 0, first + 0.5) == doctest::Approx(0.5 * m));
+  CHECK(r.simulate(0, s, 1, 0, 1000.0) == doctest::Approx(m));
+  // Another variant of the block has its own history.
+  StitchedVariant other = s;
+  other.choice[1] = d.model.base == 0 ? 1 : 0;
+  CHECK(r.simulate(0, other, 1, 0, 1000.0 + m + 0.1) == doctest::Approx(r.cost(0, 1, other.choice[1], 0).ms));
+  r.reset(1);  // forgets when blocks ran
+  CHECK(r.simulate(0, s, 1, 0, 0.0) == doctest::Approx(m));
 }

@@ -10,8 +10,9 @@
 // same run): the dispatch before a request's first block and the hand-off from another
 // processor when p's worker was idle (it must be woken), else the between-blocks bookkeeping;
 // and turns the block's modelled time into its in-engine time (scale, the fixed cost of its
-// position in the chain, the sampled factor, x shared_core_slowdown while another processor is
-// running a block), plus a preemption stall with the profile's probability.
+// position in the chain, x the reuse factor of the time since the same block last ended, the
+// sampled factor, x shared_core_slowdown while another processor is running a block), plus a
+// preemption stall with the profile's probability.
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -65,10 +66,12 @@ class SimRunner {
     timeline_.resize(tasks_.size());
     busy_until_.assign(procs_.size(), -1.0);
     energy_j_.assign(tasks_.size(), 0.0);
+    last_end_.resize(tasks_.size());
     for (std::size_t t = 0; t < tasks_.size(); ++t) {
       const auto& tm = tasks_[t];
       check(!tm.blocks.empty() && !tm.blocks[0].empty(), ErrorCode::invalid_argument, tm.name, "task has no blocks");
       last_proc_[t].assign(tm.blocks.size(), -1);
+      last_end_[t].assign(tm.blocks.size() * tm.blocks[0].size() * procs_.size(), -1.0);
       for (const auto& b : tm.blocks) {
         check(b.size() == tm.blocks[0].size(), ErrorCode::invalid_argument, tm.name, "blocks differ in variant count");
         cost_[t].emplace_back();
@@ -146,6 +149,8 @@ class SimRunner {
       const auto& eo = *soc_.engine;
       const auto pi = static_cast<std::size_t>(p);
       double factor = eo.block_time_factor.at(rng_.uniform());
+      auto& last_end = last_end_[static_cast<std::size_t>(t)][block_slot(t, b, v, p)];
+      factor *= reuse_multiplier(eo, last_end < 0 ? -1.0 : *start - last_end);
       bool shared = false;
       for (std::size_t q = 0; q < procs_.size(); ++q)
         shared = shared || (q != pi && busy_from_[q] <= *start && busy_until_[q] > *start);
@@ -182,8 +187,15 @@ class SimRunner {
     if (start) {
       busy_from_[static_cast<std::size_t>(p)] = *start;
       busy_until_[static_cast<std::size_t>(p)] = *start + ms;
+      last_end_[static_cast<std::size_t>(t)][block_slot(t, b, v, p)] = *start + ms;
     }
     return ms;
+  }
+
+  std::size_t block_slot(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
+    return (static_cast<std::size_t>(b) * static_cast<std::size_t>(num_variants(t)) + static_cast<std::size_t>(v)) *
+               procs_.size() +
+           static_cast<std::size_t>(p);
   }
 
  public:
@@ -241,6 +253,7 @@ class SimRunner {
     for (auto& tl : timeline_) tl.clear();
     std::fill(busy_from_.begin(), busy_from_.end(), -1.0);
     std::fill(busy_until_.begin(), busy_until_.end(), -1.0);
+    for (auto& l : last_end_) std::fill(l.begin(), l.end(), -1.0);
     resident_.clear();
     bytes_ = 0;
     energy_j_.assign(tasks_.size(), 0.0);
@@ -272,6 +285,7 @@ class SimRunner {
   SplitMix64 rng_;
   double overhead_ms_ = 0;
   std::vector<double> busy_from_, busy_until_;  // [p]: the last block started on p (simulated ms)
+  std::vector<std::vector<double>> last_end_;   // [t][block_slot]: when that block last ended (-1: never)
   static constexpr double kBucketMs = 10;
   static constexpr double kMaxBuckets = 1e6;  // ~3 simulated hours
   std::vector<std::vector<double>> timeline_;   // [t][10 ms step]: energy of blocks started then (J)
