@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Plots sparseloom-bench-e2e results: SLO violation rate and throughput (max sustainable
-rate at >= 99 % attainment) per policy, one group of bars per scenario.
+rate at >= 99 % attainment) per policy, one group of bars per scenario; prints the markdown
+table of docs/results.md (ratios against the best baseline of the same run).
 
 usage: tools/plots/e2e.py OUT.png RESULT.json [RESULT.json ...]
 """
@@ -46,6 +47,30 @@ def main(argv):
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     print("wrote", out)
+    print_table(runs)
+
+
+BASELINES = ("Fixed", "Band-SEL", "Band-LSF", "INFaaS-like")
+
+
+def print_table(runs):
+    print("| scenario | policy | SLO violations | vs best baseline | served/s | p99 ms | throughput rps (x scale) "
+          "| vs best baseline | peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, d in runs:
+        rows = d["policies"]
+        base = [r for r in rows if r["policy"] in BASELINES]
+        best_v = min(r["slo_violation_rate"] for r in base)
+        tputs = [r.get("throughput_rps") for r in base if isinstance(r.get("throughput_rps"), (int, float))]
+        best_t = max(tputs) if tputs else None
+        for i, r in enumerate(rows):
+            v = r["slo_violation_rate"]
+            rv = f"{v / best_v:.2f}x" if best_v > 0 else ("equal" if v == 0 else f"+{100 * v:.2f} pp")
+            t = r.get("throughput_rps")
+            ts = f"{t:.0f} (x{r.get('max_rate_scale', 0):.2f})" if isinstance(t, (int, float)) else "-"
+            rt = f"{t / best_t:.2f}x" if isinstance(t, (int, float)) and best_t else "-"
+            print(f"| {name if i == 0 else ''} | {r['policy']} | {100 * v:.2f} % | {rv} | {r['served_rps']:.0f} "
+                  f"| {r['p99_ms']:.2f} | {ts} | {rt} | {r['peak_memory_bytes'] / 1e6:.2f} |")
 
 
 if __name__ == "__main__":
