@@ -17,6 +17,14 @@ def load(name):
         return json.load(f)
 
 
+def within(m, real, sim):
+    rel = abs(sim - real) / abs(real) if real else (0.0 if sim == 0 else None)
+    ok = rel is not None and rel <= 0.10
+    if m == "slo_violation_rate":
+        ok = ok or abs(sim - real) <= 0.02
+    return rel, ok
+
+
 def compare(real, sim):
     """Per policy and metric: real, simulated, errors, within target; and how many are."""
     rows = []
@@ -27,10 +35,7 @@ def compare(real, sim):
         row = {"policy": p["policy"]}
         for m in METRICS:
             r, v = p[m], s[m]
-            rel = abs(v - r) / abs(r) if r else (0.0 if v == 0 else None)
-            ok = abs(v - r) <= 0.02 if m == "slo_violation_rate" else (rel is not None and rel <= 0.10)
-            if m == "slo_violation_rate" and rel is not None:
-                ok = ok or rel <= 0.10
+            rel, ok = within(m, r, v)
             row[m] = {"real": r, "simulated": v, "rel_error": rel, "abs_error": abs(v - r), "within_target": ok}
             n_ok += ok
             n += 1
@@ -63,14 +68,6 @@ def validation(real_file, sim_file, machine_note, out_name="sim-validation-singl
         v, s, p = row["slo_violation_rate"], row["served_rps"], row["p99_ms"]
         print(f"| {row['policy']} | {100*v['real']:.1f} % / {100*v['simulated']:.1f} % | {s['real']:.1f} / {s['simulated']:.1f} "
               f"| {p['real']:.2f} / {p['simulated']:.2f} ({100*p['rel_error']:.0f} %) |")
-
-
-def within(m, real, sim):
-    rel = abs(sim - real) / abs(real) if real else (0.0 if sim == 0 else None)
-    ok = rel is not None and rel <= 0.10
-    if m == "slo_violation_rate":
-        ok = ok or abs(sim - real) <= 0.02
-    return rel, ok
 
 
 def validation_mean(out_name, note, sim_file, real_files):

@@ -18,6 +18,7 @@
 #include "sparseloom/estimator/profiled.hpp"
 #include "sparseloom/estimator/profiler.hpp"
 #include "sparseloom/optimizer/optimizer.hpp"
+#include "sparseloom/preloader/preloader.hpp"
 #include "sparseloom/runtime/arrivals.hpp"
 #include "sparseloom/runtime/engine.hpp"
 #include "sparseloom/runtime/metrics_json.hpp"
@@ -362,6 +363,25 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
                     {"latency_ms", tp.predicted_latency_ms}, {"reason", tp.reason}});
   r.metrics["final_plan"] = plan;
   return r;
+}
+
+// The systems of the main table, ours first, then its ablations, then the baselines (from
+// index 3), each with its own memory policy: SparseLoom (and its ablations) with the Engine's
+// default preloader::Hotness, Band with its one-model-per-task residency, the others load every
+// planned block. f(name, make_policy, make_preloader, memory_policy_name) per system, in that
+// order; the real run (main.cpp) and the simulation (simulate.hpp) share it.
+template <class F>
+void for_each_system(F&& f) {
+  const auto hotness = [] { return preloader::Hotness{}; };
+  const auto load_all = [] { return runtime::LoadAllPreloader{}; };
+  const auto one_model = [] { return preloader::OneModelPerTask{}; };
+  f("SparseLoom", [] { return optimizer::SparsityAware{}; }, hotness, "Hotness");
+  f("SparseLoom-no-stitching", [] { return optimizer::SparsityAwareNoStitching{}; }, hotness, "Hotness");
+  f("SparseLoom-sparsity-blind", [] { return optimizer::SparsityAwareBlind{}; }, hotness, "Hotness");
+  f("Fixed", [] { return baselines::Fixed{}; }, load_all, "LoadAll");
+  f("Band-SEL", [] { return baselines::BandSEL{}; }, one_model, "OneModelPerTask");
+  f("Band-LSF", [] { return baselines::BandLSF{}; }, one_model, "OneModelPerTask");
+  f("INFaaS-like", [] { return baselines::Infaas{}; }, load_all, "LoadAll");
 }
 
 }  // namespace sparseloom::e2e

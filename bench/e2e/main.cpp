@@ -59,14 +59,12 @@ int main(int argc, char** argv) {
     for (std::size_t t = 0; t < st.tasks.size(); ++t)
       std::printf("  task %-18s deadline %7.2f ms  floor %5.1f %%  rate %5.1f rps\n", st.tasks[t].name.c_str(),
                   st.tasks[t].slo.deadline_ms, st.tasks[t].slo.min_accuracy_pct, st.tasks[t].slo.rate_rps);
-    // Every policy, ours first, then its ablations, then the baselines (from index 3).
+    // Every system of the main table (for_each_system, harness.hpp); the budget sweep
+    // (--budget-sweep) compares the memory policies alone.
     std::vector<Row> rows;
     std::vector<Throughput> tput;
     const bool search = !quick && !no_throughput;
-    // Each system with its own memory policy: SparseLoom (and its ablations) with the Engine's
-    // default preloader::Hotness, Band with its one-model-per-task residency, the others load
-    // every planned block. The budget sweep (--budget-sweep) compares the memory policies alone.
-    auto each = [&](const std::string& name, auto make, auto make_pre, const char* memory_policy) {
+    for_each_system([&](const std::string& name, auto make, auto make_pre, const char* memory_policy) {
       rows.push_back(run_policy(st, name, make(), dur, {}, make_pre()));
       rows.back().metrics["memory_policy"] = memory_policy;
       if (search) {
@@ -75,17 +73,7 @@ int main(int argc, char** argv) {
                     tput.back().rate_scale, tput.back().offered_rps);
         std::fflush(stdout);
       }
-    };
-    const auto hotness = [] { return preloader::Hotness{}; };
-    const auto load_all = [] { return runtime::LoadAllPreloader{}; };
-    const auto one_model = [] { return preloader::OneModelPerTask{}; };
-    each("SparseLoom", [] { return optimizer::SparsityAware{}; }, hotness, "Hotness");
-    each("SparseLoom-no-stitching", [] { return optimizer::SparsityAwareNoStitching{}; }, hotness, "Hotness");
-    each("SparseLoom-sparsity-blind", [] { return optimizer::SparsityAwareBlind{}; }, hotness, "Hotness");
-    each("Fixed", [] { return baselines::Fixed{}; }, load_all, "LoadAll");
-    each("Band-SEL", [] { return baselines::BandSEL{}; }, one_model, "OneModelPerTask");
-    each("Band-LSF", [] { return baselines::BandLSF{}; }, one_model, "OneModelPerTask");
-    each("INFaaS-like", [] { return baselines::Infaas{}; }, load_all, "LoadAll");
+    });
     const Row& ours = rows.front();
     std::printf("\n%-26s %10s %10s %10s %9s %12s %16s %10s %14s%s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms",
                 "peak MB", "memory policy", "decide ms", "viol. vs ours", search ? "     tput rps" : "");

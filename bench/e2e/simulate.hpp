@@ -236,9 +236,9 @@ inline int run_simulation(const std::string& scenario_path, const std::string& p
   std::vector<Throughput> tput;
   double total = 0;
   for (const auto& t : st.tasks) total += t.slo.rate_rps;
-  // The memory policies of the real run (main.cpp): SparseLoom with Hotness, Band one model per
-  // task; the same max-sustainable-rate search as the real run, each probe simulated.
-  auto each = [&](const std::string& name, auto make, auto make_pre) {
+  // The systems and memory policies of the real run (for_each_system); the same
+  // max-sustainable-rate search as the real run, each probe simulated.
+  for_each_system([&](const std::string& name, auto make, auto make_pre, const char*) {
     rows.push_back(simulate_policy(st, name, make(), dur, make_pre()));
     if (!search) return;
     tput.push_back(search_max_scale(
@@ -256,17 +256,7 @@ inline int run_simulation(const std::string& scenario_path, const std::string& p
     m["max_rate_scale"] = tput.back().rate_scale;
     m["throughput_served_rps"] = tput.back().served_rps;
     m["throughput_probes"] = tput.back().probes;
-  };
-  const auto hotness = [] { return preloader::Hotness{}; };
-  const auto load_all = [] { return runtime::LoadAllPreloader{}; };
-  const auto one_model = [] { return preloader::OneModelPerTask{}; };
-  each("SparseLoom", [] { return optimizer::SparsityAware{}; }, hotness);
-  each("SparseLoom-no-stitching", [] { return optimizer::SparsityAwareNoStitching{}; }, hotness);
-  each("SparseLoom-sparsity-blind", [] { return optimizer::SparsityAwareBlind{}; }, hotness);
-  each("Fixed", [] { return baselines::Fixed{}; }, load_all);
-  each("Band-SEL", [] { return baselines::BandSEL{}; }, one_model);
-  each("Band-LSF", [] { return baselines::BandLSF{}; }, one_model);
-  each("INFaaS-like", [] { return baselines::Infaas{}; }, load_all);
+  });
   const Row& ours = rows.front().row;
   std::printf("\n%-26s %10s %10s %10s %9s %10s %10s %12s%s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms", "mJ/req",
               "decide ms", "x real time", search ? "     tput rps" : "");

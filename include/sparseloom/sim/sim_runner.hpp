@@ -141,6 +141,7 @@ class SimRunner {
   double simulate_at(TaskIndex t, const StitchedVariant& s, BlockIndex b, ProcessorIndex p, const double* start) {
     const auto v = s.choice.at(static_cast<std::size_t>(b));
     const auto& c = checked(t, b, v, p);
+    double& last_end = last_end_[static_cast<std::size_t>(t)][block_slot(t, b, v, p)];  // when this block last ended
     double ms = c.ms, j = c.energy_j;
     auto& last = last_proc_[static_cast<std::size_t>(t)];
     const bool from_other = b > 0 && last[b - 1] >= 0 && last[b - 1] != p;
@@ -149,7 +150,6 @@ class SimRunner {
       const auto& eo = *soc_.engine;
       const auto pi = static_cast<std::size_t>(p);
       double factor = eo.block_time_factor.at(rng_.uniform());
-      auto& last_end = last_end_[static_cast<std::size_t>(t)][block_slot(t, b, v, p)];
       factor *= reuse_multiplier(eo, last_end < 0 ? -1.0 : *start - last_end);
       bool shared = false;
       for (std::size_t q = 0; q < procs_.size(); ++q)
@@ -187,7 +187,7 @@ class SimRunner {
     if (start) {
       busy_from_[static_cast<std::size_t>(p)] = *start;
       busy_until_[static_cast<std::size_t>(p)] = *start + ms;
-      last_end_[static_cast<std::size_t>(t)][block_slot(t, b, v, p)] = *start + ms;
+      last_end = *start + ms;
     }
     return ms;
   }
