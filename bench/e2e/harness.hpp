@@ -163,7 +163,8 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
     for (const auto& v : man.variants) files.push_back(man.dir / v.file);
     const estimator::ProfileCacheKey key{man.task, estimator::hash_files(files), pprof,
                                          "reps=" + std::to_string(po.reps) + ";warmup=" + std::to_string(po.warmup) +
-                                             ";budget_ms=" + std::to_string(po.budget_ms_per_block) + ";calib=128;hw_threads=" +
+                                             ";budget_ms=" + std::to_string(po.budget_ms_per_block) +
+                                             ";profiler=" + std::to_string(estimator::kProfilerRevision) + ";calib=128;hw_threads=" +
                                              std::to_string(std::thread::hardware_concurrency()) + ";cc=" + __VERSION__ + cpu_revision};
     auto cached = profile_cache.empty() ? std::nullopt : estimator::load_cached(profile_cache, key);
     const auto tp0 = std::chrono::steady_clock::now();

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -287,10 +288,11 @@ int main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       estimator::ProfileOptions po;
       if (quick) po.reps = 5;
-      const auto prof = estimator::profile_task(lib, 0, po);
-      const double profiling_s = seconds_since(t0);
-      estimator::Profiled est({{m.task, estimator::zero_shot_model(m, true, estimator::Features::adjacent), prof}},
-                              {{"cpu0", "cpu", std::string(Proc::name()), cpu_model(), 1}});
+      // The VM's speed drifts for seconds at a time (a profile taken in a slow spell read
+      // every fmnist_resnet block 25 % slow): profiles are taken between the timing passes
+      // below and their per-entry median is the estimator's.
+      std::vector<estimator::TaskProfile> profiles{estimator::profile_task(lib, 0, po)};
+      double profiling_s = seconds_since(t0);
       for (int b = 0; b < z.num_blocks(); ++b)
         for (int v = 0; v < z.num_variants(); ++v) lib.load(0, b, v, 0);
       auto measure = [&](const StitchedVariant& s) {
@@ -304,11 +306,24 @@ int main(int argc, char** argv) {
                    quick ? 5 : 9, 1, 100)
             .median_ms;
       };
-      std::vector<double> plain_lat, plain_acc;
-      for (int v = 0; v < z.num_variants(); ++v) {
-        plain_lat.push_back(measure({std::vector<int>(z.num_blocks(), v)}));
-        plain_acc.push_back(m.variants[v].accuracy_pct);
-      }
+      const Placement on_cpu0{std::vector<int>(z.num_blocks(), 0)};
+      std::optional<estimator::Profiled> est_;  // built once the profiles are in
+      auto make_est = [&] {
+        est_.emplace(std::vector<estimator::Profiled::Task>{{m.task, estimator::zero_shot_model(m, true, estimator::Features::adjacent),
+                                                             estimator::median_profile(profiles)}},
+                     std::vector<estimator::ProcessorProfile>{{"cpu0", "cpu", std::string(Proc::name()), cpu_model(), 1}});
+        return &*est_;
+      };
+      // Plain variants are timed before and after the stitches and each keeps the lower
+      // median: one pass on this shared machine once read every plain variant 40 % slow, and
+      // every stitch timed after it then "beat" the plain front.
+      auto time_plains = [&] {
+        std::vector<double> ms;
+        for (int v = 0; v < z.num_variants(); ++v) ms.push_back(measure({std::vector<int>(z.num_blocks(), v)}));
+        return ms;
+      };
+      std::vector<double> plain_lat = time_plains(), plain_acc, plain_pred;
+      for (int v = 0; v < z.num_variants(); ++v) plain_acc.push_back(m.variants[v].accuracy_pct);
       // The most accurate plain variant at most `ms` slow (0 if none is that fast).
       auto best_plain_at = [&](double ms) {
         double best = 0;
@@ -318,16 +333,35 @@ int main(int argc, char** argv) {
       };
       double mape = 0;
       int timed = 0, front_gain = 0;
-      std::vector<double> stitch_lat, stitch_acc;
+      std::vector<double> stitch_lat, stitch_acc, stitch_pred;
+      std::vector<StitchedVariant> timed_stitches;
       for (const auto& a : estimator::manifest_stitches(m, true)) {
-        if (timed >= latency_stitches) break;
-        const double real = measure(a.s);
-        stitch_lat.push_back(real);
+        if (static_cast<int>(timed_stitches.size()) >= latency_stitches) break;
+        timed_stitches.push_back(a.s);
         stitch_acc.push_back(a.accuracy_pct);
-        const double pred = est.latency_ms(0, a.s, Placement{std::vector<int>(a.s.choice.size(), 0)});
-        mape += std::abs(pred - real) / real;
+      }
+      // Each stitch timed in three passes over all of them, the median kept; a profile after
+      // each pass (four in all, see above).
+      const int passes = quick ? 1 : 3;
+      std::vector<std::vector<double>> pass_ms(timed_stitches.size());
+      for (int r = 0; r < passes; ++r) {
+        for (std::size_t i = 0; i < timed_stitches.size(); ++i) pass_ms[i].push_back(measure(timed_stitches[i]));
+        if (!quick) {
+          const auto tp0 = std::chrono::steady_clock::now();
+          profiles.push_back(estimator::profile_task(lib, 0, po));
+          profiling_s += seconds_since(tp0);
+        }
+      }
+      const estimator::Profiled& est = *make_est();
+      for (int v = 0; v < z.num_variants(); ++v) plain_pred.push_back(est.latency_ms(0, {std::vector<int>(z.num_blocks(), v)}, on_cpu0));
+      for (std::size_t i = 0; i < timed_stitches.size(); ++i) {
+        stitch_pred.push_back(est.latency_ms(0, timed_stitches[i], on_cpu0));
+        auto& v = pass_ms[i];
+        std::sort(v.begin(), v.end());
+        const double real = v[v.size() / 2];
+        stitch_lat.push_back(real);
+        mape += std::abs(stitch_pred[i] - real) / real;
         ++timed;
-        front_gain += a.accuracy_pct > best_plain_at(real) + 0.5;
       }
       mape = timed ? 100.0 * mape / timed : 0;
       // The front over every stitch whose accuracy was measured (the fitting sample and the
@@ -336,16 +370,28 @@ int main(int argc, char** argv) {
       // candidate timed end to end; only a gain on measured latency counts.
       std::vector<estimator::AccuracySample> measured_space = repaired_sample;
       for (const auto& a : estimator::manifest_stitches(m, true)) measured_space.push_back({a.s, a.accuracy_pct});
-      int screened = 0, space_gain = 0;
-      json::Json gains = json::Json::array();
+      std::vector<std::pair<const estimator::AccuracySample*, double>> candidates;  // (stitch, measured ms)
       for (const auto& a : measured_space) {
         const Placement pl{std::vector<int>(a.s.choice.size(), 0)};
         if (a.accuracy_pct <= best_plain_at(0.85 * est.latency_ms(0, a.s, pl)) + 0.5) continue;
-        ++screened;
-        const double real = measure(a.s);
-        if (a.accuracy_pct <= best_plain_at(real) + 0.5) continue;
+        candidates.emplace_back(&a, measure(a.s));
+      }
+      const auto again = time_plains();
+      for (std::size_t v = 0; v < plain_lat.size(); ++v) plain_lat[v] = std::min(plain_lat[v], again[v]);
+      for (std::size_t i = 0; i < stitch_lat.size(); ++i) front_gain += stitch_acc[i] > best_plain_at(stitch_lat[i]) + 0.5;
+      const int screened = static_cast<int>(candidates.size());
+      int space_gain = 0;
+      json::Json gains = json::Json::array();
+      for (auto& [a, real] : candidates) {
+        if (a->accuracy_pct <= best_plain_at(real) + 0.5) continue;
+        if (passes > 1) {  // a gain stands on the median of three timings, like the held-out ones
+          std::vector<double> v{real, measure(a->s), measure(a->s)};
+          std::sort(v.begin(), v.end());
+          real = v[1];
+          if (a->accuracy_pct <= best_plain_at(real) + 0.5) continue;
+        }
         ++space_gain;
-        gains.push_back({{"stitch", a.s.choice}, {"accuracy_pct", a.accuracy_pct}, {"latency_ms", real},
+        gains.push_back({{"stitch", a->s.choice}, {"accuracy_pct", a->accuracy_pct}, {"latency_ms", real},
                          {"best_plain_at_latency_pct", best_plain_at(real)}});
       }
       std::printf("%-14s latency MAPE %.1f %% over %d stitches, Pareto gains %d of them; over all %zu measured stitches %d "
@@ -363,6 +409,9 @@ int main(int argc, char** argv) {
       jt["plain_accuracy_pct"] = plain_acc;
       jt["timed_stitch_latency_ms"] = stitch_lat;
       jt["timed_stitch_accuracy_pct"] = stitch_acc;
+      // Beside the measured ones: the error's direction and the predicted-vs-measured plot.
+      jt["timed_stitch_predicted_latency_ms"] = stitch_pred;
+      jt["plain_predicted_latency_ms"] = plain_pred;
       jt["pareto_gain_over"] = "timed held-out stitches (repaired, manifest accuracy)";
       jt["cost_basis"] = "measured_latency_ms (" + std::string(Proc::name()) + " backend, 1 thread, batch 1)";
       out["tasks"].push_back(jt);

@@ -1,6 +1,7 @@
 """Plots bench/results/estimator.json: per task, predicted vs measured accuracy of the held-out
 stitches (repair on), and measured accuracy vs measured latency of the timed stitches against
-the plain variants' front (that row only when the run timed latency: --latency-stitches > 0).
+the plain variants' front, and predicted vs measured latency (those rows only when the run
+timed latency: --latency-stitches > 0; the last one only in runs that record the prediction).
 Usage: python bench/estimator/plot.py [JSON] [PNG]"""
 import json
 import sys
@@ -14,7 +15,8 @@ src = sys.argv[1] if len(sys.argv) > 1 else "bench/results/estimator.json"
 dst = sys.argv[2] if len(sys.argv) > 2 else "bench/results/estimator.png"
 tasks = json.load(open(src))["tasks"]
 timed = all("timed_stitch_latency_ms" in t for t in tasks)
-rows = 2 if timed else 1
+lat_pred = timed and all("timed_stitch_predicted_latency_ms" in t for t in tasks)
+rows = 1 + timed + lat_pred
 fig, ax = plt.subplots(rows, len(tasks), figsize=(4 * len(tasks), 3.75 * rows), squeeze=False)
 for i, t in enumerate(tasks):
     a = ax[0][i]
@@ -42,6 +44,18 @@ for i, t in enumerate(tasks):
     b.set_xlabel("measured latency (ms)")
     b.set_ylabel("accuracy (%)")
     b.legend(fontsize=7)
+    if not lat_pred:
+        continue
+    c = ax[2][i]
+    m, p = t["timed_stitch_latency_ms"], t["timed_stitch_predicted_latency_ms"]
+    c.scatter(m, p, s=6, alpha=0.5, label="stitched (held out)")
+    c.scatter(t["plain_latency_ms"], t["plain_predicted_latency_ms"], c="r", s=14, label="plain variants")
+    lo, hi = min(m + p), max(m + p)
+    c.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    c.set_title(f"latency MAPE {100 * t['latency_mape']:.1f} % (cpu, 1 thread)", fontsize=9)
+    c.set_xlabel("measured latency (ms)")
+    c.set_ylabel("predicted latency (ms)")
+    c.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(dst, dpi=110)
 print("wrote", dst)

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <set>
 
@@ -237,5 +238,37 @@ TEST_CASE("Estimator.Profiled.LatencyMemoryAndPersistence") {
   const auto back = load_profile(path);
   CHECK(back.tasks.at(0).block[0][1][1].median_ms == doctest::Approx(0.2));
   CHECK(back.processors.at(1).backend == "opencl");
+  std::filesystem::remove(path);
+}
+
+// A block after a switch runs with its repair in the epilogue, which can cost more than the
+// plain block (INT8 blocks on the cpu backend); the latency of a stitch takes that profile for
+// switched blocks only, it survives the JSON round trip, and a misshapen one is a parse error.
+TEST_CASE("Estimator.Profiled.RepairedPathAfterASwitch") {
+  TaskProfile tp;
+  tp.task = "t";
+  tp.model_hash = "abc";
+  tp.block = {{{{1, 1, 1, 5}}, {{2, 2, 2, 5}}}, {{{3, 3, 3, 5}}, {{4, 4, 4, 5}}}};
+  tp.repaired = {{{{0, 0, 0, 0}}, {{0, 0, 0, 0}}}, {{{3.5, 3.5, 3.5, 5}}, {{0, 0, 0, 0}}}};
+  tp.bytes = {{100, 40}, {200, 50}};
+  tp.transfer_ms = {0};
+  tp.repair_ms = {0, 0};
+  tp.repair_bytes = {0, 0};
+  AccuracyModel am(2, 2, 0);
+  am.set_measurements({90, 80}, {{90, 85}, {90, 86}});
+  Profiled e({{"t", am, tp}}, {{"cpu", "cpu", "cpu", "x", 1}});
+  CHECK(e.latency_ms(0, {{0, 0}}, {{0, 0}}) == doctest::Approx(1 + 3));    // no switch: plain profiles
+  CHECK(e.latency_ms(0, {{1, 0}}, {{0, 0}}) == doctest::Approx(2 + 3.5));  // switch into block 1 of variant 0
+  CHECK(e.latency_ms(0, {{0, 1}}, {{0, 0}}) == doctest::Approx(1 + 4));    // not measured repaired: plain
+  CHECK(e.block_latency_ms(0, 1, 0, 0) == doctest::Approx(3));
+  const auto path = std::filesystem::temp_directory_path() / "sparseloom_profile_repaired_test.json";
+  save(ProfileTable{e.processors(), {tp}, 0}, path);
+  const auto back = load_profile(path);
+  REQUIRE(back.tasks.at(0).repaired.size() == 2);
+  CHECK(back.tasks.at(0).repaired[1][0][0].median_ms == doctest::Approx(3.5));
+  auto doc = json::load(path);
+  doc["tasks"][0]["latency_repaired"][1].erase(1);
+  std::ofstream(path) << doc.dump();
+  CHECK_THROWS_WITH_AS(load_profile(path), doctest::Contains("latency_repaired"), Error);
   std::filesystem::remove(path);
 }

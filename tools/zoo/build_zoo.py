@@ -57,6 +57,10 @@ BLOCK_LAM = None  # --block-lam: per-cut-point distillation weights (None: all 1
 CE_STITCH = 0.0   # --ce-stitch: weight of the cross-entropy on random variant/base stitches
 STITCH_POOL = False  # --stitch-pool: those stitches also draw blocks from earlier variants
 POOL_WEAK_FIRST = False  # --pool-weak-first: derive the sparsest variants first
+STITCH_BN = False  # --stitch-bn: base-input and stitch passes normalise as a repaired stitch
+CO_ADAPT = 0  # --co-adapt: rounds in which every variant trains on with all others as partners
+KEY_SUFFIX = ""  # the B2 options, in co-adapt cache keys
+CLI_B2 = {}  # B2 options given on the command line (None: the task's default)
 
 
 def log(msg):
@@ -85,6 +89,8 @@ def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None
         key += f"_cest{CE_STITCH:g}"
         if STITCH_POOL:
             key += "_poolwf" if POOL_WEAK_FIRST else "_pool"
+    if STITCH_BN and derivation == "b2":
+        key += "_sbn"
     m = train.clone(base)
     masks, pattern = train.prune(m, kind, sparsity)
     if not cache.load(cache_dir, task, key, m):
@@ -96,7 +102,8 @@ def derive(task, sp, base, name, kind, sparsity, derivation, cache_dir, lam=None
         train.train(m, xtr, ytr, steps, cfg["ft_lr"], 0.0, seed=zlib.crc32(name.encode()) % 1000,
                     masks=masks, teacher=base if derivation == "b2" else None, lam=lam, log=None,
                     own_stats=own_stats, block_lam=BLOCK_LAM,
-                    ce_stitch=CE_STITCH, partners=partners if STITCH_POOL else ())
+                    ce_stitch=CE_STITCH, partners=partners if STITCH_POOL else (),
+                    stitch_bn=STITCH_BN)
         cache.save(cache_dir, task, key, m)
     train.apply_masks(m, masks)
     return m, pattern
@@ -147,9 +154,53 @@ def sparse_bytes(w, int8):
     return min(w.size * eb, nnz * (eb + 4) + (m + 1) * 4)
 
 
+def set_b2_options(task):
+    """The stitch-aware B2 options for one task: the command line's where given, else the
+    task's `b2` dict in tasks.py (so the one zoo command rebuilds what was committed), else off."""
+    global BLOCK_LAM, CE_STITCH, STITCH_POOL, POOL_WEAK_FIRST, STITCH_BN, CO_ADAPT, KEY_SUFFIX
+    cfg = tasks.TASKS[task]
+    d = cfg.get("b2", {})
+    o = {k: (v if v is not None else d.get(k)) for k, v in CLI_B2.items()}
+    BLOCK_LAM = o["block_lam"]
+    CE_STITCH = float(o["ce_stitch"] or 0.0)
+    STITCH_POOL, POOL_WEAK_FIRST = bool(o["stitch_pool"]), bool(o["pool_weak_first"])
+    STITCH_BN, CO_ADAPT = bool(o["stitch_bn"]), int(o["co_adapt"] or 0)
+    KEY_SUFFIX = "-".join(str(x) for x in (
+        FT_STEPS or cfg["ft_steps"], FT_STEPS_SPARSE or cfg.get("ft_steps_sparse") or 0,
+        int(bool(OWN_STATS or cfg.get("b2_own_stats"))),
+        ",".join(f"{w:g}" for w in BLOCK_LAM) if BLOCK_LAM else "bl1", CE_STITCH,
+        int(STITCH_POOL), int(POOL_WEAK_FIRST), int(STITCH_BN)))
+
+
+def co_adapt(task, sp, models, lam_used, rnd, cache_dir):
+    """--co-adapt round `rnd`: every B2 variant trains on from its weights with every other
+    variant (as it was after the previous round, frozen) as a stitch partner, so the blocks
+    derived early also learn to take the later variants' blocks (one derivation order
+    cannot do that). Same loss as the derivation, masks held, half the steps."""
+    cfg = tasks.TASKS[task]
+    prev = dict(models)
+    xtr, ytr = bc.tensors(task, sp.xtr, sp.ytr)
+    for name, lam in lam_used.items():
+        m = train.clone(prev[name])
+        pruned = {n for n, _ in train.prunable_layers(m)}
+        masks = {n: (p != 0).float() for n, p in m.named_parameters() if n in pruned}
+        steps = max(1, (FT_STEPS or cfg["ft_steps"]) // 2)
+        key = f"{name}_co{rnd}_{KEY_SUFFIX}_lam{lam:g}_s{steps}"
+        if not cache.load(cache_dir, task, key, m):
+            log(f"  co-adapting {task}/{key}")
+            train.set_seed(1 + rnd)
+            train.train(m, xtr, ytr, steps, cfg["ft_lr"], 0.0, seed=zlib.crc32(name.encode()) % 1000 + rnd,
+                        masks=masks, teacher=prev["base"], lam=lam, own_stats=OWN_STATS,
+                        block_lam=BLOCK_LAM, ce_stitch=CE_STITCH,
+                        partners=[prev[v] for v in prev if v not in ("base", name)], stitch_bn=STITCH_BN)
+            cache.save(cache_dir, task, key, m)
+        models[name] = m
+
+
 def build_task(task, out_root, cache_dir, derivation):
     t0 = time.time()
     cfg = tasks.TASKS[task]
+    set_b2_options(task)
     out = os.path.join(out_root, task)
     os.makedirs(out, exist_ok=True)
     sp = bc.load_split(task, cache_dir)
@@ -191,6 +242,8 @@ def build_task(task, out_root, cache_dir, derivation):
                 break
         torch_models[name], patterns[name], deriv[name] = chosen[0], pat, "b2"
         lam_used[name] = chosen[1]
+    for r in range(1, CO_ADAPT + 1):
+        co_adapt(task, sp, torch_models, lam_used, r, cache_dir)
 
     # ------------------------------------------------------------------- shapes, data
     xte = bc.tensors(task, sp.xte).numpy()
@@ -465,6 +518,14 @@ def build_task(task, out_root, cache_dir, derivation):
         extra["ce_stitch"] = {"weight": CE_STITCH, "partners": (
             "base and the variants derived before" + (" (sparsest first)" if POOL_WEAK_FIRST else "")
             if STITCH_POOL else "base")}
+    if STITCH_BN:
+        extra["stitch_bn"] = ("base-input and stitch passes: BatchNorm on running statistics, batch "
+                              "statistics at the repair point of the block after a switch, running "
+                              "statistics from the own chain only")
+    if CO_ADAPT:
+        extra["co_adapt"] = {"rounds": CO_ADAPT, "description": (
+            "after the derivation, every B2 variant trains on for half the steps with every "
+            "other variant (previous round, frozen) as a stitch partner")}
     if derivation == "b2":
         manifest["derivation"].update(extra)
     with open(os.path.join(out, "manifest.json"), "w") as f:
@@ -494,13 +555,22 @@ def main():
                     help="--ce-stitch stitches also draw blocks from the variants derived before")
     ap.add_argument("--pool-weak-first", action="store_true",
                     help="with --stitch-pool: derive the sparsest variants first")
+    ap.add_argument("--stitch-bn", action="store_true",
+                    help="B2's base-input and stitch passes normalise as a repaired stitch does "
+                         "at inference (running statistics; batch statistics at the repair point "
+                         "after a switch)")
+    ap.add_argument("--co-adapt", type=int, default=0,
+                    help="rounds after the derivation in which every B2 variant trains on (half "
+                         "the steps) with all the others as stitch partners")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (1 lets two builds share a 2-core machine)")
     a = ap.parse_args()
-    global LAMBDA_DEFAULT, OWN_STATS, FT_STEPS, FT_STEPS_SPARSE, BLOCK_LAM, CE_STITCH
-    global STITCH_POOL, POOL_WEAK_FIRST
-    CE_STITCH = a.ce_stitch
-    STITCH_POOL = a.stitch_pool
-    POOL_WEAK_FIRST = a.pool_weak_first
-    BLOCK_LAM = [float(w) for w in a.block_lam.split(",")] if a.block_lam else None
+    global LAMBDA_DEFAULT, OWN_STATS, FT_STEPS, FT_STEPS_SPARSE, CLI_B2
+    # B2 options given here win over the task's `b2` defaults in tasks.py (set_b2_options)
+    CLI_B2 = dict(block_lam=[float(w) for w in a.block_lam.split(",")] if a.block_lam else None,
+                  ce_stitch=a.ce_stitch or None, stitch_pool=a.stitch_pool or None,
+                  pool_weak_first=a.pool_weak_first or None, stitch_bn=a.stitch_bn or None,
+                  co_adapt=a.co_adapt or None)
     FT_STEPS, FT_STEPS_SPARSE = a.ft_steps, a.ft_steps_sparse
     LAMBDA_DEFAULT = a.lam
     OWN_STATS = a.b2_own_stats
@@ -508,7 +578,7 @@ def main():
         global QUICK_STEPS, STITCH_SAMPLE
         QUICK_STEPS, STITCH_SAMPLE = 5, 12
         bc.QUICK_BASE_STEPS = 20
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     for t in a.tasks:
         build_task(t, a.out, a.cache, a.derivation)
 

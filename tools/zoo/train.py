@@ -56,9 +56,28 @@ def _frozen_stats_call(block, x):
             m.momentum = mo
 
 
+def _stitch_bn_call(block, x, repaired):
+    """Runs a block the way inference runs it inside a stitch: every BatchNorm on its running
+    statistics, except, in the block after a switch (`repaired`), the first one (the block's
+    repair point) on the batch's statistics: the stitch-time repair (stitch.py) maps that
+    tensor onto the variant's native statistics, which is what batch normalisation does when
+    the running statistics are the native ones. Running statistics are left alone."""
+    bns = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [(m.training, m.momentum) for m in bns]
+    for k, m in enumerate(bns):
+        m.train(repaired and k == 0)
+        m.momentum = 0.0
+    try:
+        return block(x)
+    finally:
+        for m, (tr, mo) in zip(bns, saved):
+            m.train(tr)
+            m.momentum = mo
+
+
 def train(model, x, y, steps, lr, wd=0.0, bs=128, seed=0, masks=None, teacher=None, lam=0.0,
           mix=0.5, warmup_frac=0.05, log=None, own_stats=False, block_lam=None, ce_stitch=0.0,
-          partners=()):
+          partners=(), stitch_bn=False):
     """Trains `model` for `steps` minibatches. With a teacher (the base), adds B2 block-wise
     distillation: sum over cut points of MSE(block out, base block out) / mean(base out^2),
     where each block's input is, with probability `mix`, the BASE's activation instead of
@@ -68,7 +87,10 @@ def train(model, x, y, steps, lr, wd=0.0, bs=128, seed=0, masks=None, teacher=No
     variant's and the base's blocks (each block from either with probability 0.5; the base
     frozen, gradients flow through it into the variant's earlier blocks); with `partners`
     (already derived variants, frozen) a block not taken from the variant comes from the
-    base or one of them, uniformly. Masks are re-applied after every step."""
+    base or one of them, uniformly. `stitch_bn`: the base-input and stitch passes normalise
+    as a repaired stitch does at inference (_stitch_bn_call) instead of on batch statistics
+    throughout, and leave the running statistics to the own chain. Masks are re-applied
+    after every step."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     n = len(x)
@@ -117,7 +139,10 @@ def train(model, x, y, steps, lr, wd=0.0, bs=128, seed=0, masks=None, teacher=No
                     if i > 0 and coin[i] < mix:
                         # own_stats: BN running statistics come from the variant's own chain
                         # only (the committed zoo was built without it: stats of both inputs)
-                        d_out = _frozen_stats_call(b, acts[i]) if own_stats else b(acts[i])
+                        if stitch_bn:
+                            d_out = _stitch_bn_call(b, acts[i], True)
+                        else:
+                            d_out = _frozen_stats_call(b, acts[i]) if own_stats else b(acts[i])
                     else:
                         d_out = out
                     term = F.mse_loss(d_out, acts[i + 1]) / acts[i + 1].pow(2).mean().clamp_min(1e-8)
@@ -127,13 +152,20 @@ def train(model, x, y, steps, lr, wd=0.0, bs=128, seed=0, masks=None, teacher=No
             if ce_stitch:
                 pick = torch.rand(nb, generator=g)
                 hs = xb
+                prev = None
                 for i, b in enumerate(model.blocks):
                     if pick[i] >= 0.5:
                         # pick in [0.5, 1) -> base, or a partner, uniformly
                         src = others[min(int((pick[i] - 0.5) * 2 * len(others)), len(others) - 1)]
+                    else:
+                        src = model
+                    if stitch_bn:
+                        hs = _stitch_bn_call(src.blocks[i], hs, i > 0 and src is not prev)
+                    elif src is not model:
                         hs = src.blocks[i](hs)
                     else:   # own_stats: the stitch pass leaves the running statistics alone
                         hs = _frozen_stats_call(b, hs) if own_stats else b(hs)
+                    prev = src
                 loss = loss + ce_stitch * F.cross_entropy(hs, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -59,6 +59,10 @@ struct TaskProfile {
   std::string model_hash;
   // [block][variant][processor]
   std::vector<std::vector<std::vector<LatencyStats>>> block;
+  // [block][variant][processor]: the block right after a switch, which runs with its repair
+  // folded into an epilogue (a path that can cost more: e.g. unfused on INT8 blocks). Empty
+  // (older profiles), or samples == 0 for a block: as `block`.
+  std::vector<std::vector<std::vector<LatencyStats>>> repaired;
   std::vector<std::vector<double>> bytes;          // [block][variant] resident bytes
   std::vector<double> transfer_ms;                  // [cut]: moving the cut tensor between processors
   std::vector<double> repair_ms;                    // [block]: applying the repair at a switch
@@ -85,15 +89,21 @@ inline json::Json to_json(const ProfileTable& t) {
   for (const auto& tp : t.tasks) {
     json::Json jt{{"task", tp.task}, {"model_hash", tp.model_hash}, {"bytes", tp.bytes}, {"transfer_ms", tp.transfer_ms},
                   {"repair_ms", tp.repair_ms}, {"repair_bytes", tp.repair_bytes}};
-    for (const auto& b : tp.block) {
-      json::Json jb = json::Json::array();
-      for (const auto& v : b) {
-        json::Json jv = json::Json::array();
-        for (const auto& s : v) jv.push_back({s.median_ms, s.p90_ms, s.min_ms, s.samples});
-        jb.push_back(jv);
+    auto stats = [](const std::vector<std::vector<std::vector<LatencyStats>>>& table) {
+      json::Json out = json::Json::array();
+      for (const auto& b : table) {
+        json::Json jb = json::Json::array();
+        for (const auto& v : b) {
+          json::Json jv = json::Json::array();
+          for (const auto& s : v) jv.push_back({s.median_ms, s.p90_ms, s.min_ms, s.samples});
+          jb.push_back(jv);
+        }
+        out.push_back(jb);
       }
-      jt["latency"].push_back(jb);
-    }
+      return out;
+    };
+    jt["latency"] = stats(tp.block);
+    if (!tp.repaired.empty()) jt["latency_repaired"] = stats(tp.repaired);
     j["tasks"].push_back(jt);
   }
   return j;
@@ -118,18 +128,30 @@ inline ProfileTable profile_from_json(const json::Json& doc, const std::string& 
     tp.transfer_ms = jt.get<std::vector<double>>("transfer_ms");
     tp.repair_ms = jt.get<std::vector<double>>("repair_ms");
     tp.repair_bytes = jt.get<std::vector<double>>("repair_bytes");
-    const auto lat = jt.get<std::vector<std::vector<std::vector<std::vector<double>>>>>("latency");
-    for (const auto& b : lat) {
-      tp.block.emplace_back();
-      for (const auto& v : b) {
-        tp.block.back().emplace_back();
-        for (const auto& s : v) {
-          check(s.size() == 4, ErrorCode::parse, jt.where("latency"), "each entry is [median, p90, min, samples]");
-          // The range check keeps the cast to int defined (tests/fuzz/regressions/profile_table/).
-          check(s[3] >= 0 && s[3] <= 1e9, ErrorCode::parse, jt.where("latency"), "sample count outside [0, 1e9]");
-          tp.block.back().back().push_back({s[0], s[1], s[2], static_cast<int>(s[3])});
+    auto stats = [&](const std::string& field, std::vector<std::vector<std::vector<LatencyStats>>>& table) {
+      const auto lat = jt.get<std::vector<std::vector<std::vector<std::vector<double>>>>>(field);
+      for (const auto& b : lat) {
+        table.emplace_back();
+        for (const auto& v : b) {
+          table.back().emplace_back();
+          for (const auto& s : v) {
+            check(s.size() == 4, ErrorCode::parse, jt.where(field), "each entry is [median, p90, min, samples]");
+            // The range check keeps the cast to int defined (tests/fuzz/regressions/profile_table/).
+            check(s[3] >= 0 && s[3] <= 1e9, ErrorCode::parse, jt.where(field), "sample count outside [0, 1e9]");
+            table.back().back().push_back({s[0], s[1], s[2], static_cast<int>(s[3])});
+          }
         }
       }
+    };
+    stats("latency", tp.block);
+    if (jt.has("latency_repaired")) {
+      stats("latency_repaired", tp.repaired);
+      bool same = tp.repaired.size() == tp.block.size();
+      for (std::size_t b = 0; same && b < tp.block.size(); ++b) {
+        same = tp.repaired[b].size() == tp.block[b].size();
+        for (std::size_t v = 0; same && v < tp.block[b].size(); ++v) same = tp.repaired[b][v].size() == tp.block[b][v].size();
+      }
+      check(same, ErrorCode::parse, jt.where("latency_repaired"), "must have the shape of \"latency\"");
     }
     check(tp.bytes.size() == tp.block.size(), ErrorCode::parse, jt.where("bytes"), "one row per block expected");
     t.tasks.push_back(std::move(tp));

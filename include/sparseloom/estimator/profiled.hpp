@@ -58,7 +58,10 @@ class Profiled {
           tasks_.at(t).name, "stitch or placement has the wrong number of blocks");
     double ms = 0;
     for (std::size_t b = 0; b < s.choice.size(); ++b) {
-      ms += tp.block[b][s.choice[b]][pl.processor[b]].median_ms;
+      const bool switched = b > 0 && s.choice[b] != s.choice[b - 1];
+      // After a switch the block runs with its repair epilogue: its own profile when measured.
+      const LatencyStats* rep = switched && b < tp.repaired.size() ? &tp.repaired[b].at(s.choice[b]).at(pl.processor[b]) : nullptr;
+      ms += (rep && rep->samples > 0 ? *rep : tp.block[b][s.choice[b]][pl.processor[b]]).median_ms;
       if (b > 0 && pl.processor[b] != pl.processor[b - 1]) ms += tp.transfer_ms.at(b - 1);
       if (b > 0 && s.choice[b] != s.choice[b - 1] && b < tp.repair_ms.size()) ms += tp.repair_ms[b];
     }

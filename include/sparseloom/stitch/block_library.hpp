@@ -160,11 +160,17 @@ class BlockLibrary {
 
   std::vector<Tensor> run(TaskIndex t, const StitchedVariant& s, BlockIndex b, ProcessorIndex p, std::span<const Tensor> in) {
     const StitchRepair& r = repair(t, s);
-    const Slot& sl = slot(t, b, s.choice.at(b), p);
-    check(sl.exe.index() != 0, ErrorCode::internal, tasks_.at(t)->manifest.task,
-          "block " + std::to_string(b) + " is not resident on " + procs_.at(p).name);
     Tensor x = in.empty() ? Tensor() : in.front();
     const RunOptions ro = repair_block(&r, b, x);
+    return run_block(t, b, s.choice.at(b), p, x, ro);
+  }
+
+  // One resident block with explicit run options (the profiler times the repaired path so).
+  std::vector<Tensor> run_block(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p, const Tensor& x,
+                                const RunOptions& ro) {
+    const Slot& sl = slot(t, b, v, p);
+    check(sl.exe.index() != 0, ErrorCode::internal, tasks_.at(t)->manifest.task,
+          "block " + std::to_string(b) + " is not resident on " + procs_.at(p).name);
     return std::visit(
         [&](const auto& e) -> std::vector<Tensor> {
           if constexpr (std::is_same_v<std::decay_t<decltype(e)>, std::monostate>) {
