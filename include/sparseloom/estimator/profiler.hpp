@@ -53,13 +53,17 @@ TaskProfile profile_task_once(Library& lib, TaskIndex t, const ProfileOptions& o
                                       opt.warmup, opt.budget_ms_per_block);
           // After a switch the block runs with the repair folded into its epilogue; an
           // identity repair takes the same path (measured: on the cpu backend INT8 blocks
-          // then run their epilogue unfused).
+          // then run their epilogue unfused). If that path fails here, the plain time stands.
           const auto& rs = z.manifest.blocks[b].repair;
           if (b > 0 && rs.kind == zoo::RepairKind::bn_affine && rs.channels > 0) {
             const auto c = static_cast<std::size_t>(rs.channels);
             const AffineMap identity{{rs.tensor, ChannelAffine{std::vector<float>(c, 1.f), std::vector<float>(c, 0.f)}}};
-            tp.repaired[b][v][p] = time_it([&] { lib.run_block(t, b, v, p, inputs[b], RunOptions{&identity, {}}); },
-                                           opt.reps, opt.warmup, opt.budget_ms_per_block);
+            try {
+              tp.repaired[b][v][p] = time_it([&] { lib.run_block(t, b, v, p, inputs[b], RunOptions{&identity, {}}); },
+                                             opt.reps, opt.warmup, opt.budget_ms_per_block);
+            } catch (const Error&) {
+              tp.repaired[b][v][p] = {};
+            }
           }
           if (!was) lib.unload(t, b, v, p);
         } catch (const Error&) {
