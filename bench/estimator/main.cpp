@@ -19,7 +19,6 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
-#include <optional>
 #include <set>
 #include <thread>
 
@@ -307,13 +306,6 @@ int main(int argc, char** argv) {
             .median_ms;
       };
       const Placement on_cpu0{std::vector<int>(z.num_blocks(), 0)};
-      std::optional<estimator::Profiled> est_;  // built once the profiles are in
-      auto make_est = [&] {
-        est_.emplace(std::vector<estimator::Profiled::Task>{{m.task, estimator::zero_shot_model(m, true, estimator::Features::adjacent),
-                                                             estimator::median_profile(profiles)}},
-                     std::vector<estimator::ProcessorProfile>{{"cpu0", "cpu", std::string(Proc::name()), cpu_model(), 1}});
-        return &*est_;
-      };
       // Plain variants are timed before and after the stitches and each keeps the lower
       // median: one pass on this shared machine once read every plain variant 40 % slow, and
       // every stitch timed after it then "beat" the plain front.
@@ -352,13 +344,13 @@ int main(int argc, char** argv) {
           profiling_s += seconds_since(tp0);
         }
       }
-      const estimator::Profiled& est = *make_est();
+      const estimator::Profiled est({{m.task, estimator::zero_shot_model(m, true, estimator::Features::adjacent),
+                                      estimator::median_profile(profiles)}},
+                                    {{"cpu0", "cpu", std::string(Proc::name()), cpu_model(), 1}});
       for (int v = 0; v < z.num_variants(); ++v) plain_pred.push_back(est.latency_ms(0, {std::vector<int>(z.num_blocks(), v)}, on_cpu0));
       for (std::size_t i = 0; i < timed_stitches.size(); ++i) {
         stitch_pred.push_back(est.latency_ms(0, timed_stitches[i], on_cpu0));
-        auto& v = pass_ms[i];
-        std::sort(v.begin(), v.end());
-        const double real = v[v.size() / 2];
+        const double real = estimator::summarize(pass_ms[i]).median_ms;
         stitch_lat.push_back(real);
         mape += std::abs(stitch_pred[i] - real) / real;
         ++timed;
@@ -385,9 +377,7 @@ int main(int argc, char** argv) {
       for (auto& [a, real] : candidates) {
         if (a->accuracy_pct <= best_plain_at(real) + 0.5) continue;
         if (passes > 1) {  // a gain stands on the median of three timings, like the held-out ones
-          std::vector<double> v{real, measure(a->s), measure(a->s)};
-          std::sort(v.begin(), v.end());
-          real = v[1];
+          real = estimator::summarize({real, measure(a->s), measure(a->s)}).median_ms;
           if (a->accuracy_pct <= best_plain_at(real) + 0.5) continue;
         }
         ++space_gain;

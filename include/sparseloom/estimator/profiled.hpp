@@ -63,7 +63,7 @@ class Profiled {
       const LatencyStats* rep = switched && b < tp.repaired.size() ? &tp.repaired[b].at(s.choice[b]).at(pl.processor[b]) : nullptr;
       ms += (rep && rep->samples > 0 ? *rep : tp.block[b][s.choice[b]][pl.processor[b]]).median_ms;
       if (b > 0 && pl.processor[b] != pl.processor[b - 1]) ms += tp.transfer_ms.at(b - 1);
-      if (b > 0 && s.choice[b] != s.choice[b - 1] && b < tp.repair_ms.size()) ms += tp.repair_ms[b];
+      if (switched && b < tp.repair_ms.size()) ms += tp.repair_ms[b];
     }
     return ms;
   }

@@ -95,8 +95,7 @@ inline TaskProfile median_profile(const std::vector<TaskProfile>& runs) {
   auto median_of = [&](auto&& pick) {
     std::vector<double> v;
     for (const auto& r : runs) v.push_back(pick(r));
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    return summarize(std::move(v)).median_ms;
   };
   using Table = std::vector<std::vector<std::vector<LatencyStats>>>;
   for (Table TaskProfile::*table : {&TaskProfile::block, &TaskProfile::repaired})
