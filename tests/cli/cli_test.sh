@@ -93,6 +93,26 @@ assert all(abs(got[n]-ref[n])<0.06 for n in ('base','p90','int8')), (got, ref)"
     --test-y $z/test_y.npy > /dev/null 2> "$tmp/e"; rc=$?
   [ $rc = 1 ] || fail "an incompatible variant is exit $rc, expected 1"
   grep -q "fmnist_resnet/p90.onnx" "$tmp/e" || fail "the error does not name the incompatible file" ;;
+latency-zoo)
+  # A latency-scale task (tools/zoo/latency_zoo.py: random weights, cut at stage boundaries,
+  # accuracies borrowed from a committed task) loads, plans to a stitch over its five blocks,
+  # and runs in the engine with every request accounted.
+  "$py" tools/zoo/latency_zoo.py --out "$tmp/lat" --models mobilenetv2 --variants dense p90 int8_p90 > "$tmp/gen.log" 2>&1 ||
+    { cat "$tmp/gen.log"; fail "latency_zoo.py failed"; }
+  "$bin" inspect "$tmp/lat/mobilenetv2" --json > "$tmp/task.json" || fail "the latency-scale task does not load"
+  jcheck "$tmp/task.json" "assert d['kind']=='zoo_task' and len(d['blocks'])==5 and len(d['variants'])==3, d"
+  jcheck "$tmp/lat/mobilenetv2/manifest.json" "src=json.load(open('models/zoo/digits_cnn/manifest.json'))
+acc={v['name']:v['accuracy_pct'] for v in src['variants']}; acc['dense']=acc.pop('base')
+assert d['accuracy_source']['task']=='digits_cnn' and all(v['accuracy_pct']==acc[v['name']] for v in d['variants'])
+assert all(set(s['variants'])<={'dense','p90','int8_p90'} for s in d['stitch_check']['repair']['stitches'])"
+  printf '%s\n' '{"schema_version": 1, "name": "latency-zoo-test", "zoo": "'"$tmp/lat"'", "duration_s": 1, "seed": 3,' \
+    ' "processors": [{"name": "cpu0", "backend": "cpu", "kind": "cpu"}, {"name": "cpu1", "backend": "cpu", "kind": "cpu"}],' \
+    ' "tasks": [{"task": "mobilenetv2", "slo_scale": 4, "min_accuracy_pct": 97, "rate_rps": 10}]}' > "$tmp/lat.json"
+  "$bin" plan "$tmp/lat.json" --json --quick > "$tmp/plan.json" || fail "plan exit $?"
+  jcheck "$tmp/plan.json" "t=d['tasks'][0]; assert len(t['stitch'])==5 and t['predicted_accuracy_pct']>=97 and t['meets_slo'], t"
+  "$bin" run "$tmp/lat.json" --quick --duration 1 --policy sparseloom fixed -o "$tmp/run.json" > /dev/null 2>&1 || fail "run exit $?"
+  jcheck "$tmp/run.json" "p=d['policies']; assert len(p)==2
+assert all(x['requests_issued']==x['requests_accounted']>0 for x in p), p" ;;
 *) fail "unknown case $case" ;;
 esac
 echo "ok: $case"

@@ -165,3 +165,23 @@ TEST_CASE("Preloader.RepairBytesAdmittedWithinTheBudget") {
   CHECK_FALSE(pre.stats().budget_exceeded);
   lib.prepare(0, s, [&](std::size_t, auto&&) { FAIL("a stitch is admitted once"); });
 }
+
+TEST_CASE("Preloader.StitchNeedingNoCalibrationIsPreparedAtOnce") {
+  // digits_cnn blocks 1.. carry a bn_affine repair: a switch into one needs calibration first.
+  // A fmnist_vit stitch (residual adapters, no statistics) needs none, so the Engine makes no
+  // interim plan for it; nor for a latency-scale task, whose blocks carry no repair.
+  const auto d = zoo::load_task(std::filesystem::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/digits_cnn");
+  const auto v = zoo::load_task(std::filesystem::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/fmnist_vit");
+  stitch::BlockLibrary<reference::Backend> lib({&d, &v}, {}, {{"ref", 0, {}}}, 16);
+  REQUIRE(d.manifest.blocks[1].repair.kind == zoo::RepairKind::bn_affine);
+  StitchedVariant switch_in{std::vector<int>(static_cast<std::size_t>(d.num_blocks()), 0)};
+  switch_in.choice[1] = 1;
+  CHECK_FALSE(lib.prepared(0, switch_in));
+  lib.prepare(0, switch_in);
+  CHECK(lib.prepared(0, switch_in));
+  StitchedVariant vit{std::vector<int>(static_cast<std::size_t>(v.num_blocks()), 0)};
+  vit.choice[0] = 2;
+  vit.choice[2] = 4;
+  for (const auto& blk : v.manifest.blocks) REQUIRE(blk.repair.kind != zoo::RepairKind::bn_affine);
+  CHECK(lib.prepared(1, vit));
+}

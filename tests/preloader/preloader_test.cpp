@@ -219,6 +219,82 @@ TEST_CASE("Preloader.HotnessBackgroundDoesNotBlockResidentRequests") {
   CHECK(pre.stats().ahead_loads >= 6);
 }
 
+TEST_CASE("Preloader.HotnessLoadsASlowPlanBeforeDroppingTheOldOne") {
+  // No budget. Blocks of 64 MiB are expected to take 128 ms each to load (2 ms/MiB): more than
+  // make_before_break_ms, so the new plan loads while the old one stays, and the old one goes
+  // only after the Engine made the new plan current.
+  Runner big(1, 2, 3, 1, std::size_t{64} << 20);
+  pl::Hotness pre(pl::HotnessOptions{.make_before_break_ms = 20});
+  pre.on_plan(big, plan_of({{0, 0}}));
+  pre.on_plan(big, plan_of({{2, 2}}));
+  pre.before_adopt(big);
+  for (int b = 0; b < 2; ++b) {
+    CHECK(big.is_resident(0, b, 2, 0));
+    CHECK(big.is_resident(0, b, 0, 0));  // requests still on the old plan find its blocks
+  }
+  CHECK(pre.after_adopt(big));
+  CHECK_FALSE(big.is_resident(0, 0, 0, 0));
+  CHECK_FALSE(big.is_resident(0, 1, 0, 0));
+  CHECK(big.max_bytes() == std::size_t{4} * (64 << 20));
+  CHECK_FALSE(pre.after_adopt(big));  // once per plan
+
+  // Small blocks (expected well under 20 ms): the old plan goes first, the peak is one plan.
+  Runner small(1, 2, 3, 1, 100);
+  pl::Hotness fast;
+  fast.on_plan(small, plan_of({{0, 0}}));
+  fast.on_plan(small, plan_of({{2, 2}}));
+  fast.before_adopt(small);
+  fast.wait_idle();
+  CHECK_FALSE(fast.after_adopt(small));
+  CHECK_FALSE(small.is_resident(0, 0, 0, 0));
+  CHECK(small.is_resident(0, 0, 2, 0));
+  CHECK(small.max_bytes() == 200);
+}
+
+TEST_CASE("Preloader.EngineKeepsTheOldPlanUntilASlowNewOneIsLoaded") {
+  // One task of two 64 MiB blocks (expected 128 ms each to load), no budget. Raising the floor
+  // moves it from the fast variant to the accurate one: the Engine makes the new plan current
+  // only once its blocks are loaded, so no request waits for a load, and both plans were
+  // resident at the switch.
+  syn::Zoo z;
+  z.blocks = 2;
+  z.task_block_ms = {0.2};
+  z.variant_speed = {1.0, 0.8};
+  z.variant_accuracy = {90, 85};
+  z.processor_factor = {1.0};
+  z.block_bytes = std::size_t{64} << 20;
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  std::vector<rt::ProcessorSpec> ps{{"p0", rt::ProcessorKind::cpu, 1, 256}};
+  sparseloom::Slo slo;
+  slo.deadline_ms = 5000;
+  slo.min_accuracy_pct = 80;
+  std::vector<rt::TaskSpec> ts{{"a", slo}};
+  rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, pl::Hotness> eng(runner, est, syn::GreedyOptimizer{}, ps, ts, {},
+                                                                                  pl::Hotness{});
+  auto serve = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      auto h = eng.submit(0, {sparseloom::Tensor::from<float>({1, 1}, std::vector<float>{1})});
+      REQUIRE(h.wait_for(5s));
+      CHECK(h.state() == rt::RequestState::on_time);
+    }
+  };
+  serve(5);
+  CHECK(eng.plan().tasks[0].variant.choice == std::vector<int>{1, 1});
+  slo.min_accuracy_pct = 88;
+  eng.set_slo(0, slo);
+  CHECK(eng.plan().tasks[0].variant.choice == std::vector<int>{0, 0});
+  CHECK(runner.is_resident(0, 0, 0, 0));
+  CHECK(runner.is_resident(0, 1, 0, 0));
+  CHECK_FALSE(runner.is_resident(0, 0, 1, 0));  // the old plan went after the switch
+  serve(5);
+  REQUIRE(eng.drain(5s));
+  const auto m = eng.metrics();
+  CHECK(m.overall.load_stalls == 0);
+  CHECK(m.peak_resident_bytes == 4 * z.block_bytes);
+  CHECK(runner.resident_bytes() == 2 * z.block_bytes);
+}
+
 TEST_CASE("Preloader.ClockworkEvictionOrder") {
   // One block per model; the budget holds two models.
   Runner r(3, 1, 1, 1, 100);

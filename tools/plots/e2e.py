@@ -67,7 +67,7 @@ def print_table(runs):
             v = r["slo_violation_rate"]
             rv = f"{v / best_v:.2f}x" if best_v > 0 else ("equal" if v == 0 else f"+{100 * v:.2f} pp")
             t = r.get("throughput_rps")
-            ts = f"{t:.0f} (x{r.get('max_rate_scale', 0):.2f})" if isinstance(t, (int, float)) else "-"
+            ts = f"{t:.{0 if t >= 100 else 1}f} (x{r.get('max_rate_scale', 0):.2f})" if isinstance(t, (int, float)) else "-"
             rt = f"{t / best_t:.2f}x" if isinstance(t, (int, float)) and best_t else "-"
             print(f"| {name if i == 0 else ''} | {r['policy']} | {100 * v:.2f} % | {rv} | {r['served_rps']:.0f} "
                   f"| {r['p99_ms']:.2f} | {ts} | {rt} | {r['peak_memory_bytes'] / 1e6:.2f} |")

@@ -19,7 +19,12 @@
 // background thread (bounded: one thread, one pending target list, replaced by the next plan);
 // that thread gives way to requests waiting for a block (a demand load); a block of the
 // current plan displaces only blocks outside it, a predicted one only blocks no plan scores. Blocks outside every scored plan are dropped once unpinned, so without a
-// budget only the current and recent plans stay resident. The first plan is loaded before
+// budget only the current and recent plans stay resident. Without a budget the old plan's
+// blocks go before the new ones load (the peak is the larger plan, not both), unless loading
+// the new plan's missing blocks is expected to take longer than make_before_break_ms (a large
+// model's block takes 100s of ms to read and pack): then the new plan loads first, the Engine
+// keeps running the old one meanwhile (before_adopt waits), and the old blocks go once the new
+// plan is current (after_adopt). The first plan is loaded before
 // on_plan returns (the engine plans before it admits requests), and with background = false
 // everything is synchronous (the discrete-event engine, tests). A request whose block is
 // missing loads it at once (evicting the coldest unpinned blocks) and the wait counts in its
@@ -46,6 +51,10 @@ struct HotnessOptions {
   double neighbour_weight = 0.1;        // blocks one sparsity level away (preloaded only under a budget)
   double default_load_ms_per_mib = 2.0; // cold-load cost guess before a block was first loaded
   bool use_measured_load_cost = true;   // false: always the guess (deterministic scores, tests)
+  // Without a budget: expected load time of a new plan's missing blocks above which the old
+  // plan stays resident until the new one is loaded (see the top). Below it a stall of a few
+  // ms costs less than holding two plans.
+  double make_before_break_ms = 20.0;
 };
 
 class Hotness : public Residency {
@@ -73,15 +82,28 @@ class Hotness : public Residency {
   template <runtime::BlockRunner L>
   void on_plan(L& lib, const Plan& plan) {
     std::vector<Key> targets;
+    bool before_break = false;
     {
       std::lock_guard load_lock(load_mu_);  // rescore asks the runner for block sizes: serialised
       std::lock_guard lk(mu_);
       history_.push_front(plan);
       while (static_cast<int>(history_.size()) > opt_.history + 1) history_.pop_back();
       targets = rescore(lib);
+      if (budget_ == 0 && opt_.background && started_) {
+        double ms = 0;  // expected time to load the new plan's missing blocks
+        for (const Key& k : current_) {
+          if (is_held(k)) continue;
+          const auto& [t, b, v, p] = k;
+          double c = opt_.use_measured_load_cost ? measured_load_ms(k) : -1.0;
+          if (c < 0) c = static_cast<double>(lib.block_bytes(t, b, v, p)) / (1024.0 * 1024.0) * opt_.default_load_ms_per_mib;
+          ms += c;
+        }
+        before_break = ms > opt_.make_before_break_ms;
+      }
     }
-    auto job = [this, &lib, targets = std::move(targets)](const std::atomic<bool>& superseded) {
-      preload(lib, targets, superseded);
+    before_break_ = before_break;
+    auto job = [this, &lib, targets = std::move(targets), before_break](const std::atomic<bool>& superseded) {
+      preload(lib, targets, superseded, before_break);
     };
     if (!opt_.background || !started_) {
       started_ = true;
@@ -143,6 +165,21 @@ class Hotness : public Residency {
     auto it = expected_.find(k);
     return it == expected_.end() ? 0 : it->second;
   }
+  // The Engine calls these around making a plan current: before_adopt waits until a plan that
+  // loads before breaking the old one is resident (requests keep running the old plan), and
+  // after_adopt then drops the old plan's blocks (those still pinned by a request go with the
+  // next eviction) and says whether it did. No-ops for a plan that broke the old one first.
+  template <runtime::BlockRunner L>
+  void before_adopt(L&) {
+    if (before_break_) wait_idle();
+  }
+  template <runtime::BlockRunner L>
+  bool after_adopt(L& lib) {
+    if (!before_break_.exchange(false)) return false;
+    evict_if(lib, [this](const Key& k) { return !current_.contains(k); });
+    return true;
+  }
+
   // Blocks until the background thread has nothing left to do (tests, benchmarks).
   void wait_idle() {
     std::unique_lock lk(bg_mu_);
@@ -246,11 +283,12 @@ class Hotness : public Residency {
   }
 
   template <class L>
-  void preload(L& lib, const std::vector<Key>& targets, const std::atomic<bool>& superseded) {
+  void preload(L& lib, const std::vector<Key>& targets, const std::atomic<bool>& superseded, bool before_break) {
     // Without a budget, blocks outside the current plan go before the new ones load (the peak
     // is then the larger plan, not both); a request still on the old plan reloads what it needs.
+    // Loading before breaking, they go in after_adopt instead.
     const bool unlimited = memory_budget() == 0;
-    if (unlimited) evict_if(lib, [this](const Key& k) { return !current_.contains(k); });
+    if (unlimited && !before_break) evict_if(lib, [this](const Key& k) { return !current_.contains(k); });
     for (const Key& k : targets) {
       if (superseded.load()) return;
       while (opt_.background && demand_waiting() && !superseded.load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -273,7 +311,8 @@ class Hotness : public Residency {
       }
     }
     // Without a budget nothing forces eviction: drop what no scored plan uses.
-    evict_if(lib, [this, unlimited](const Key& k) { return unlimited ? !current_.contains(k) : !score_.contains(k); });
+    if (!before_break)
+      evict_if(lib, [this, unlimited](const Key& k) { return unlimited ? !current_.contains(k) : !score_.contains(k); });
   }
 
   void bg_loop() {
@@ -308,6 +347,7 @@ class Hotness : public Residency {
   std::set<Key> current_;               // blocks of the current plan
   std::map<Key, double> uses_;      // acquires since the last plans (decayed)
   bool started_ = false;            // the first plan was loaded synchronously
+  std::atomic<bool> before_break_{false};  // the last plan loads before the old one goes
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;
   std::thread bg_;

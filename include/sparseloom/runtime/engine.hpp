@@ -751,15 +751,29 @@ class Engine {
     }
     try {
       pre_.on_plan(lib_, plan);
+      // A memory policy that loads a slow plan before dropping the old one is waited for here;
+      // requests keep running the current plan meanwhile instead of stalling on its loads.
+      if constexpr (requires { pre_.before_adopt(lib_); }) pre_.before_adopt(lib_);
     } catch (const std::exception& e) {
       reason += std::string("; preloading: ") + e.what();  // acquire() loads (or fails) per block
     }
     snap->plan = std::move(plan);
     const double now = clock_.now_ms();
-    sample_memory(now);
+    sample_memory(now);  // both plans' blocks, where the policy loaded before breaking
     ledger_.metrics.decision({now, decision_ms, version_, std::move(reason)});
-    std::lock_guard lk(snap_mu_);
-    snap_ = std::move(snap);
+    {
+      std::lock_guard lk(snap_mu_);
+      snap_ = std::move(snap);
+    }
+    if constexpr (requires { pre_.after_adopt(lib_); }) {
+      bool dropped = false;
+      try {
+        dropped = pre_.after_adopt(lib_);
+      } catch (const std::exception&) {
+        // An unload does not fail; a policy that throws keeps the blocks until its next eviction.
+      }
+      if (dropped) sample_memory(clock_.now_ms());
+    }
   }
 
   Route make_route(const Plan& plan, TaskIndex t) const {

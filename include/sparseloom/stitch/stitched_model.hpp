@@ -133,8 +133,14 @@ class StitchedModel {
     r.pre_map.assign(nb, nullptr);
     const int base = zoo_->base();
     const auto n = samples > 0 ? std::min(samples, zoo_->calib_x.dim(0)) : zoo_->calib_x.dim(0);
-    std::vector<Tensor> acts(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) acts[i] = zoo_->input(zoo_->calib_x, i);
+    // Calibration activations are needed only up to the last block that measures statistics
+    // (a switch into a bn_affine block): running the rest of the chain on the calibration set
+    // cost a large model seconds per new stitch for nothing.
+    int last_stats = -1;
+    for (int b = 1; b < nb; ++b)
+      if (s.choice[b] != s.choice[b - 1] && m.blocks[b].repair.kind == zoo::RepairKind::bn_affine) last_stats = b;
+    std::vector<Tensor> acts(last_stats < 0 ? 0 : static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < acts.size(); ++i) acts[i] = zoo_->input(zoo_->calib_x, static_cast<std::int64_t>(i));
     for (int b = 0; b < nb; ++b) {
       const bool sw = b > 0 && s.choice[b] != s.choice[b - 1];
       const auto& spec = m.blocks[b].repair;
@@ -156,7 +162,7 @@ class StitchedModel {
         r.bytes += 2 * a.scale.size() * sizeof(float);
         r.affine[b][spec.tensor] = std::move(a);
       }
-      if (b + 1 < nb) {
+      if (b < last_stats) {
         parallel_for(threads, n, [&](std::int64_t i0, std::int64_t i1) {
           for (auto i = i0; i < i1; ++i) acts[i] = run_block(s, &r, b, acts[i]);
         });
