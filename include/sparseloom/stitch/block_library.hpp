@@ -154,12 +154,7 @@ class BlockLibrary {
   // measures statistics (its repair is a few pointers, set in microseconds), or its repair is
   // computed. The Engine makes an interim plan while a planned stitch is not prepared.
   bool prepared(TaskIndex t, const StitchedVariant& s) const {
-    if (s.is_plain()) return true;
-    const auto& blocks = tasks_.at(t)->manifest.blocks;
-    bool calibrates = false;
-    for (std::size_t b = 1; b < s.choice.size() && b < blocks.size(); ++b)
-      calibrates = calibrates || (s.choice[b] != s.choice[b - 1] && blocks[b].repair.kind == zoo::RepairKind::bn_affine);
-    if (!calibrates) return true;
+    if (s.is_plain() || last_calibrated_block(tasks_.at(t)->manifest, s) < 0) return true;
     std::lock_guard lock(repair_mu_);
     auto it = repairs_.find(std::make_pair(t, s.choice));
     return it != repairs_.end() && it->second && it->second->done.load();

@@ -92,6 +92,15 @@ inline RunOptions repair_block(const StitchRepair* r, int b, Tensor& x) {
   return ro;
 }
 
+// The last block of s whose repair measures statistics on the calibration set (a switch into
+// a bn_affine block), or -1: residual adapters and blocks without a repair need none.
+inline int last_calibrated_block(const zoo::Manifest& m, const StitchedVariant& s) {
+  int last = -1;
+  for (std::size_t b = 1; b < s.choice.size() && b < m.blocks.size(); ++b)
+    if (s.choice[b] != s.choice[b - 1] && m.blocks[b].repair.kind == zoo::RepairKind::bn_affine) last = static_cast<int>(b);
+  return last;
+}
+
 template <Backend B>
 class StitchedModel {
  public:
@@ -133,12 +142,10 @@ class StitchedModel {
     r.pre_map.assign(nb, nullptr);
     const int base = zoo_->base();
     const auto n = samples > 0 ? std::min(samples, zoo_->calib_x.dim(0)) : zoo_->calib_x.dim(0);
-    // Calibration activations are needed only up to the last block that measures statistics
-    // (a switch into a bn_affine block): running the rest of the chain on the calibration set
-    // cost a large model seconds per new stitch for nothing.
-    int last_stats = -1;
-    for (int b = 1; b < nb; ++b)
-      if (s.choice[b] != s.choice[b - 1] && m.blocks[b].repair.kind == zoo::RepairKind::bn_affine) last_stats = b;
+    // Calibration activations are needed only up to the last block that measures statistics:
+    // running the rest of the chain on the calibration set cost a large model seconds per new
+    // stitch for nothing.
+    const int last_stats = last_calibrated_block(m, s);
     std::vector<Tensor> acts(last_stats < 0 ? 0 : static_cast<std::size_t>(n));
     for (std::size_t i = 0; i < acts.size(); ++i) acts[i] = zoo_->input(zoo_->calib_x, static_cast<std::int64_t>(i));
     for (int b = 0; b < nb; ++b) {
