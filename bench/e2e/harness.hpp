@@ -5,6 +5,7 @@
 #include "../machine.hpp"
 
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -105,6 +106,15 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
   for (const auto& t : st.sc.tasks) {
     st.zoos.push_back(std::make_unique<zoo::TaskZoo>(zoo::load_task(std::filesystem::path(st.sc.zoo) / t.task)));
     ptrs.push_back(st.zoos.back().get());
+    // Large variants without block files make every block load read the whole variant.
+    const auto& m = st.zoos.back()->manifest;
+    for (const auto& v : m.variants)
+      if (v.block_files.empty() && v.bytes > (16 << 20)) {
+        std::fprintf(stderr, "note: task %s has no block files: a block load reads its whole variant file (%s: %.0f MB); "
+                     "`sparseloom split %s` writes them\n", m.task.c_str(), v.file.c_str(), static_cast<double>(v.bytes) / 1e6,
+                     m.dir.string().c_str());
+        break;
+      }
   }
   std::vector<stitch::ProcessorBinding> bind;
   std::vector<estimator::ProcessorProfile> pprof;
@@ -214,6 +224,16 @@ struct Row {
   std::string policy;
   json::Json metrics;
   double violation = 0, served = 0, goodput = 0, p99 = 0, peak = 0, decision = 0;
+
+  // The summary figures into `metrics`, under the names every results reader uses.
+  void put_summary() {
+    metrics["slo_violation_rate"] = violation;
+    metrics["served_rps"] = served;
+    metrics["goodput_rps"] = goodput;
+    metrics["p99_ms"] = p99;
+    metrics["peak_memory_bytes"] = static_cast<std::uint64_t>(peak);
+    metrics["decision_ms"] = decision;
+  }
 };
 
 // The scenario's arrivals for duration_ms, every task's rate x rate_scale, following the
@@ -326,7 +346,6 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
   r.peak = static_cast<double>(m.peak_resident_bytes);
   r.decision = m.decision_ms_mean;
   r.metrics["policy"] = name;
-  r.metrics["slo_violation_rate"] = r.violation;
   r.metrics["load_seconds"] = load_s;
   {
     const double served = static_cast<double>(o.count(runtime::RequestState::on_time) + o.count(runtime::RequestState::late) +
@@ -335,9 +354,6 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
     r.metrics["energy_source"] = rapl_j >= 0 ? json::Json("rapl (package counters: the whole machine)") : json::Json();
     r.metrics["energy_j_per_request_measured"] = rapl_j >= 0 && served > 0 ? json::Json(rapl_j / served) : json::Json();
   }
-  r.metrics["served_rps"] = r.served;
-  r.metrics["goodput_rps"] = r.goodput;
-  r.metrics["p99_ms"] = r.p99;
   // Memory (issue 10): the engine samples on loads, re-plans and every monitor tick; the
   // preloader's own maximum after each of its loads covers background loads between samples.
   std::size_t peak = m.peak_resident_bytes;
@@ -348,7 +364,7 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
                               {"evictions", ps.evictions},   {"failed_loads", ps.failed_loads}, {"load_ms", ps.load_ms}};
   }
   r.peak = static_cast<double>(peak);
-  r.metrics["peak_memory_bytes"] = peak;
+  r.put_summary();
   r.metrics["mean_memory_bytes"] = m.mean_resident_bytes;
   r.metrics["budget_bytes"] = eo.memory_budget_bytes;
   r.metrics["budget_exceeded"] = eo.memory_budget_bytes > 0 && peak > eo.memory_budget_bytes;
@@ -357,12 +373,43 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
   r.metrics["load_violations"] = m.overall.load_violations;
   r.metrics["requests_issued"] = m.overall.issued;
   r.metrics["requests_accounted"] = m.overall.accounted;
-  r.metrics["decision_ms"] = r.decision;
   json::Json plan;
   for (const auto& tp : eng.plan().tasks)
     plan.push_back({{"stitch", tp.variant.choice}, {"placement", tp.placement.processor}, {"accuracy_pct", tp.predicted_accuracy_pct},
                     {"latency_ms", tp.predicted_latency_ms}, {"reason", tp.reason}});
   r.metrics["final_plan"] = plan;
+  return r;
+}
+
+// One policy's runs (--repeat) as one row: violation rate, rates, P99, peak memory and decision
+// time are means over the runs; the first run's details (plans, memory timeline, ...) are kept,
+// request counts are summed, and `runs` lists each run's figures.
+inline Row mean_of_runs(const std::vector<Row>& runs) {
+  check(!runs.empty(), ErrorCode::internal, "mean_of_runs", "no runs");
+  Row r = runs.front();
+  if (runs.size() == 1) return r;
+  const double n = static_cast<double>(runs.size());
+  r.violation = r.served = r.goodput = r.p99 = r.peak = r.decision = 0;
+  std::int64_t issued = 0, accounted = 0;
+  json::Json each = json::Json::array();
+  for (const auto& x : runs) {
+    r.violation += x.violation / n;
+    r.served += x.served / n;
+    r.goodput += x.goodput / n;
+    r.p99 += x.p99 / n;
+    r.peak += x.peak / n;
+    r.decision += x.decision / n;
+    issued += x.metrics["requests_issued"].get<std::int64_t>();
+    accounted += x.metrics["requests_accounted"].get<std::int64_t>();
+    each.push_back({{"slo_violation_rate", x.violation}, {"served_rps", x.served}, {"goodput_rps", x.goodput}, {"p99_ms", x.p99},
+                    {"peak_memory_bytes", x.peak}, {"decision_ms", x.decision}, {"load_stall_ms", x.metrics["load_stall_ms"]},
+                    {"final_plan", x.metrics["final_plan"]}});
+  }
+  r.put_summary();
+  r.metrics["requests_issued"] = issued;
+  r.metrics["requests_accounted"] = accounted;
+  r.metrics["repeats"] = runs.size();
+  r.metrics["runs"] = each;
   return r;
 }
 

@@ -43,6 +43,11 @@ int main(int argc, char** argv) {
   std::string sim_profile, fit_out;
   app.add_option("--simulate", sim_profile, "simulate the scenario on a processor profile (sim/profiles/*.json) instead of running it");
   app.add_option("--fit-profile", fit_out, "profile the scenario's processors for real and write a fitted processor profile");
+  int repeats = 1;
+  app.add_option("--repeat", repeats, "run every policy N times, interleaved (all policies, then all again); the table and JSON give means, each run under `runs`")
+      ->check(CLI::Range(1, 20));
+  bool whole_variant_loads = false;
+  app.add_flag("--whole-variant-loads", whole_variant_loads, "ablation: block loads read whole variant files even where a task has block files");
   bool roofline_only = false;
   app.add_flag("--roofline-only", roofline_only, "with --simulate: ignore a fitted profile's measured_blocks (every block from the roofline)");
   CLI11_PARSE(app, argc, argv);
@@ -50,6 +55,8 @@ int main(int argc, char** argv) {
     if (!sim_profile.empty()) return run_simulation(scenario, sim_profile, json_path, quick, roofline_only, !quick && !no_throughput, topt);
     if (!fit_out.empty()) return fit_profile(scenario, fit_out, quick);
     Setup st = build(scenario, quick, {}, no_profile_cache ? "" : "out/profile-cache");
+    if (whole_variant_loads)
+      for (auto& z : st.zoos) z->use_block_files = false;
     const double dur = quick ? std::min(4.0, st.sc.duration_s) : st.sc.duration_s;
     if (budget_sweep) return run_budget_sweep(st, quick ? std::min(5.0, st.sc.duration_s) : dur, json_path, budget_points);
     std::printf("scenario %s: %zu tasks, %zu processors, %.0f s per policy; machine %s (%u hardware threads)\n",
@@ -61,19 +68,33 @@ int main(int argc, char** argv) {
                   st.tasks[t].slo.deadline_ms, st.tasks[t].slo.min_accuracy_pct, st.tasks[t].slo.rate_rps);
     // Every system of the main table (for_each_system, harness.hpp); the budget sweep
     // (--budget-sweep) compares the memory policies alone.
-    std::vector<Row> rows;
+    std::vector<std::vector<Row>> runs;  // [policy][repeat]
     std::vector<Throughput> tput;
     const bool search = !quick && !no_throughput;
-    for_each_system([&](const std::string& name, auto make, auto make_pre, const char* memory_policy) {
-      rows.push_back(run_policy(st, name, make(), dur, {}, make_pre()));
-      rows.back().metrics["memory_policy"] = memory_policy;
-      if (search) {
-        tput.push_back(max_sustainable(st, name, make, topt, make_pre));
-        std::printf("  %-26s sustains x%.2f the scenario's rates (%.1f rps) at >= 99 %% attainment\n", name.c_str(),
-                    tput.back().rate_scale, tput.back().offered_rps);
-        std::fflush(stdout);
+    for (int rep = 0; rep < repeats; ++rep) {
+      std::size_t i = 0;
+      for_each_system([&](const std::string& name, auto make, auto make_pre, const char* memory_policy) {
+        if (runs.size() <= i) runs.emplace_back();
+        runs[i].push_back(run_policy(st, name, make(), dur, {}, make_pre()));
+        runs[i++].back().metrics["memory_policy"] = memory_policy;
+        if (search && rep == 0) {  // the rate search runs once per policy
+          tput.push_back(max_sustainable(st, name, make, topt, make_pre));
+          std::printf("  %-26s sustains x%.2f the scenario's rates (%.1f rps) at >= 99 %% attainment\n", name.c_str(),
+                      tput.back().rate_scale, tput.back().offered_rps);
+          std::fflush(stdout);
+        }
+      });
+    }
+    std::vector<Row> rows;
+    for (const auto& r : runs) rows.push_back(mean_of_runs(r));
+    if (repeats > 1) {
+      std::printf("\nSLO violation rate per run (%d runs, interleaved):\n", repeats);
+      for (const auto& r : runs) {
+        std::printf("  %-26s", r.front().policy.c_str());
+        for (const auto& x : r) std::printf(" %6.1f%%", 100 * x.violation);
+        std::printf("\n");
       }
-    });
+    }
     const Row& ours = rows.front();
     std::printf("\n%-26s %10s %10s %10s %9s %12s %16s %10s %14s%s\n", "policy", "SLO viol.", "served/s", "goodput/s", "p99 ms",
                 "peak MB", "memory policy", "decide ms", "viol. vs ours", search ? "     tput rps" : "");
@@ -113,6 +134,8 @@ int main(int argc, char** argv) {
       out["profiling_seconds"] = st.profiling_s;
       out["profiles_from_cache"] = st.cached_profiles;
       out["arrival"] = st.sc.arrival;
+      out["repeats"] = repeats;
+      out["block_loads"] = whole_variant_loads ? "whole variant files (--whole-variant-loads)" : "block files where a task has them";
       if (search) {
         out["throughput_note"] = "throughput_rps: the scenario's total rate x the highest rate scale sustained at >= 99 % SLO attainment; a probe lasts " +
                                  std::to_string(topt.probe_s) + " s or long enough for >= 500 requests (no mid-run SLO changes)";

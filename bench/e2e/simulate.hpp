@@ -175,12 +175,8 @@ SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, dou
   sr.energy_per_request = served > 0 ? active / served : 0;
   sr.energy_incl_idle = served > 0 ? (active + idle) / served : 0;
   r.metrics["policy"] = name;
-  r.metrics["slo_violation_rate"] = r.violation;
+  r.put_summary();
   r.metrics["load_seconds"] = duration_s;
-  r.metrics["served_rps"] = r.served;
-  r.metrics["goodput_rps"] = r.goodput;
-  r.metrics["p99_ms"] = r.p99;
-  r.metrics["peak_memory_bytes"] = m.peak_resident_bytes;
   r.metrics["mean_memory_bytes"] = m.mean_resident_bytes;
   r.metrics["budget_bytes"] = eo.memory_budget_bytes;
   r.metrics["budget_exceeded"] = eo.memory_budget_bytes > 0 && m.peak_resident_bytes > eo.memory_budget_bytes;
@@ -190,7 +186,6 @@ SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, dou
   r.metrics["throughput_rps"] = nullptr;  // run_simulation's search fills it in
   r.metrics["requests_issued"] = o.issued;
   r.metrics["requests_accounted"] = o.accounted;
-  r.metrics["decision_ms"] = r.decision;
   r.metrics["energy_j_per_request"] = sr.energy_per_request;
   r.metrics["energy_source"] = "modelled (processor profile)";
   r.metrics["energy_j_per_request_incl_idle"] = sr.energy_incl_idle;

@@ -101,6 +101,12 @@ latency-zoo)
     { cat "$tmp/gen.log"; fail "latency_zoo.py failed"; }
   "$bin" inspect "$tmp/lat/mobilenetv2" --json > "$tmp/task.json" || fail "the latency-scale task does not load"
   jcheck "$tmp/task.json" "assert d['kind']=='zoo_task' and len(d['blocks'])==5 and len(d['variants'])==3, d"
+  # Block files: one per (variant, block), listed in the manifest; the run below loads from them.
+  "$bin" split "$tmp/lat/mobilenetv2" --json > "$tmp/split.json" || fail "split exit $?"
+  jcheck "$tmp/split.json" "assert d[0]['variants']==3 and d[0]['block_files']==15 and d[0]['bytes']>0, d"
+  "$bin" inspect "$tmp/lat/mobilenetv2" --json > "$tmp/task.json" || fail "inspect after split exit $?"
+  jcheck "$tmp/task.json" "import os
+assert all(len(v['block_files'])==5 and all(os.path.isfile('$tmp/lat/mobilenetv2/'+f) for f in v['block_files']) for v in d['variants']), d"
   jcheck "$tmp/lat/mobilenetv2/manifest.json" "src=json.load(open('models/zoo/digits_cnn/manifest.json'))
 acc={v['name']:v['accuracy_pct'] for v in src['variants']}; acc['dense']=acc.pop('base')
 assert d['accuracy_source']['task']=='digits_cnn' and all(v['accuracy_pct']==acc[v['name']] for v in d['variants'])

@@ -154,15 +154,64 @@ TEST_CASE("Optimizer.SparsityAware.ReplansWhenRatesAndSlosChange") {
     optimizer::SparsityAware opt;
     Plan old_plan = opt.plan(s, e);
     // Rates triple and one deadline tightens: the new plan must do at least as well under the
-    // new state as keeping the old one would.
+    // new state as keeping the old one would (which the state offers, with its switching cost).
     for (auto& slo : s.slos) slo.rate_rps *= 3;
     s.slos[0].deadline_ms *= 0.6;
+    for (const auto& tp : old_plan.tasks) {
+      s.current_stitch.push_back(tp.variant);
+      s.current_placement.push_back(tp.placement);
+    }
     Plan new_plan = opt.plan(s, e);
     CHECK(new_plan.version == old_plan.version + 1);
     double kept = evaluate_plan(s, e, old_plan).score, replanned = evaluate_plan(s, e, new_plan).score;
     INFO("seed " << seed << ": keeping the old plan " << kept << ", re-planned " << replanned);
     CHECK(replanned >= kept - 1e-9);
   }
+}
+
+TEST_CASE("Optimizer.SparsityAware.ReplanForOneTaskKeepsTheOthersPlans") {
+  // One task's floor rises. With the plan in force in the state, the others keep their stitch
+  // and placement (nothing to gain at light load but noise-level score), so the re-plan's loads
+  // are that task's alone; without switching costs the others may be reshuffled.
+  using Free = optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.switch_penalty = 0, .switch_penalty_per_mib = 0}>;
+  int sticky_moves = 0, free_moves = 0, cases = 0;
+  for (std::uint64_t seed = 1; seed <= 8; ++seed) {
+    SyntheticEstimator e(SyntheticConfig{.seed = seed});
+    SystemState s = make_state(e, 0.15, 2.0, 2.0, seed);
+    Plan first = optimizer::SparsityAware{}.plan(s, e);
+    for (const auto& tp : first.tasks) {
+      s.current_stitch.push_back(tp.variant);
+      s.current_placement.push_back(tp.placement);
+    }
+    // Nothing changed: the plan in force is kept as it is.
+    Plan same = optimizer::SparsityAware{}.plan(s, e);
+    for (int t = 0; t < e.num_tasks(); ++t) {
+      CHECK(same.tasks[t].variant.choice == first.tasks[t].variant.choice);
+      CHECK(same.tasks[t].placement.processor == first.tasks[t].placement.processor);
+    }
+    // Task 0's floor rises just above what its current plan reaches.
+    const double raised = first.tasks[0].predicted_accuracy_pct + 0.05;
+    if (raised >= 100) continue;
+    s.slos[0].min_accuracy_pct = raised;
+    Plan sticky = optimizer::SparsityAware{}.plan(s, e), free = Free{}.plan(s, e);
+    check_well_formed(e, s, sticky);
+    if (!sticky.tasks[0].meets_slo) continue;  // no variant reaches the new floor
+    ++cases;
+    CHECK(e.accuracy_pct(0, sticky.tasks[0].variant) >= raised);
+    for (int t = 1; t < e.num_tasks(); ++t) {
+      const bool kept = sticky.tasks[t].variant.choice == first.tasks[t].variant.choice &&
+                        sticky.tasks[t].placement.processor == first.tasks[t].placement.processor;
+      sticky_moves += !kept;
+      free_moves += !(free.tasks[t].variant.choice == first.tasks[t].variant.choice &&
+                      free.tasks[t].placement.processor == first.tasks[t].placement.processor);
+    }
+    // Keeping the others costs no predicted attainment here.
+    CHECK(evaluate_plan(s, e, sticky).weighted_attainment >= evaluate_plan(s, e, free).weighted_attainment - 1e-3);
+  }
+  MESSAGE(cases << " re-plans: other tasks moved " << sticky_moves << " times with switching costs, " << free_moves << " without");
+  CHECK(cases >= 4);
+  CHECK(sticky_moves == 0);
+  CHECK(sticky_moves <= free_moves);
 }
 
 TEST_CASE("Optimizer.SparsityAware.MemoryBudgetRespected") {

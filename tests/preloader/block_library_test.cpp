@@ -1,8 +1,9 @@
 // stitch::BlockLibrary as the preloader sees it (issue 10): load compiles/packs the block for
 // the processor's backend and unload frees it; block_bytes is exactly what a load adds to
 // resident_bytes (before and after the first load); a block two stitches share is one slot;
-// repair vectors count in resident_bytes; a load reads the variant's file (and fails clearly
-// when it is gone or changed). On the committed zoo's smallest task.
+// repair vectors count in resident_bytes; a load reads the variant's file, or the block's own
+// file where the task has block files (and fails clearly when it is gone or changed). On the
+// committed zoo's smallest task.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "sparseloom/backends/reference/backend.hpp"
 #include "sparseloom/preloader/on_demand_lru.hpp"
 #include "sparseloom/stitch/block_library.hpp"
+#include "sparseloom/zoo/block_files.hpp"
 #ifdef SPARSELOOM_PRELOADER_TEST_CPU
 #include "sparseloom/backends/cpu/backend.hpp"
 #endif
@@ -132,6 +134,74 @@ TEST_CASE("Preloader.BlockLibraryLoadReadsTheVariantFile") {
   CHECK(lib.is_resident(0, 0, 0, 0));
   CHECK(lib.resident_bytes() == lib.block_bytes(0, 0, 0, 0));
   fs::remove_all(dir);
+}
+
+TEST_CASE("Preloader.BlockFilesLoadOnlyTheirBlock") {
+  // zoo::write_block_files cuts every variant into one ONNX file per block and lists them in the
+  // manifest; load_task checks each is exactly its block; a load then reads that file alone.
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("sparseloom-block-files-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root);
+  // Every committed task cuts into block files that import to exactly its blocks (BN-folded
+  // CNNs, the INT8 QDQ variants, the transformer with residual-map adapters).
+  for (const auto& t : zoo::list_tasks(fs::path(SPARSELOOM_SOURCE_DIR) / "models/zoo")) {
+    const fs::path dir = root / t.filename();
+    fs::copy(t, dir, fs::copy_options::recursive);
+    const auto sum = zoo::write_block_files(dir);
+    const auto z = zoo::load_task(dir);
+    CAPTURE(z.manifest.task);
+    CHECK(sum.variants == z.num_variants());
+    CHECK(sum.blocks == z.num_variants() * z.num_blocks());
+    for (int v = 0; v < z.num_variants(); ++v) {
+      REQUIRE(z.manifest.variants[v].block_files.size() == static_cast<std::size_t>(z.num_blocks()));
+      for (int b = 0; b < z.num_blocks(); ++b) CHECK_FALSE(ir::first_difference(z.read_block(b, v), z.blocks[b][v]));
+    }
+  }
+  const fs::path dir = root / "digits_cnn";
+  const auto z = zoo::load_task(dir);
+  REQUIRE(z.num_variants() >= 3);
+  stitch::BlockLibrary<reference::Backend> lib({&z}, {}, {{"ref", 0, {}}}, 16);
+  // Without the variant's own file a block still loads: only its block file is read.
+  fs::remove(dir / z.manifest.variants[1].file);
+  for (BlockIndex b = 0; b < z.num_blocks(); ++b) {
+    lib.load(0, b, 1, 0);
+    CHECK(lib.is_resident(0, b, 1, 0));
+  }
+  Tensor x = z.input(z.test_x, 0);
+  std::vector<Tensor> cur{x};
+  const auto s = lib.oracle(0).plain(1);
+  for (BlockIndex b = 0; b < z.num_blocks(); ++b) cur = lib.run(0, s, b, 0, cur);
+  const Tensor expect = lib.oracle(0).run(s, nullptr, x);
+  REQUIRE(cur.size() == 1);
+  REQUIRE(cur[0].numel() == expect.numel());
+  for (std::int64_t i = 0; i < expect.numel(); ++i) CHECK(cur[0].data<float>()[i] == expect.data<float>()[i]);
+  // A block file changed after start: that load fails naming it, before parsing.
+  const auto& files2 = z.manifest.variants[2].block_files;
+  fs::copy_file(dir / z.manifest.variants[0].block_files[1], dir / files2[1], fs::copy_options::overwrite_existing);
+  try {
+    lib.load(0, 1, 2, 0);
+    FAIL("a changed block file loaded");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::io);
+    CHECK(std::string(e.what()).find(files2[1]) != std::string::npos);
+  }
+  CHECK_FALSE(lib.is_resident(0, 1, 2, 0));
+  // At start, a block file that is not its block (here: another variant's, a valid model) is
+  // refused with the file named.
+  fs::copy_file(fs::path(SPARSELOOM_SOURCE_DIR) / "models/zoo/digits_cnn" / z.manifest.variants[1].file, dir / z.manifest.variants[1].file);
+  try {
+    (void)zoo::load_task(dir);
+    FAIL("a mismatched block file was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::parse);
+    CHECK(std::string(e.what()).find(files2[1]) != std::string::npos);
+    CHECK(std::string(e.what()).find("is not block 1") != std::string::npos);
+  }
+  // Writing the block files again repairs the task.
+  zoo::write_block_files(dir);
+  CHECK(zoo::load_task(dir).num_variants() == z.num_variants());
+  fs::remove_all(root);
 }
 
 TEST_CASE("Preloader.RepairBytesAdmittedWithinTheBudget") {

@@ -51,6 +51,7 @@ void add_plan(CLI::App& app, Globals& g);
 void add_run(CLI::App& app, Globals& g);
 void add_bench(CLI::App& app, Globals& g);
 void add_report(CLI::App& app, Globals& g);
+void add_split(CLI::App& app, Globals& g);
 
 // --- profile tables (profile.cpp) ---------------------------------------------------------
 struct ProfileRequest {

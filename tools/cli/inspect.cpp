@@ -126,7 +126,8 @@ int inspect_task(const std::filesystem::path& dir, const std::string& variant, c
   for (const auto& v : m.variants)
     j["variants"].push_back({{"name", v.name}, {"file", v.file}, {"kind", v.kind}, {"sparsity", v.sparsity}, {"int8", v.int8},
                              {"accuracy_pct", v.accuracy_pct}, {"params", v.params}, {"nonzeros", v.nonzeros}, {"bytes", v.bytes},
-                             {"macs", v.macs}, {"block_nonzeros", v.block_nonzeros}});
+                             {"macs", v.macs}, {"block_nonzeros", v.block_nonzeros},
+                             {"block_files", v.block_files}});
   std::vector<Layer> ls;
   if (!variant.empty()) {
     const auto& v = m.variants.at(static_cast<std::size_t>(m.variant_index(variant)));
@@ -156,8 +157,8 @@ int inspect_task(const std::filesystem::path& dir, const std::string& variant, c
   rows.clear();
   for (const auto& v : m.variants)
     rows.push_back({v.name, v.kind, fmt::format("{:.0f} %", 100 * v.sparsity), v.int8 ? "yes" : "no", fmt::format("{:.2f} %", v.accuracy_pct),
-                    std::to_string(v.nonzeros), human_bytes(static_cast<double>(v.bytes))});
-  print_table({"variant", "kind", "sparsity", "int8", "accuracy", "nonzeros", "size"}, rows);
+                    std::to_string(v.nonzeros), human_bytes(static_cast<double>(v.bytes)), v.block_files.empty() ? "no" : "yes"});
+  print_table({"variant", "kind", "sparsity", "int8", "accuracy", "nonzeros", "size", "block files"}, rows);
   if (!ls.empty()) {
     fmt::print("\nvariant {}:\n", variant);
     print_layers(ls);

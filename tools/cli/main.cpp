@@ -1,5 +1,5 @@
 // sparseloom: the command line, one subcommand per step of the workflow
-//   inspect -> zoo -> profile -> estimate -> plan -> run -> bench -> report
+//   inspect -> zoo (-> split) -> profile -> estimate -> plan -> run -> bench -> report
 // Tables for people by default, --json for scripts; exit codes in common.hpp / docs/cli.md.
 #include <cstdio>
 #include <cstdlib>
@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   app.fallthrough();  // --json / -q are accepted after the subcommand too
   add_inspect(app, g);
   add_zoo(app, g);
+  add_split(app, g);
   add_profile(app, g);
   add_estimate(app, g);
   add_plan(app, g);

@@ -26,18 +26,24 @@ def main(argv):
     policies = [p["policy"] for p in runs[0][1]["policies"]]
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.6 * len(runs) * len(policies) / 4), 7), sharex=True)
     width = 0.8 / len(policies)
+    # Lower panel: throughput at saturation where searched, else peak memory.
+    searched = any(isinstance(r.get("throughput_rps"), (int, float)) for _, d in runs for r in d["policies"])
     for k, pol in enumerate(policies):
-        viol, tput = [], []
+        viol, low, each = [], [], []
         for _, d in runs:
             row = next((r for r in d["policies"] if r["policy"] == pol), None)
             viol.append(100 * row["slo_violation_rate"] if row else float("nan"))
-            t = row.get("throughput_rps") if row else None
-            tput.append(t if isinstance(t, (int, float)) else float("nan"))
+            t = (row.get("throughput_rps") if searched else row.get("peak_memory_bytes", 0) / 1e6) if row else None
+            low.append(t if isinstance(t, (int, float)) else float("nan"))
+            each.append([100 * x["slo_violation_rate"] for x in row.get("runs", [])] if row else [])
         xs = [i + (k - (len(policies) - 1) / 2) * width for i in range(len(runs))]
         axes[0].bar(xs, viol, width, label=pol)
-        axes[1].bar(xs, tput, width, label=pol)
-    axes[0].set_ylabel("SLO violation rate (%)")
-    axes[1].set_ylabel("throughput at >= 99 % attainment (rps)")
+        for x, e in zip(xs, each):  # --repeat: each run's rate over its mean
+            axes[0].plot([x] * len(e), e, "k.", markersize=4)
+        axes[1].bar(xs, low, width, label=pol)
+    axes[0].set_ylabel("SLO violation rate (%)" + (" (bars: mean, dots: runs)" if any(
+        r.get("runs") for _, d in runs for r in d["policies"]) else ""))
+    axes[1].set_ylabel("throughput at >= 99 % attainment (rps)" if searched else "peak resident memory (MB)")
     axes[1].set_xticks(range(len(runs)))
     axes[1].set_xticklabels([n for n, _ in runs], rotation=15, ha="right")
     machine = runs[0][1].get("machine", {})

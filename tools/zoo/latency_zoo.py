@@ -269,6 +269,9 @@ def main():
         with open(os.path.join(out, "manifest.json"), "w") as f:
             json.dump(doc, f, indent=1)
         print(f"{name}: {time.time() - t0:.0f}s", flush=True)
+    # Block files (one ONNX per block, so a load reads only its block) come from the C++ side,
+    # which checks each against its own partition of the variant: docs/zoo.md "Block files".
+    print("next: sparseloom split " + " ".join(os.path.join(a.out, n) for n in a.models), flush=True)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ struct SystemState {
   // Its blocks count in memory_budget_bytes too. Shorter than the processor count = none.
   std::vector<double> device_budget_bytes = {};
   std::vector<double> processor_speed = {};   // observed slow-down factors (1 = as profiled)
+  // The plan in force per task (empty: none, e.g. the first plan). An optimizer may weigh what
+  // changing it costs: the new blocks must be loaded (and repaired) before the plan is current.
+  std::vector<StitchedVariant> current_stitch = {};
+  std::vector<Placement> current_placement = {};
 };
 
 template <class O, class E>

@@ -118,6 +118,9 @@ struct Candidate {
   std::vector<double> device_bytes;  // per processor: the bytes of the blocks placed on it
   double energy_j = 0;      // per request, where the estimator models energy (energy_j()); else 0
   std::vector<double> busy_ms;  // per processor: time one request holds it
+  // Score units the plan loses for choosing this option instead of the task's current one
+  // (its new blocks must load before the plan is current); 0 = no change or no current plan.
+  double switch_cost = 0;
 };
 
 // Evaluates (stitch, placement) with the estimator, under the state's processor speeds.
@@ -261,7 +264,7 @@ inline Evaluation evaluate(const SystemState& s, const std::vector<std::vector<C
       add_memory(c, ev.memory_bytes, ev.device_bytes);
     }
   ev.tasks.resize(n);
-  double num = 0, den = 0, margin = 0;
+  double num = 0, den = 0, margin = 0, switching = 0;
   int served = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const Slo& slo = s.slos[i];
@@ -269,6 +272,7 @@ inline Evaluation evaluate(const SystemState& s, const std::vector<std::vector<C
     den += w;
     if (choice[i] == kShed) continue;
     const Candidate& c = options[i][choice[i]];
+    switching += c.switch_cost;
     ev.tasks[i] = load.outcome(c, slo);
     num += w * ev.tasks[i].attainment;
     margin += c.accuracy_pct - slo.min_accuracy_pct;
@@ -285,7 +289,7 @@ inline Evaluation evaluate(const SystemState& s, const std::vector<std::vector<C
   ev.mean_accuracy_margin = served ? margin / served : 0;
   const double over = budget_overage(s, ev.memory_bytes, ev.device_bytes);
   ev.within_budget = over <= 0;
-  ev.score = combined_score(ev.weighted_attainment, ev.headroom, ev.mean_accuracy_margin, over);
+  ev.score = combined_score(ev.weighted_attainment, ev.headroom, ev.mean_accuracy_margin, over) - switching;
   return ev;
 }
 
@@ -295,7 +299,7 @@ inline Evaluation evaluate(const SystemState& s, const std::vector<std::vector<C
 inline void prune_dominated(std::vector<Candidate>& cs) {
   auto leq = [](const Candidate& a, const Candidate& b) {  // a at least as good as b
     if (a.latency_ms > b.latency_ms || a.memory_bytes > b.memory_bytes || a.accuracy_pct < b.accuracy_pct ||
-        a.energy_j > b.energy_j)
+        a.energy_j > b.energy_j || a.switch_cost > b.switch_cost)
       return false;
     for (std::size_t p = 0; p < a.busy_ms.size(); ++p)
       if (a.busy_ms[p] > b.busy_ms[p]) return false;
@@ -388,12 +392,21 @@ class AssignmentSearch {
   AssignmentSearch(const SystemState& s, const std::vector<std::vector<Candidate>>& options, int processors)
       : s_(s), opt_(options), load_(processors), choice_(options.size(), kShed) {}
 
-  std::vector<int> run(const SearchOptions& o) {
+  std::vector<int> run(const SearchOptions& o) { return run_from({}, o); }
+
+  // The same search started from `start` (an option index per task; kShed or missing entries
+  // are filled greedily): from the plan in force, a re-plan reaches the cheap changes (one
+  // block moved) that a greedy start from nothing may miss for a costlier equivalent.
+  std::vector<int> run_from(const std::vector<int>& start, const SearchOptions& o) {
     const int n = static_cast<int>(opt_.size());
     std::vector<int> order(n);
     for (int i = 0; i < n; ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return weight(a) > weight(b); });
-    for (int i : order) set(i, best_option(i, o.allow_shed).first);
+    for (int i = 0; i < n; ++i) set(i, kShed);
+    for (int i = 0; i < n && i < static_cast<int>(start.size()); ++i)
+      if (start[i] >= 0 && start[i] < static_cast<int>(opt_[i].size())) set(i, start[i]);
+    for (int i : order)
+      if (choice_[i] == kShed) set(i, best_option(i, o.allow_shed).first);
     if (!o.allow_shed)  // every task must hold an option even where none looked worth it
       for (int i = 0; i < n; ++i)
         if (choice_[i] == kShed && !opt_[i].empty()) set(i, 0);
@@ -426,20 +439,22 @@ class AssignmentSearch {
   }
 
   double score() const {
-    double num = 0, den = 0, margin = 0, max_rho = 0;
+    double num = 0, den = 0, margin = 0, max_rho = 0, switching = 0;
     int served = 0;
     for (std::size_t i = 0; i < opt_.size(); ++i) {
       double w = weight(static_cast<int>(i));
       den += w;
       if (choice_[i] == kShed) continue;
       const Candidate& c = opt_[i][choice_[i]];
+      switching += c.switch_cost;
       num += w * load_.outcome(c, s_.slos[i]).attainment;
       margin += c.accuracy_pct - s_.slos[i].min_accuracy_pct;
       ++served;
     }
     for (std::size_t p = 0; p < load_.processors(); ++p) max_rho = std::max(max_rho, load_.rho(p));
     return combined_score(den > 0 ? num / den : 1.0, 1.0 - max_rho, served ? margin / served : 0,
-                          budget_overage(s_, mem_, dev_mem_));
+                          budget_overage(s_, mem_, dev_mem_)) -
+           switching;
   }
 
   // The best option for task i with the others fixed (the current one when nothing beats it).

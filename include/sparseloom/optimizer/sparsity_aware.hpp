@@ -32,6 +32,7 @@
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,15 @@ struct SparsityAwareOptions {
   bool allow_shed = true;      // may reject a task's requests to save the others
   int max_passes = 20;
   int pair_moves_max_tasks = 8;
+  // Re-plans weigh switching: an option other than the task's current one (SystemState's
+  // current_stitch/placement) costs switch_penalty + switch_penalty_per_mib x the MiB of its
+  // blocks the current plan does not hold, in score units (weighted attainment is 0..1, headroom
+  // counts x1e-3). So a task keeps its plan unless another gains ~0.01 pp of predicted attainment
+  // (or 0.1 of headroom) plus ~0.001 pp per MiB to load: a re-plan for one task's SLO no longer
+  // reshuffles the others for noise-level gains, and the changed tasks' loads are what the
+  // make-before-break wait has to cover. 0 and 0: no stickiness (as before session 10).
+  double switch_penalty = 1e-4;
+  double switch_penalty_per_mib = 1e-5;
 };
 
 namespace detail {
@@ -320,11 +330,24 @@ class BasicSparsityAware {
       truth[t] = block_table(e, t, s);
       if (!Opt.sparsity_aware) belief[t] = blind_table(truth[t], s);
       const BlockTable& pt = Opt.sparsity_aware ? truth[t] : belief[t];
-      options[t] = candidates(e, t, s.slos[t], pt, procs, memory_bound(s), fallback[t]);
+      options[t] = candidates(e, t, s.slos[t], pt, procs, memory_bound(s), fallback[t], current_of(s, t, pt, procs));
       why[t] = std::string(name()) + ": " + std::to_string(options[t].size()) + " options";
     }
-    AssignmentSearch search(s, options, P);
-    std::vector<int> choice = search.run({Opt.allow_shed, Opt.max_passes, Opt.pair_moves_max_tasks});
+    const SearchOptions so{Opt.allow_shed, Opt.max_passes, Opt.pair_moves_max_tasks};
+    std::vector<int> choice = AssignmentSearch(s, options, P).run(so);
+    // Re-planning: also search from the plan in force (each task's option equal to it, where it
+    // is still an option), and keep whichever scores higher, switching costs included.
+    std::vector<int> keep(T, kShed);
+    bool any = false;
+    for (int t = 0; t < T; ++t)
+      if (const auto cur = current_of(s, t, truth[t], procs))
+        for (int j = 0; j < static_cast<int>(options[t].size()) && keep[t] == kShed; ++j)
+          if (options[t][j].stitch.choice == cur->stitch.choice && options[t][j].placement.processor == cur->placement.processor)
+            keep[t] = j, any = true;
+    if (any) {
+      std::vector<int> from_current = AssignmentSearch(s, options, P).run_from(keep, so);
+      if (evaluate(s, options, from_current, P).score > evaluate(s, options, choice, P).score) choice = std::move(from_current);
+    }
 
     Plan plan;
     if (Opt.sparsity_aware) {
@@ -351,10 +374,40 @@ class BasicSparsityAware {
   }
 
  private:
+  // Task t's plan in force, when the state has one this plan could keep (same blocks, usable
+  // processors, variants in range).
+  static std::optional<detail::DpResult> current_of(const SystemState& s, TaskIndex t, const BlockTable& pt,
+                                                    const std::vector<int>& procs) {
+    const auto i = static_cast<std::size_t>(t);
+    if (i >= s.current_stitch.size() || i >= s.current_placement.size()) return std::nullopt;
+    const auto& sv = s.current_stitch[i];
+    const auto& pl = s.current_placement[i];
+    if (sv.choice.size() != static_cast<std::size_t>(pt.blocks) || pl.processor.size() != sv.choice.size()) return std::nullopt;
+    for (std::size_t b = 0; b < sv.choice.size(); ++b)
+      if (sv.choice[b] < 0 || sv.choice[b] >= pt.variants ||
+          std::find(procs.begin(), procs.end(), pl.processor[b]) == procs.end())
+        return std::nullopt;
+    return detail::DpResult{sv, pl};
+  }
+
+  // What choosing c costs over keeping `cur` (Options: switch_penalty, switch_penalty_per_mib).
+  template <Estimator E>
+  static double switch_cost(const E& e, TaskIndex t, const Candidate& c, const std::optional<detail::DpResult>& cur) {
+    if (!cur) return 0.0;
+    double mib = 0;
+    bool same = true;
+    for (std::size_t b = 0; b < c.stitch.choice.size(); ++b) {
+      if (c.stitch.choice[b] == cur->stitch.choice[b] && c.placement.processor[b] == cur->placement.processor[b]) continue;
+      same = false;
+      mib += e.block_bytes(t, static_cast<BlockIndex>(b), c.stitch.choice[b]) / (1024.0 * 1024.0);
+    }
+    return same ? 0.0 : Opt.switch_penalty + Opt.switch_penalty_per_mib * mib;
+  }
+
   template <Estimator E>
   std::vector<Candidate> candidates(const E& e, TaskIndex t, const Slo& slo, const BlockTable& pt,
                                     const std::vector<int>& procs, bool budget_bound,
-                                    StitchedVariant& fallback) const {
+                                    StitchedVariant& fallback, const std::optional<detail::DpResult>& cur) const {
     const int B = pt.blocks, V = pt.variants;
     std::vector<double> plain_acc;
     VariantIndex ref = reference_variant(e, t, &plain_acc);
@@ -365,6 +418,7 @@ class BasicSparsityAware {
 
     std::vector<detail::DpResult> found;
     auto add = [&](std::vector<detail::DpResult> r) { found.insert(found.end(), r.begin(), r.end()); };
+    if (cur) found.push_back(*cur);  // keeping the plan in force is always an option
     // Plain variants: each processor alone, and the best mixed placement.
     for (int v = 0; v < V; ++v) {
       if (plain_acc[v] < slo.min_accuracy_pct && v != ref) continue;
@@ -426,6 +480,7 @@ class BasicSparsityAware {
       if (runnable(c)) out.push_back(std::move(c));
     }
     if (Opt.stitching) descend(e, t, slo, pt, out, acc_cache);
+    for (auto& c : out) c.switch_cost = switch_cost(e, t, c, cur);
     // No candidate meets the floor: keep the most accurate so the plan can say so.
     if (out.empty() && have_any) out.push_back(std::move(most_accurate));
     prune_dominated(out);

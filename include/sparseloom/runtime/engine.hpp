@@ -673,6 +673,11 @@ class Engine {
   void replan_locked(std::string reason) {
     SystemState st = state_;
     for (std::size_t p = 0; p < procs_.size(); ++p) st.processor_available[p] = procs_[p]->available.load();
+    if (auto cur = current())  // what changing each task's plan would cost (the optimizer's call)
+      for (const auto& tp : cur->plan.tasks) {
+        st.current_stitch.push_back(tp.variant);
+        st.current_placement.push_back(tp.placement);
+      }
     Plan plan;
     const auto t0 = std::chrono::steady_clock::now();
     const bool ok = plan_with(st, plan, reason);
@@ -705,6 +710,7 @@ class Engine {
 
   // Makes `plan` current: its stitch-time work done, its blocks preloaded, then swapped in.
   void adopt(Plan plan, std::string reason, double decision_ms) {
+    const double decided = clock_.now_ms();
     plan.decision_ms = decision_ms;
     plan.version = ++version_;
     auto snap = std::make_shared<Snapshot>();
@@ -739,11 +745,19 @@ class Engine {
     // The plan's block sizes, measured here, outside the memory policy's locks: a block never
     // compiled on its processor is compiled once to measure it (with the cpu backend's format
     // trial), and a policy asking for it under its lock would stall every request meanwhile.
+    DecisionRecord rec;
+    rec.decision_ms = decision_ms;
+    rec.version = version_;
     for (std::size_t t = 0; t < plan.tasks.size() && t < live_.size(); ++t) {
       const auto& tp = plan.tasks[t];
+      rec.stitch.emplace_back(tp.variant.choice.begin(), tp.variant.choice.end());
+      rec.placement.emplace_back(tp.placement.processor.begin(), tp.placement.processor.end());
       for (std::size_t b = 0; b < std::min(tp.variant.choice.size(), tp.placement.processor.size()); ++b) {
+        const auto tb = static_cast<TaskIndex>(t);
+        const auto bb = static_cast<BlockIndex>(b);
         try {
-          (void)lib_.block_bytes(static_cast<TaskIndex>(t), static_cast<BlockIndex>(b), tp.variant.choice[b], tp.placement.processor[b]);
+          const double bytes = static_cast<double>(lib_.block_bytes(tb, bb, tp.variant.choice[b], tp.placement.processor[b]));
+          if (!lib_.is_resident(tb, bb, tp.variant.choice[b], tp.placement.processor[b])) ++rec.new_blocks, rec.new_bytes += bytes;
         } catch (const std::exception&) {
           // A block that cannot be compiled fails (and is banned) when a request loads it.
         }
@@ -760,7 +774,10 @@ class Engine {
     snap->plan = std::move(plan);
     const double now = clock_.now_ms();
     sample_memory(now);  // both plans' blocks, where the policy loaded before breaking
-    ledger_.metrics.decision({now, decision_ms, version_, std::move(reason)});
+    rec.t_ms = now;
+    rec.adopt_wait_ms = now - decided;
+    rec.reason = std::move(reason);
+    ledger_.metrics.decision(std::move(rec));
     {
       std::lock_guard lk(snap_mu_);
       snap_ = std::move(snap);

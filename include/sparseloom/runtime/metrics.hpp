@@ -115,10 +115,16 @@ struct SloTimeline {
 };
 
 struct DecisionRecord {
-  double t_ms = 0;
+  double t_ms = 0;  // when the plan became current
   double decision_ms = 0;
   std::uint64_t version = 0;
   std::string reason;
+  // From the decision to the plan becoming current: stitch-time repairs and, where the memory
+  // policy loads before breaking, the new blocks' loads (the old plan runs meanwhile).
+  double adopt_wait_ms = 0;
+  int new_blocks = 0;         // blocks of the plan not resident when it was decided
+  double new_bytes = 0;       // their packed bytes
+  std::vector<std::vector<int>> stitch, placement;  // per task: variant and processor per block
 };
 
 struct EngineMetrics {

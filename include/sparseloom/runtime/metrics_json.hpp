@@ -60,7 +60,9 @@ inline nlohmann::json to_json(const EngineMetrics& m) {
                     {"decision_ms_max", m.decision_ms_max},
                     {"log", nlohmann::json::array()}};
   for (const auto& d : m.decisions)
-    j["decisions"]["log"].push_back({{"t_ms", d.t_ms}, {"decision_ms", d.decision_ms}, {"version", d.version}, {"reason", d.reason}});
+    j["decisions"]["log"].push_back({{"t_ms", d.t_ms}, {"decision_ms", d.decision_ms}, {"version", d.version}, {"reason", d.reason},
+                                     {"adopt_wait_ms", d.adopt_wait_ms}, {"new_blocks", d.new_blocks}, {"new_bytes", d.new_bytes},
+                                     {"stitch", d.stitch}, {"placement", d.placement}});
   j["queue_handoff_ms_mean"] = m.handoff_ms_mean;
   j["queue_handoff_samples"] = m.handoff_samples;
   return j;

@@ -1,6 +1,7 @@
 #pragma once
 // A task's zoo manifest (models/zoo/<task>/manifest.json, written by tools/zoo): variants,
 // cut points, blocks with their stitch-time repair, test/calibration data, stitch check.
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -40,6 +41,9 @@ struct VariantSpec {
   double plain_twin_accuracy_pct = -1;
   std::int64_t params = 0, nonzeros = 0, bytes = 0, macs = 0;
   std::vector<std::int64_t> block_macs, block_nonzeros;
+  // Optional: one ONNX file per block, cut from `file` (sparseloom split): a block load reads
+  // only its own weights. Relative to the task directory.
+  std::vector<std::string> block_files;
 };
 
 struct StitchRecord {
@@ -153,6 +157,14 @@ inline Manifest parse_manifest(const json::Json& doc, const std::filesystem::pat
     s.block_nonzeros = v.get_or<std::vector<std::int64_t>>("block_nonzeros", {});
     check(s.block_macs.empty() || s.block_macs.size() == m.blocks.size(), ErrorCode::parse, v.where("block_macs"),
           "one entry per block expected");
+    s.block_files = v.get_or<std::vector<std::string>>("block_files", {});
+    check(s.block_files.empty() || s.block_files.size() == m.blocks.size(), ErrorCode::parse, v.where("block_files"),
+          "one file per block expected");
+    for (const auto& f : s.block_files) {
+      const std::filesystem::path bf(f);
+      check(!f.empty() && bf.is_relative() && std::find(bf.begin(), bf.end(), "..") == bf.end(), ErrorCode::parse,
+            v.where("block_files"), "'" + f + "' must be a path inside the task directory");
+    }
     m.variants.push_back(std::move(s));
   }
   m.variant_index(m.base);

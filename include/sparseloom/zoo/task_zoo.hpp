@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sparseloom/core/npy.hpp"
+#include "sparseloom/ir/compare.hpp"
 #include "sparseloom/onnx/import.hpp"
 #include "sparseloom/stitch/partition.hpp"
 #include "sparseloom/zoo/manifest.hpp"
@@ -34,6 +35,10 @@ struct TaskZoo {
   // hash per variant: profiles and accuracies were taken of that one).
   std::filesystem::path dir;
   std::vector<std::size_t> file_hash;
+  // Per variant with block files (manifest `block_files`): the hash of each block's file, which
+  // load_task checked is exactly that block of the variant's file; read_block then reads only it.
+  std::vector<std::vector<std::size_t>> block_file_hash;
+  bool use_block_files = true;  // false: loads read whole variant files even so (an ablation)
 
   int num_blocks() const { return static_cast<int>(manifest.blocks.size()); }
   int num_variants() const { return static_cast<int>(variants.size()); }
@@ -58,9 +63,10 @@ struct TaskZoo {
   }
   std::int64_t label(std::int64_t i) const { return test_y.data<std::int64_t>()[i]; }
 
-  // Block b of variant v as a load reads it: imported from the variant's ONNX file and cut at
-  // the task's cut points again (a missing, corrupt or changed file fails here with the file
-  // named), or, for a zoo built in memory, the graph held in `blocks`.
+  // Block b of variant v as a load reads it: imported from the block's own file where the
+  // variant has block files, else from the variant's ONNX file and cut at the task's cut points
+  // again (a missing, corrupt or changed file fails here with the file named), or, for a zoo
+  // built in memory, the graph held in `blocks`.
   ir::Graph read_block(int b, int v) const;
 };
 
@@ -95,6 +101,18 @@ inline TaskZoo load_task(const std::filesystem::path& dir) {
     z.file_hash.push_back(f.hash);
     z.variants.push_back(onnx_io::import_bytes(f.bytes, (dir / v.file).string()));
     auto parts = stitch::partition(z.variants.back(), bounds);
+    z.block_file_hash.emplace_back();
+    for (std::size_t b = 0; b < v.block_files.size(); ++b) {
+      // A block file must be exactly the block the variant's file partitions into: profiles,
+      // accuracies and repairs are all taken of the latter.
+      const auto path = dir / v.block_files[b];
+      const auto bf = detail::read_variant_file(path);
+      const auto diff = ir::first_difference(onnx_io::import_bytes(bf.bytes, path.string()), parts[b]);
+      check(!diff, ErrorCode::parse, path.string(),
+            "is not block " + std::to_string(b) + " of " + v.file + ": " + diff.value_or("") +
+                " (rewrite the block files with `sparseloom split`)");
+      z.block_file_hash.back().push_back(bf.hash);
+    }
     for (std::size_t b = 0; b < parts.size(); ++b) z.blocks[b].push_back(std::move(parts[b]));
   }
   const DType raw = m.raw_dtype == "uint8" ? DType::u8 : DType::i16;
@@ -123,7 +141,15 @@ inline ir::Graph TaskZoo::read_block(int b, int v) const {
   check(b >= 0 && b < num_blocks() && v >= 0 && v < num_variants(), ErrorCode::invalid_argument, manifest.task,
         "block " + std::to_string(b) + " of variant " + std::to_string(v) + " is out of range");
   if (dir.empty()) return blocks[static_cast<std::size_t>(b)][static_cast<std::size_t>(v)];
-  const auto path = dir / manifest.variants[static_cast<std::size_t>(v)].file;
+  const auto& spec = manifest.variants[static_cast<std::size_t>(v)];
+  if (use_block_files && !spec.block_files.empty()) {
+    const auto path = dir / spec.block_files.at(static_cast<std::size_t>(b));
+    const auto f = detail::read_variant_file(path);
+    check(f.hash == block_file_hash.at(static_cast<std::size_t>(v)).at(static_cast<std::size_t>(b)), ErrorCode::io,
+          path.string(), "changed since the zoo was loaded (its profiles and accuracies are of the old file)");
+    return onnx_io::import_bytes(f.bytes, path.string());
+  }
+  const auto path = dir / spec.file;
   const auto f = detail::read_variant_file(path);
   check(f.hash == file_hash.at(static_cast<std::size_t>(v)), ErrorCode::io, path.string(),
         "changed since the zoo was loaded (its profiles and accuracies are of the old file)");
