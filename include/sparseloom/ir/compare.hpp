@@ -20,12 +20,12 @@ inline bool same_tensor(const Tensor& a, const Tensor& b) {
 }
 inline bool same_attribute(const Attribute& a, const Attribute& b) {
   if (a.index() != b.index()) return false;
-  if (const auto* t = std::get_if<Tensor>(&a)) return same_tensor(*t, std::get<Tensor>(b));
   return std::visit(
       [&](const auto& x) {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, Tensor>) return false;  // handled above
-        else return x == std::get<T>(b);
+        const T& y = std::get<T>(b);
+        if constexpr (std::is_same_v<T, Tensor>) return same_tensor(x, y);
+        else return x == y;
       },
       a);
 }

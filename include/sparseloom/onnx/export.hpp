@@ -129,12 +129,7 @@ inline std::vector<BlockPart> split_blocks(const ::onnx::ModelProto& m, const st
 }
 
 inline ::onnx::ModelProto load_model_proto(const std::filesystem::path& path) {
-  const std::string bytes = read_file(path, ImportOptions{}.max_file_bytes);
-  ::onnx::ModelProto m;
-  check(bytes.size() <= static_cast<std::size_t>(INT32_MAX) &&
-            m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) && m.has_graph(),
-        ErrorCode::parse, path.string(), "not a valid ONNX model (truncated or corrupt protobuf)");
-  return m;
+  return parse_model(read_file(path, ImportOptions{}.max_file_bytes), path.string());
 }
 
 inline std::int64_t default_opset(const ::onnx::ModelProto& m) {

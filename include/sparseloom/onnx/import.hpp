@@ -112,16 +112,21 @@ inline std::string read_file(const std::filesystem::path& path, std::size_t limi
   return bytes;
 }
 
-}  // namespace detail
-
-// Parses ONNX bytes into a Graph with inferred shapes, folded shape computations and (by
-// default) BatchNormalization folded into the preceding Conv. `source` names the bytes in errors.
-inline ir::Graph import_bytes(std::string_view bytes, const std::string& source, const ImportOptions& opt = {}) {
+// ONNX bytes as a ModelProto that has a graph; `source` names the bytes in errors.
+inline ::onnx::ModelProto parse_model(std::string_view bytes, const std::string& source) {
   ::onnx::ModelProto model;
   check(bytes.size() <= static_cast<std::size_t>(INT32_MAX), ErrorCode::parse, source, "model larger than 2 GiB");
   check(model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())), ErrorCode::parse, source,
         "not a valid ONNX model (truncated or corrupt protobuf)");
   check(model.has_graph(), ErrorCode::parse, source, "model has no graph");
+  return model;
+}
+
+}  // namespace detail
+
+// A parsed model (detail::parse_model) as a Graph with inferred shapes, folded shape
+// computations and (by default) BatchNormalization folded into the preceding Conv.
+inline ir::Graph import_model(const ::onnx::ModelProto& model, const std::string& source, const ImportOptions& opt = {}) {
   std::int64_t opset = -1;
   for (const auto& o : model.opset_import()) {
     if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
@@ -212,6 +217,11 @@ inline ir::Graph import_bytes(std::string_view bytes, const std::string& source,
           std::to_string(opt.max_tensor_bytes) + "-byte tensor limit");
   if (opt.fold_batchnorm) ir::fold_batchnorm(g);
   return g;
+}
+
+// Parses ONNX bytes into a Graph (import_model). `source` names the bytes in errors.
+inline ir::Graph import_bytes(std::string_view bytes, const std::string& source, const ImportOptions& opt = {}) {
+  return import_model(detail::parse_model(bytes, source), source, opt);
 }
 
 inline ir::Graph import_file(const std::filesystem::path& path, const ImportOptions& opt = {}) {

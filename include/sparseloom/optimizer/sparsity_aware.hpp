@@ -325,12 +325,14 @@ class BasicSparsityAware {
     std::vector<BlockTable> truth(T), belief;
     std::vector<std::string> why(T);
     std::vector<StitchedVariant> fallback(T);
+    std::vector<std::optional<detail::DpResult>> cur(T);  // each task's plan in force, if keepable
     if (!Opt.sparsity_aware) belief.resize(T);
     for (int t = 0; t < T; ++t) {
       truth[t] = block_table(e, t, s);
       if (!Opt.sparsity_aware) belief[t] = blind_table(truth[t], s);
       const BlockTable& pt = Opt.sparsity_aware ? truth[t] : belief[t];
-      options[t] = candidates(e, t, s.slos[t], pt, procs, memory_bound(s), fallback[t], current_of(s, t, pt, procs));
+      cur[t] = current_of(s, t, pt, procs);
+      options[t] = candidates(e, t, s.slos[t], pt, procs, memory_bound(s), fallback[t], cur[t]);
       why[t] = std::string(name()) + ": " + std::to_string(options[t].size()) + " options";
     }
     const SearchOptions so{Opt.allow_shed, Opt.max_passes, Opt.pair_moves_max_tasks};
@@ -340,9 +342,9 @@ class BasicSparsityAware {
     std::vector<int> keep(T, kShed);
     bool any = false;
     for (int t = 0; t < T; ++t)
-      if (const auto cur = current_of(s, t, truth[t], procs))
+      if (cur[t])
         for (int j = 0; j < static_cast<int>(options[t].size()) && keep[t] == kShed; ++j)
-          if (options[t][j].stitch.choice == cur->stitch.choice && options[t][j].placement.processor == cur->placement.processor)
+          if (options[t][j].stitch.choice == cur[t]->stitch.choice && options[t][j].placement.processor == cur[t]->placement.processor)
             keep[t] = j, any = true;
     if (any) {
       std::vector<int> from_current = AssignmentSearch(s, options, P).run_from(keep, so);

@@ -51,12 +51,10 @@ inline BlockFilesSummary write_block_files(const std::filesystem::path& task_dir
   std::vector<std::vector<std::string>> lists;
   for (const auto& v : m.variants) {
     const auto path = task_dir / v.file;
-    const auto f = detail::read_variant_file(path);
-    ::onnx::ModelProto model;
-    check(f.bytes.size() <= static_cast<std::size_t>(INT32_MAX) &&
-              model.ParseFromArray(f.bytes.data(), static_cast<int>(f.bytes.size())),
-          ErrorCode::parse, path.string(), "not a valid ONNX model (truncated or corrupt protobuf)");
-    const auto graph = onnx_io::import_bytes(f.bytes, path.string());
+    // Parsed once: the proto is cut, its import gives the shapes and the partition to match.
+    const auto model =
+        onnx_io::detail::parse_model(onnx_io::detail::read_file(path, onnx_io::ImportOptions{}.max_file_bytes), path.string());
+    const auto graph = onnx_io::import_model(model, path.string());
     const auto parts = onnx_io::slice_blocks(model, bounds, graph, path.string());
     const auto expect = stitch::partition(graph, bounds);
     std::vector<std::string> names;

@@ -81,6 +81,12 @@ inline VariantFile read_variant_file(const std::filesystem::path& path) {
   f.hash = std::hash<std::string_view>{}(f.bytes);
   return f;
 }
+// A load's read: the file's bytes, refused unless they hash as they did when the zoo was loaded.
+inline std::string read_unchanged(const std::filesystem::path& path, std::size_t hash) {
+  auto f = read_variant_file(path);
+  check(f.hash == hash, ErrorCode::io, path.string(), "changed since the zoo was loaded (its profiles and accuracies are of the old file)");
+  return std::move(f.bytes);
+}
 }  // namespace detail
 
 inline std::vector<std::string> block_boundaries(const Manifest& m) {
@@ -144,16 +150,12 @@ inline ir::Graph TaskZoo::read_block(int b, int v) const {
   const auto& spec = manifest.variants[static_cast<std::size_t>(v)];
   if (use_block_files && !spec.block_files.empty()) {
     const auto path = dir / spec.block_files.at(static_cast<std::size_t>(b));
-    const auto f = detail::read_variant_file(path);
-    check(f.hash == block_file_hash.at(static_cast<std::size_t>(v)).at(static_cast<std::size_t>(b)), ErrorCode::io,
-          path.string(), "changed since the zoo was loaded (its profiles and accuracies are of the old file)");
-    return onnx_io::import_bytes(f.bytes, path.string());
+    const auto hash = block_file_hash.at(static_cast<std::size_t>(v)).at(static_cast<std::size_t>(b));
+    return onnx_io::import_bytes(detail::read_unchanged(path, hash), path.string());
   }
   const auto path = dir / spec.file;
-  const auto f = detail::read_variant_file(path);
-  check(f.hash == file_hash.at(static_cast<std::size_t>(v)), ErrorCode::io, path.string(),
-        "changed since the zoo was loaded (its profiles and accuracies are of the old file)");
-  auto parts = stitch::partition(onnx_io::import_bytes(f.bytes, path.string()), block_boundaries(manifest));
+  const auto bytes = detail::read_unchanged(path, file_hash.at(static_cast<std::size_t>(v)));
+  auto parts = stitch::partition(onnx_io::import_bytes(bytes, path.string()), block_boundaries(manifest));
   return std::move(parts.at(static_cast<std::size_t>(b)));
 }
 
