@@ -292,7 +292,7 @@ TEST_CASE("Optimizer.SparsityAware.DecisionTimeIsReported") {
   Plan plan = optimizer::SparsityAware{}.plan(s, e);
   MESSAGE("decision time (4x8x6x3, debug-or-release test build): " << plan.decision_ms << " ms");
   CHECK(plan.decision_ms > 0);
-  CHECK(plan.decision_ms < 100);  // loose: the bench measures it properly
+  CHECK(plan.decision_ms < 5000);  // catches a runaway search only: bench/optimizer times it
 }
 
 TEST_CASE("Optimizer.SparsityAware.RejectsAStateThatDoesNotMatchTheEstimator") {
