@@ -68,12 +68,15 @@ std::string feature_name(unsigned f) {
   if (f & estimator::Features::skip_pairs) n += "+skip";
   if (f & estimator::Features::logit) n += ",logit";
   if (f & estimator::Features::calibrated) n += ",cal";
+  if (f & estimator::Features::boosted) n += ",boost";
   return n;
 }
 
 struct ModeResult {
   estimator::AccuracyError err, err_adjacent;
   estimator::FitChoice choice;
+  estimator::AccuracyError err_ridge;  // the chosen ridge model alone, on the same held-out stitches
+  double cv_mae_linear = -1;  // the chosen ridge model's CV error, before the boosted stage was tried
   double measure_seconds = 0, recorded_seconds = -1, timed_share = 0, fit_seconds = 0, check_mean_abs_pp = 0, check_max_abs_pp = 0;
   std::size_t measured = 0, block_runs = 0, naive_block_runs = 0, checked = 0;
 };
@@ -82,7 +85,7 @@ struct ModeResult {
 int main(int argc, char** argv) {
   CLI::App app{"SparseLoom estimator error on held-out stitched variants"};
   std::string zoo_dir = "models/zoo", json_path, cache_dir = "out/estimator-cache", only;
-  bool quick = false, repair_only = false;
+  bool quick = false, repair_only = false, no_boost = false;
   double fraction = 0.02;
   int latency_stitches = 300, check_stitches = 20, folds = 5;
   int workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency())), speedup_stitches = 0;
@@ -101,6 +104,7 @@ int main(int argc, char** argv) {
                  "also measure N uncached sample stitches (repair on) with 1 worker and with --workers, check they agree, print the speed-up");
   std::vector<std::string> per_task;
   app.add_option("--task-fraction", per_task, "TASK=F: another fit fraction for one task (repeatable)");
+  app.add_flag("--no-boost", no_boost, "ridge model only: do not try the boosted-trees stage (Features::boosted)");
   app.add_flag("--repair-only", repair_only, "skip the no-repair measurement and fit (no \"no_repair\" entry in the JSON)");
   app.add_flag("--quick", quick, "digits_cnn only (unless --task), <= 0.2 % fraction, 12 timed stitches, 4 checked: under 60 s from a cold cache");
   CLI11_PARSE(app, argc, argv);
@@ -119,7 +123,7 @@ int main(int argc, char** argv) {
     out["accuracy_workers"] = workers;
     std::printf("machine: %s; accuracy measured by %d worker(s) and latency on the %s backend, 1 thread each\n", cpu_model().c_str(),
                 workers, std::string(Proc::name()).c_str());
-    std::printf("%-14s %6s %7s %6s %7s %6s %7s %22s %8s %7s %6s\n", "task", "repair", "MAE pp", "rho", "adj MAE", "zs MAE",
+    std::printf("%-14s %6s %7s %6s %9s %7s %6s %7s %28s %8s %7s %6s\n", "task", "repair", "MAE pp", "rho", "ridge MAE", "adj MAE", "zs MAE",
                 "lambda", "features", "fraction", "meas s", "check");
     for (const auto& dir : zoo::list_tasks(zoo_dir)) {
       const zoo::TaskZoo z = zoo::load_task(dir);
@@ -227,15 +231,25 @@ int main(int argc, char** argv) {
         std::vector<unsigned> menu;
         for (unsigned terms : {0u, 0u + F::switch_terms, F::switch_terms | F::skip_pairs})
           for (unsigned extra : {0u, 0u + F::logit, 0u + F::calibrated, F::logit | F::calibrated}) menu.push_back(terms | extra);
-        const auto fitted = estimator::fit_cross_validated(m, repair, fit, menu, lambdas, folds, &r.choice);
+        auto fitted = estimator::fit_cross_validated(m, repair, fit, menu, lambdas, folds, &r.choice);
+        // Then the boosted stage on top of the chosen ridge model, kept only if it wins the
+        // same cross-validation (trees cost ~1 s per fit on 10k stitches: not on every menu entry).
+        if (!no_boost) {
+          estimator::FitChoice boosted_choice;
+          auto boosted = estimator::fit_cross_validated(m, repair, fit, {r.choice.features | F::boosted}, {r.choice.lambda}, folds,
+                                                        &boosted_choice);
+          r.cv_mae_linear = r.choice.cv_mae_pp;
+          r.err_ridge = estimator::evaluate(fitted, held_out);
+          if (boosted_choice.cv_mae_pp < r.choice.cv_mae_pp) fitted = std::move(boosted), r.choice = boosted_choice;
+        }
         estimator::FitChoice adj_choice;
         const auto adjacent = estimator::fit_cross_validated(m, repair, fit, {estimator::Features::adjacent}, lambdas, folds, &adj_choice);
         r.fit_seconds = seconds_since(t1);
         r.err = estimator::evaluate(fitted, held_out);
         r.err_adjacent = estimator::evaluate(adjacent, held_out);
         const double frac = (singles + static_cast<double>(sample.size())) / space;
-        std::printf("%-14s %6s %7.3f %6.3f %7.3f %6.3f %7.2g %22s %7.2f%% %7.1f %6.2f\n", m.task.c_str(), repair ? "on" : "off",
-                    r.err.mae_pp, r.err.rank_corr, r.err_adjacent.mae_pp, r.err_adjacent.zero_shot_mae_pp, r.choice.lambda,
+        std::printf("%-14s %6s %7.3f %6.3f %9.3f %7.3f %6.3f %7.2g %28s %7.2f%% %7.1f %6.2f\n", m.task.c_str(), repair ? "on" : "off",
+                    r.err.mae_pp, r.err.rank_corr, r.cv_mae_linear >= 0 ? r.err_ridge.mae_pp : r.err.mae_pp, r.err_adjacent.mae_pp, r.err_adjacent.zero_shot_mae_pp, r.choice.lambda,
                     feature_name(r.choice.features).c_str(), 100 * frac, r.recorded_seconds, r.check_max_abs_pp);
         json::Json jm{{"accuracy_mae_pp", r.err.mae_pp},
                       {"rank_corr", r.err.rank_corr},
@@ -245,6 +259,10 @@ int main(int argc, char** argv) {
                       {"features", feature_name(r.choice.features)},
                       {"lambda", r.choice.lambda},
                       {"cv_mae_pp", r.choice.cv_mae_pp},
+                      {"ridge_only", r.cv_mae_linear >= 0 ? json::Json{{"accuracy_mae_pp", r.err_ridge.mae_pp},
+                                                                       {"rank_corr", r.err_ridge.rank_corr},
+                                                                       {"cv_mae_pp", r.cv_mae_linear}}
+                                                          : json::Json(nullptr)},
                       {"held_out", r.err.n},
                       {"fit_stitches_measured", sample.size()},
                       {"fraction_profiled", frac},

@@ -56,7 +56,7 @@ AccuracyModel model_of(const Truth& t) {
   return m;
 }
 // What the accuracy model is fitted from, measured on a synthetic `truth`: the plain variants,
-// every single-block swap into variant 0, a pair-covering training sample of 150 stitches, and
+// every single-block swap into variant 0, a pair-covering training sample of `train_n` stitches, and
 // `held_out` random stitches kept out of training.
 struct SyntheticMeasurements {
   std::vector<double> plain;
@@ -65,7 +65,7 @@ struct SyntheticMeasurements {
   std::vector<StitchedVariant> held;
 };
 template <class F>
-SyntheticMeasurements synthetic_measurements(int B, int V, const F& truth, int held_out) {
+SyntheticMeasurements synthetic_measurements(int B, int V, const F& truth, int held_out, std::size_t train_n = 150) {
   SyntheticMeasurements m;
   for (int v = 0; v < V; ++v) m.plain.push_back(truth({std::vector<int>(B, v)}));
   m.single.assign(B, std::vector<double>(V));
@@ -79,7 +79,7 @@ SyntheticMeasurements synthetic_measurements(int B, int V, const F& truth, int h
   m.held = AccuracyModel::sample(B, V, static_cast<std::size_t>(held_out), SampleStrategy::random, 4);
   std::set<std::vector<int>> exclude;
   for (const auto& s : m.held) exclude.insert(s.choice);
-  for (const auto& s : AccuracyModel::sample(B, V, 150, SampleStrategy::pair_cover, 2, exclude)) m.train.push_back({s, truth(s)});
+  for (const auto& s : AccuracyModel::sample(B, V, train_n, SampleStrategy::pair_cover, 2, exclude)) m.train.push_back({s, truth(s)});
   return m;
 }
 
@@ -194,6 +194,77 @@ TEST_CASE("Estimator.Accuracy.CalibrationFollowsASaturatingLink") {
   std::sort(pc.begin(), pc.end());
   for (std::size_t i = 1; i < pc.size(); ++i) CHECK(pc[i].second >= pc[i - 1].second - 1e-9);
   for (int v = 0; v < V; ++v) CHECK(cal.predict({std::vector<int>(B, v)}) == plain[v]);
+}
+
+// Three heavily pruned blocks in a row cost more than their pairs say (what speech_kws shows):
+// no pair term can express it, the boosted stage over drops and descriptors can.
+TEST_CASE("Estimator.Accuracy.BoostedStageLearnsThreeBlockInteractions") {
+  const int B = 5, V = 6;
+  std::mt19937_64 rng(12);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<std::vector<double>> d(B, std::vector<double>(V));
+  for (int b = 0; b < B; ++b)
+    for (int v = 1; v < V; ++v) d[b][v] = 1.5 * u(rng) * v / V;
+  auto heavy = [](int v) { return v >= 3; };
+  auto truth = [&](const StitchedVariant& s) {
+    double a = 90;
+    for (int b = 0; b < B; ++b) a -= d[b][s.choice[b]];
+    for (int b = 0; b + 2 < B; ++b)
+      if (heavy(s.choice[b]) && heavy(s.choice[b + 1]) && heavy(s.choice[b + 2])) a -= 6;
+    return a;
+  };
+  const auto [plain, single, train, held] = synthetic_measurements(B, V, truth, 300, 1500);
+  std::vector<AccuracyModel::Descriptor> desc;
+  for (int v = 0; v < V; ++v) desc.push_back({0.1 * v + (v >= 3 ? 0.3 : 0.0), 0, 0, 0});  // sparsity grows with v
+  auto mae = [&](unsigned features) {
+    AccuracyModel m(B, V, 0, features);
+    m.set_measurements(plain, single);
+    m.set_descriptors(desc);
+    m.fit(train, 1.0);
+    double e = 0;
+    for (const auto& s : held) e += std::abs(m.predict(s) - truth(s));
+    for (int v = 0; v < V; ++v) CHECK(m.predict({std::vector<int>(B, v)}) == plain[v]);  // plain variants exact
+    return e / static_cast<double>(held.size());
+  };
+  const unsigned pairs = Features::switch_terms | Features::skip_pairs;
+  const double ridge = mae(pairs), boosted = mae(pairs | Features::boosted);
+  MESSAGE("ridge MAE " << ridge << " pp, + boosted trees " << boosted << " pp");
+  CHECK(boosted < 0.5 * ridge);
+  CHECK_THROWS_AS(AccuracyModel(B, V, 0).set_descriptors({}), Error);
+}
+
+TEST_CASE("Estimator.BoostedTrees.StepsAndProducts") {
+  // y = 3 [x0 > 0.5] + 2 x1 x2 on uniform inputs, x3 pure noise: trees must find the step and
+  // approximate the product; the same data fitted twice gives the same model.
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> u(0, 1);
+  auto f = [](const std::vector<double>& x) { return 3.0 * (x[0] > 0.5) + 2.0 * x[1] * x[2]; };
+  std::vector<std::vector<double>> rows, test;
+  std::vector<double> y;
+  for (int i = 0; i < 3000; ++i) {
+    rows.push_back({u(rng), u(rng), u(rng), u(rng)});
+    y.push_back(f(rows.back()));
+  }
+  for (int i = 0; i < 500; ++i) test.push_back({u(rng), u(rng), u(rng), u(rng)});
+  BoostedTrees a, b;
+  a.fit(rows, y);
+  b.fit(rows, y);
+  double err = 0, spread = 0;
+  for (const auto& x : test) {
+    err += std::abs(a.predict(x) - f(x));
+    spread += std::abs(f(x) - 2.0);  // ~ the error of predicting the mean
+    CHECK(a.predict(x) == b.predict(x));
+  }
+  MESSAGE("boosted trees MAE " << err / 500 << " vs " << spread / 500 << " for the mean");
+  CHECK(err < 0.1 * spread);
+  // Too few samples for two leaves: no model, predicts 0. Bad shapes are errors.
+  BoostedTrees tiny;
+  tiny.fit({{1.0}, {2.0}}, {1.0, 2.0});
+  CHECK(tiny.empty());
+  CHECK(tiny.predict({1.5}) == 0.0);
+  CHECK_THROWS_AS(tiny.fit({{1.0}, {2.0, 3.0}}, {1.0, 2.0}), Error);
+  CHECK_THROWS_AS(tiny.fit({{1.0}}, {1.0, 2.0}), Error);
+  CHECK_THROWS_AS(BoostedTrees(BoostOptions{.max_bins = 300}).fit({{1.0}}, {1.0}), Error);
 }
 
 TEST_CASE("Estimator.Accuracy.PairCoverSampleCoversEveryAdjacentPair") {

@@ -23,6 +23,15 @@ inline StitchedVariant stitch_of(const zoo::Manifest& m, const std::vector<std::
   return s;
 }
 
+// Each variant's compression as the boosted stage of the accuracy model sees it.
+inline std::vector<AccuracyModel::Descriptor> descriptors_of(const zoo::Manifest& m) {
+  std::vector<AccuracyModel::Descriptor> d;
+  for (const auto& v : m.variants)
+    d.push_back({v.sparsity, v.int8 ? 1.0 : 0.0, v.kind.find("block") != std::string::npos ? 1.0 : 0.0,
+                 v.kind.find("2:4") != std::string::npos ? 1.0 : 0.0});
+  return d;
+}
+
 // fit_fraction: share of the task's stitched space whose measured accuracy the model may use
 // (single swaps count towards it); the remaining measured stitches are held out.
 inline AccuracyFit fit_accuracy(const zoo::Manifest& m, bool repair, double fit_fraction, std::uint64_t seed = 7,
@@ -39,6 +48,7 @@ inline AccuracyFit fit_accuracy(const zoo::Manifest& m, bool repair, double fit_
   AccuracyFit f;
   f.model = AccuracyModel(B, V, base);
   f.model.set_measurements(plain, single);
+  f.model.set_descriptors(descriptors_of(m));
   double space = 1;
   for (int b = 0; b < B; ++b) space *= V;
   space -= V;  // stitched variants exclude the plain ones
@@ -109,6 +119,7 @@ inline AccuracyModel zero_shot_model(const zoo::Manifest& m, bool repair, unsign
     for (int b = 0; b < B; ++b) single[b][v] = v == base ? plain[base] : singles.at(v).at(b);
   AccuracyModel model(B, V, base, features);
   model.set_measurements(plain, single);
+  model.set_descriptors(descriptors_of(m));
   if (singles_out)
     for (int b = 0; b < B; ++b)
       for (int v = 0; v < V; ++v) {
