@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "sparseloom/backends/cpu/backend.hpp"
+#include "sparseloom/backends/cpu/format_cache_file.hpp"
 #endif
 
 namespace sparseloom::e2e {
@@ -57,6 +58,10 @@ struct Setup {
   std::vector<std::vector<Tensor>> inputs;
   double profiling_s = 0;
   std::size_t cached_profiles = 0;  // tasks whose block profile came from the profile cache
+  // cpu backend format decisions taken from <profile cache>/cpu-format-decisions.json, and why
+  // that file was not used ("" when it was, or when there is no cpu backend / cache).
+  std::size_t cached_format_decisions = 0;
+  std::string format_cache_ignored;
   double handoff_ms = 0;  // measured thread-to-thread handoff, the transfer cost between processors
 };
 
@@ -161,6 +166,14 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
   std::vector<estimator::Profiled::Task> et;
 #ifdef SPARSELOOM_E2E_HAS_CPU
   const std::string cpu_revision = ";cpu_rev=" + std::to_string(cpu::Backend::kRevision);
+  // Format trials of an earlier run on this machine: compiling the blocks below packs those
+  // formats without timing them again (start-up of a large zoo: minutes otherwise).
+  const auto format_file = profile_cache.empty() ? std::filesystem::path{} : profile_cache / "cpu-format-decisions.json";
+  if (!format_file.empty()) {
+    const auto fr = cpu::load_format_cache(format_file);
+    st.cached_format_decisions = fr.added;
+    if (fr.ignored != "no file") st.format_cache_ignored = fr.ignored;
+  }
 #else
   const std::string cpu_revision;
 #endif
@@ -209,6 +222,15 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
     if (on_profiled) on_profiled(t + 1, st.zoos.size());
   }
   st.profiling_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+#ifdef SPARSELOOM_E2E_HAS_CPU
+  if (!format_file.empty()) {
+    try {
+      cpu::save_format_cache(format_file);
+    } catch (const Error& e) {  // a cache: the run goes on without it
+      std::fprintf(stderr, "note: format decisions not saved: %s\n", e.what());
+    }
+  }
+#endif
   st.est = estimator::Profiled(std::move(et), pprof);
   for (std::size_t t = 0; t < st.sc.tasks.size(); ++t) {
     st.tasks.push_back({st.sc.tasks[t].task, slo_of(st.sc.tasks[t], st.worst_ms[t])});

@@ -61,8 +61,10 @@ int main(int argc, char** argv) {
     if (budget_sweep) return run_budget_sweep(st, quick ? std::min(5.0, st.sc.duration_s) : dur, json_path, budget_points);
     std::printf("scenario %s: %zu tasks, %zu processors, %.0f s per policy; machine %s (%u hardware threads)\n",
                 st.sc.name.c_str(), st.tasks.size(), st.procs.size(), dur, cpu_model().c_str(), std::thread::hardware_concurrency());
-    std::printf("profiling took %.1f s (%zu of %zu tasks from out/profile-cache); processors share this machine's cores\n",
-                st.profiling_s, st.cached_profiles, st.tasks.size());
+    std::printf("profiling took %.1f s (%zu of %zu tasks from out/profile-cache, %zu cpu format decisions reused%s%s); "
+                "processors share this machine's cores\n",
+                st.profiling_s, st.cached_profiles, st.tasks.size(), st.cached_format_decisions,
+                st.format_cache_ignored.empty() ? "" : "; format cache ignored: ", st.format_cache_ignored.c_str());
     for (std::size_t t = 0; t < st.tasks.size(); ++t)
       std::printf("  task %-18s deadline %7.2f ms  floor %5.1f %%  rate %5.1f rps\n", st.tasks[t].name.c_str(),
                   st.tasks[t].slo.deadline_ms, st.tasks[t].slo.min_accuracy_pct, st.tasks[t].slo.rate_rps);
@@ -133,6 +135,7 @@ int main(int argc, char** argv) {
       out["duration_s"] = dur;
       out["profiling_seconds"] = st.profiling_s;
       out["profiles_from_cache"] = st.cached_profiles;
+      out["format_decisions_from_cache"] = st.cached_format_decisions;
       out["arrival"] = st.sc.arrival;
       out["repeats"] = repeats;
       out["block_loads"] = whole_variant_loads ? "whole variant files (--whole-variant-loads)" : "block files where a task has them";

@@ -9,6 +9,7 @@
 #include <iterator>
 #include <map>
 
+#include "sparseloom/backends/cpu/format_decision.hpp"
 #include "sparseloom/backends/reference/backend.hpp"
 #include "sparseloom/core/json.hpp"
 #include "sparseloom/core/npy.hpp"
@@ -44,6 +45,12 @@ bool replay(const std::string& target, const std::string& bytes, const std::stri
     } else if (target == "profile_table") {
       const auto t = estimator::profile_from_json(json::parse(bytes, name), name);
       estimator::profile_from_json(estimator::to_json(t), name + " (round trip)");  // must not throw
+    } else if (target == "format_cache") {
+      const auto p = cpu::format_decisions_from_json(json::parse(bytes, name), "fuzz");
+      const auto again = cpu::format_decisions_from_json(cpu::format_decisions_to_json(p.entries, "fuzz"), "fuzz");
+      CHECK(again.ignored.empty());
+      CHECK(again.skipped == 0);
+      CHECK(again.entries.formats.size() == p.entries.formats.size());
     } else if (target == "sim_profile") {
 #ifdef SPARSELOOM_HAS_SIM_PROFILE
       const auto p = sim::parse_profile(json::parse_document(bytes, name).root());
@@ -76,5 +83,5 @@ TEST_CASE("Fuzz.Regressions.ReplayWithoutCrash") {
   }
   for (const auto& [t, n] : replayed) MESSAGE("replayed " << n << " " << t << " inputs");
   // Every fuzz target has committed inputs.
-  for (const char* t : {"npy", "onnx", "manifest", "scenario", "profile_table"}) CHECK_MESSAGE(replayed[t] >= 1, t);
+  for (const char* t : {"npy", "onnx", "manifest", "scenario", "profile_table", "format_cache"}) CHECK_MESSAGE(replayed[t] >= 1, t);
 }

@@ -8,9 +8,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <random>
 
+#include <unistd.h>
+
 #include "sparseloom/backends/cpu/backend.hpp"
+#include "sparseloom/backends/cpu/format_cache_file.hpp"
 #include "sparseloom/stitch/block_library.hpp"
 
 using namespace sparseloom;
@@ -192,4 +197,88 @@ TEST_CASE("Preloader.ReloadAfterEvictionSkipsTheFormatTrial") {
               "decision) %.2f ms/block, %.1fx\n",
               n, cold_ms / n, warm_ms / n, warm_ms > 0 ? cold_ms / warm_ms : 0.0);
   CHECK(warm_ms < cold_ms);
+}
+
+// The decisions on disk (format_cache_file.hpp): a new process (here: a cleared cache) that
+// loads them packs the same formats without timing; a file from another machine, a damaged
+// file or damaged entries are ignored, and an entry this build cannot pack is a miss.
+TEST_CASE("Preloader.FormatCacheFileRestoresDecisionsAndRejectsBadOnes") {
+  namespace fs = std::filesystem;
+  auto& cache = cpu::FormatCache::instance();
+  cache.clear();
+  cpu::ThreadPool pool(1);
+  const std::int64_t m = 64, k = 96, n = 24;
+  auto w = sparse_weights(m, k, 0.8, 21);
+  cpu::ChoiceOptions opt;
+  opt.budget_ms = 0.2;
+  const auto first = cpu::prepare_matmul(w.data(), m, k, n, cpu::Epilogue::none(), pool, opt);
+  CHECK(cache.decision("test:flag", [] { return true; }));  // a timed yes/no choice (conv.hpp's kind)
+  const fs::path dir = fs::temp_directory_path() / ("sparseloom-format-cache-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const auto file = dir / "sub" / "decisions.json";
+  cpu::save_format_cache(file);
+  auto write = [&](const std::string& text) { std::ofstream(file, std::ios::trunc) << text; };
+
+  cache.clear();
+  auto r = cpu::load_format_cache(file);
+  CHECK(r.ignored.empty());
+  CHECK(r.added >= 1);
+  CHECK(r.skipped == 0);
+  const auto t0 = cache.stats().trials;
+  const auto again = cpu::prepare_matmul(w.data(), m, k, n, cpu::Epilogue::none(), pool, opt);
+  CHECK(again.from_cache());
+  CHECK(cache.stats().trials == t0);  // nothing timed
+  CHECK(again.format() == first.format());
+  CHECK(again.kernel() == first.kernel());
+  CHECK(same_candidates(again.candidates(), first.candidates()));
+  CHECK(max_error(again, w, m, k, n, pool) < 1e-4);
+  CHECK(cache.decision("test:flag", [] { return false; }));  // restored: not decided again
+
+  // Another machine or build: ignored as a whole.
+  cache.clear();
+  r = cpu::load_format_cache(file, "some other CPU");
+  CHECK(r.added == 0);
+  CHECK(r.ignored.find("another machine") != std::string::npos);
+  CHECK(cache.size() == 0);
+  // Missing, not JSON, truncated, wrong version: ignored, never thrown.
+  CHECK(cpu::load_format_cache(dir / "none.json").ignored == "no file");
+  const std::string good = [&] { std::ifstream in(file); return std::string(std::istreambuf_iterator<char>(in), {}); }();
+  for (const std::string& bad : {std::string("\x01\xff not json"), good.substr(0, good.size() / 2), std::string("[]"),
+                                std::string("{\"format_cache\": \"1\"}")}) {
+    write(bad);
+    r = cpu::load_format_cache(file);
+    CHECK(r.added == 0);
+    CHECK_FALSE(r.ignored.empty());
+  }
+  // Damaged entries are skipped one by one; the rest is taken.
+  const std::string tag = cpu::format_cache_tag();
+  auto doc = [&](const std::string& formats) {
+    json::Json j{{"format_cache", cpu::kFormatCacheFileVersion}, {"tag", tag}, {"flags", json::Json::array()}};
+    j["formats"] = json::Json::parse(formats);
+    return j.dump();
+  };
+  write(doc(R"([{"key": "a", "format": "csr", "ukernel": "", "kc": -4, "candidates": []},
+                {"key": "b", "format": "lz77", "ukernel": "", "kc": 0, "candidates": []},
+                {"key": "c", "format": "csr", "ukernel": "", "kc": 0, "candidates": [{"format": "csr", "kernel": "x", "ms": -1}]},
+                {"key": "", "format": "csr", "ukernel": "", "kc": 0, "candidates": []},
+                {"key": "d", "format": "csr", "ukernel": "", "kc": 0, "candidates": []}])"));
+  cache.clear();
+  r = cpu::load_format_cache(file);
+  CHECK(r.skipped == 4);
+  CHECK(r.added == 1);
+  // A well-formed entry this build cannot pack (an unknown microkernel) is a miss: trial again.
+  json::Json saved = json::Json::parse(good);
+  REQUIRE(!saved["formats"].empty());
+  for (auto& e : saved["formats"]) e["format"] = "csr", e["ukernel"] = "no_such_ukernel";
+  write(saved.dump());
+  cache.clear();
+  r = cpu::load_format_cache(file);
+  CHECK(r.added >= 1);
+  const auto t1 = cache.stats().trials;
+  const auto retried = cpu::prepare_matmul(w.data(), m, k, n, cpu::Epilogue::none(), pool, opt);
+  CHECK_FALSE(retried.from_cache());
+  CHECK(cache.stats().trials > t1);
+  CHECK(max_error(retried, w, m, k, n, pool) < 1e-4);
+  fs::remove_all(dir);
+  cache.clear();
 }

@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "sparseloom/backends/cpu/format_decision.hpp"
 #include "sparseloom/backends/cpu/onednn_dense.hpp"
 #include "sparseloom/backends/cpu/spmm.hpp"
 
@@ -31,13 +32,6 @@ struct ChoiceOptions {
   double budget_ms = 3.0;                 // trial time per candidate (at least 3 runs)
   bool qu8_native = false;                // INT8 dense timed by run_nk (caller keeps X^T, Y^T)
   bool use_cache = true;                  // reuse an earlier decision for the same weights (FormatCache)
-};
-
-// One timed candidate: format, microkernel (or oneDNN implementation) and its time.
-struct Candidate {
-  Format format;
-  std::string kernel;
-  double ms;
 };
 
 namespace detail {
@@ -113,16 +107,6 @@ inline std::uint64_t hash_bytes(const void* data, std::size_t n) {
 }
 }  // namespace detail
 
-// What a format trial decided for one layer: enough to pack the same choice again without
-// timing (format, microkernel or oneDNN, K-chunk) and the timed candidates, so reports and
-// the backend's f32-vs-INT8 comparison read the same as after the trial.
-struct FormatDecision {
-  Format format = Format::dense;
-  std::string ukernel;          // our microkernel's name (empty for oneDNN dense)
-  std::int64_t kc = 0;
-  std::vector<Candidate> candidates;
-};
-
 // Process-wide, thread-safe cache of format decisions. Key: hash of the weight bytes, the
 // shape (m, k, n), the kind (f32 / INT8) and every option that changes the trial (threads,
 // ISA cap, allow_dense, formats, qu8_native, trial budget). Holds decisions only (a few hundred
@@ -173,6 +157,23 @@ class FormatCache {
     std::lock_guard lk(mu_);
     map_.clear();
     flags_.clear();
+  }
+
+  // Every decision held, and adding earlier ones back (a FormatCache file,
+  // format_cache_file.hpp): a key already decided in this process keeps its decision.
+  using Entries = FormatDecisions;
+  Entries entries() const {
+    std::lock_guard lk(mu_);
+    return {map_, flags_};
+  }
+  std::size_t add(Entries e) {
+    std::lock_guard lk(mu_);
+    std::size_t added = 0;
+    for (auto& [k, d] : e.formats)
+      if (map_.size() < kMaxEntries && map_.emplace(k, std::move(d)).second) ++added;
+    for (const auto& [k, f] : e.flags)
+      if (flags_.size() < kMaxEntries && flags_.emplace(k, f).second) ++added;
+    return added;
   }
 
   // Any other timed yes/no choice made at prepare time (e.g. a conv's implicit-vs-im2col path):
@@ -266,10 +267,14 @@ inline PreparedMatmul prepare_matmul(const float* w, std::int64_t m, std::int64_
     key = detail::choice_key('f', detail::hash_bytes(w, static_cast<std::size_t>(m * k) * sizeof(float)), m, k, n, isa, opt);
     // A hit packs the decided format only. The 2:4 check guards a (64-bit) hash collision.
     if (auto d = cache.find(key); d && (d->format != Format::sparse24 || pattern.is_2of4)) {
-      if (d->format == Format::dense)
-        return PreparedMatmul(DenseF32(w, m, k, n, epilogue), opt.threads, pattern, std::move(d->candidates), true);
-      return PreparedMatmul(SpmmF32(d->format, w, m, k, n, epilogue, opt.threads, isa, d->ukernel, d->kc), opt.threads, pattern,
-                            std::move(d->candidates), true);
+      try {
+        if (d->format == Format::dense)
+          return PreparedMatmul(DenseF32(w, m, k, n, epilogue), opt.threads, pattern, std::move(d->candidates), true);
+        return PreparedMatmul(SpmmF32(d->format, w, m, k, n, epilogue, opt.threads, isa, d->ukernel, d->kc), opt.threads, pattern,
+                              std::move(d->candidates), true);
+      } catch (const Error&) {
+        // A decision this build cannot pack (a damaged or foreign FormatCache file): trial again.
+      }
     }
   }
   std::vector<float> x(static_cast<std::size_t>(k * n)), y(static_cast<std::size_t>(m * n));
@@ -352,10 +357,14 @@ inline PreparedMatmulQu8 prepare_matmul_qu8(const std::int8_t* q, const float* w
   if (opt.use_cache) {
     key = detail::choice_key('q', detail::hash_bytes(q, static_cast<std::size_t>(m * k)), m, k, n, isa, opt);
     if (auto d = cache.find(key)) {
-      if (d->format == Format::int8_dense)
-        return PreparedMatmulQu8(DenseQu8(q, w_scale, m, k, n, xq, epilogue), opt.threads, std::move(d->candidates), true);
-      return PreparedMatmulQu8(SpmmQu8(q, w_scale, m, k, n, xq, epilogue, opt.threads, isa, d->ukernel, d->kc), opt.threads,
-                               std::move(d->candidates), true);
+      try {
+        if (d->format == Format::int8_dense)
+          return PreparedMatmulQu8(DenseQu8(q, w_scale, m, k, n, xq, epilogue), opt.threads, std::move(d->candidates), true);
+        return PreparedMatmulQu8(SpmmQu8(q, w_scale, m, k, n, xq, epilogue, opt.threads, isa, d->ukernel, d->kc), opt.threads,
+                                 std::move(d->candidates), true);
+      } catch (const Error&) {
+        // As for f32: a decision this build cannot pack is a miss.
+      }
     }
   }
   std::vector<std::uint8_t> x(static_cast<std::size_t>(k * n));
