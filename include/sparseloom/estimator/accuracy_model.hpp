@@ -69,10 +69,12 @@ class AccuracyModel {
 
   // Per variant, what the boosted stage (Features::boosted) knows of its compression:
   // {sparsity, INT8, block-sparse, 2:4}. Optional; without it the trees see the drops only.
+  // Set before fit(): it changes the trees' inputs, so a fitted boosted stage is dropped.
   using Descriptor = std::array<double, 4>;
   void set_descriptors(std::vector<Descriptor> d) {
     check(static_cast<int>(d.size()) == variants_, ErrorCode::invalid_argument, "AccuracyModel", "one descriptor per variant expected");
     desc_ = std::move(d);
+    trees_ = BoostedTrees(boost_opt_);
   }
   void set_boost_options(BoostOptions o) { boost_opt_ = o; }
 
