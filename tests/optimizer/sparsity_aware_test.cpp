@@ -99,6 +99,56 @@ TEST_CASE("Optimizer.Exact.FastSolverWithinGapOfExact") {
   CHECK(sum_gap / n <= 0.01);
 }
 
+TEST_CASE("Optimizer.Exact.ReplanningWithSwitchingCosts") {
+  // A plan in force that is another state's optimum: both solvers charge for leaving it
+  // (model.hpp, SwitchPenalty), the exact one stays the optimum of that objective, and it
+  // keeps its own optimum when nothing changed; with a prohibitive penalty it keeps every
+  // task's plan in force (or sheds the task), never moves one.
+  const optimizer::SwitchPenalty pen{};
+  double worst_gap = 0;
+  int moved_free = 0;
+  for (std::uint64_t seed = 1; seed <= 8; ++seed) {
+    SyntheticEstimator e(SyntheticConfig{.tasks = 3, .blocks = 3, .variants = 3, .processors = 2, .seed = seed});
+    SystemState s = make_state(e, 0.6, 1.1, 1.5, seed);
+    const SystemState before = make_state(e, 0.2, 2.0, 3.0, seed + 100);  // lighter load, looser SLOs
+    const Plan old = optimizer::Exact{}.plan(before, e);
+    for (const auto& tp : old.tasks) {
+      s.current_stitch.push_back(tp.variant);
+      s.current_placement.push_back(tp.placement);
+    }
+    const Plan exact = optimizer::Exact{}.plan(s, e), fast = optimizer::SparsityAware{}.plan(s, e);
+    check_well_formed(e, s, fast);
+    const double ex = evaluate_plan(s, e, exact, pen).score, fa = evaluate_plan(s, e, fast, pen).score;
+    INFO("seed " << seed << ": exact " << ex << " fast " << fa);
+    CHECK(fa <= ex + 1e-9);
+    worst_gap = std::max(worst_gap, ex - fa);
+    const Plan free = optimizer::Exact({}, true, true, {0, 0}).plan(s, e);
+    for (int t = 0; t < e.num_tasks(); ++t) moved_free += free.tasks[t].variant.choice != old.tasks[t].variant.choice;
+    // Nothing changed since: the exact optimum is kept as it is.
+    SystemState again = s;
+    again.current_stitch.clear();
+    again.current_placement.clear();
+    for (const auto& tp : exact.tasks) {
+      again.current_stitch.push_back(tp.variant);
+      again.current_placement.push_back(tp.placement);
+    }
+    const Plan kept = optimizer::Exact{}.plan(again, e);
+    for (int t = 0; t < e.num_tasks(); ++t) {
+      CHECK(kept.tasks[t].variant.choice == exact.tasks[t].variant.choice);
+      CHECK(kept.tasks[t].placement.processor == exact.tasks[t].placement.processor);
+    }
+    // Leaving the plan in force costs more than anything gains: keep it or shed.
+    const Plan stuck = optimizer::Exact({}, true, true, {1e3, 0}).plan(s, e);
+    for (int t = 0; t < e.num_tasks(); ++t)
+      CHECK((optimizer::is_shed(stuck.tasks[t]) || (stuck.tasks[t].variant.choice == old.tasks[t].variant.choice &&
+                                                    stuck.tasks[t].placement.processor == old.tasks[t].placement.processor)));
+  }
+  MESSAGE("with switching costs: fast vs exact worst gap " << worst_gap << "; exact without them moved " << moved_free
+                                                           << " task variants off the old plan");
+  CHECK(worst_gap <= 0.05);
+  CHECK(moved_free > 0);  // the states differ enough that re-planning matters
+}
+
 TEST_CASE("Optimizer.Exact.RefusesLargeSpaces") {
   SyntheticEstimator e(SyntheticConfig{});
   SystemState s = make_state(e, 0.3, 1.5, 2.0);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,8 +27,10 @@ class Exact {
     double combinations = 5e6;  // product over tasks of (options + 1) after pruning
   };
   Exact() = default;
-  explicit Exact(Limits l, bool stitching = true, bool allow_shed = true)
-      : limits_(l), stitching_(stitching), allow_shed_(allow_shed) {}
+  // `switching`: what an option other than a task's plan in force costs (model.hpp; the same
+  // default as SparsityAware's), so both solve the same re-planning problem.
+  explicit Exact(Limits l, bool stitching = true, bool allow_shed = true, SwitchPenalty switching = {})
+      : limits_(l), stitching_(stitching), allow_shed_(allow_shed), switching_(switching) {}
 
   template <Estimator E>
   Plan plan(const SystemState& s, const E& e) {
@@ -95,6 +98,7 @@ class Exact {
       }
       return false;
     };
+    const auto in_force = plan_in_force(s, t, B, V, procs);
     Candidate best_below;
     bool have_below = false;
     do {
@@ -111,6 +115,7 @@ class Exact {
         }
         if (!ok) continue;
         Candidate c = make_candidate(e, t, bt, st, pl, acc);
+        c.switch_cost = switch_cost(e, t, c.stitch, c.placement, in_force ? &*in_force : nullptr, switching_);
         if (acc >= s.slos[t].min_accuracy_pct)
           out.push_back(std::move(c));
         else if (!have_below || acc > best_below.accuracy_pct)
@@ -125,6 +130,7 @@ class Exact {
   Limits limits_{};
   bool stitching_ = true;
   bool allow_shed_ = true;
+  SwitchPenalty switching_{};
   std::uint64_t version_ = 0;
 };
 

@@ -123,6 +123,49 @@ struct Candidate {
   double switch_cost = 0;
 };
 
+// Switching costs, in score units (weighted attainment is 0..1, headroom counts x1e-3): an
+// option other than the task's plan in force costs `fixed` + `per_mib` x the MiB of the blocks
+// it runs differently (other variant or processor), which must load before it is current.
+// SparsityAware (SparsityAwareOptions::switch_penalty*) and Exact share the rule.
+struct SwitchPenalty {
+  double fixed = 1e-4;
+  double per_mib = 1e-5;
+};
+
+// The task's plan in force (SystemState::current_stitch/placement) if it still fits: the right
+// block count, variants in range, every block on one of `procs`; otherwise none (nothing to keep).
+struct PlanInForce {
+  StitchedVariant stitch;
+  Placement placement;
+};
+inline std::optional<PlanInForce> plan_in_force(const SystemState& s, TaskIndex t, int blocks, int variants,
+                                               const std::vector<int>& procs) {
+  const auto i = static_cast<std::size_t>(t);
+  if (i >= s.current_stitch.size() || i >= s.current_placement.size()) return std::nullopt;
+  const auto& sv = s.current_stitch[i];
+  const auto& pl = s.current_placement[i];
+  if (sv.choice.size() != static_cast<std::size_t>(blocks) || pl.processor.size() != sv.choice.size()) return std::nullopt;
+  for (std::size_t b = 0; b < sv.choice.size(); ++b)
+    if (sv.choice[b] < 0 || sv.choice[b] >= variants || std::find(procs.begin(), procs.end(), pl.processor[b]) == procs.end())
+      return std::nullopt;
+  return PlanInForce{sv, pl};
+}
+
+// What choosing (sv, pl) costs over keeping `cur` (null: nothing in force, no cost).
+template <Estimator E>
+double switch_cost(const E& e, TaskIndex t, const StitchedVariant& sv, const Placement& pl, const PlanInForce* cur,
+                   SwitchPenalty penalty) {
+  if (!cur) return 0.0;
+  double mib = 0;
+  bool same = true;
+  for (std::size_t b = 0; b < sv.choice.size(); ++b) {
+    if (sv.choice[b] == cur->stitch.choice[b] && pl.processor[b] == cur->placement.processor[b]) continue;
+    same = false;
+    mib += e.block_bytes(t, static_cast<BlockIndex>(b), sv.choice[b]) / (1024.0 * 1024.0);
+  }
+  return same ? 0.0 : penalty.fixed + penalty.per_mib * mib;
+}
+
 // Evaluates (stitch, placement) with the estimator, under the state's processor speeds.
 // Transfers and repairs (latency beyond the sum of block latencies) add to the latency but
 // hold no processor.
@@ -650,19 +693,28 @@ inline Plan make_plan(const SystemState& s, const std::vector<std::vector<Candid
 inline bool is_shed(const TaskPlan& tp) { return tp.reason.rfind("shed", 0) == 0 || tp.placement.processor.empty(); }
 
 // Predicts any Plan (any policy's) with the shared model: the common yardstick for comparing
-// policies offline. Shed tasks count as violations and hold nothing.
+// policies offline. Shed tasks count as violations and hold nothing. With `switching`, moving
+// a task off the state's plan in force costs what the optimizers charge for it (SwitchPenalty).
 template <Estimator E>
-Evaluation evaluate_plan(const SystemState& s, const E& e, const Plan& plan) {
+Evaluation evaluate_plan(const SystemState& s, const E& e, const Plan& plan, std::optional<SwitchPenalty> switching = std::nullopt) {
   const int T = e.num_tasks();
   check(static_cast<int>(plan.tasks.size()) == T, ErrorCode::invalid_argument, "evaluate_plan",
         "plan has " + std::to_string(plan.tasks.size()) + " tasks, the estimator " + std::to_string(T));
   std::vector<std::vector<Candidate>> options(T);
   std::vector<int> choice(T, kShed);
+  std::vector<int> procs;
+  for (int p = 0; p < e.num_processors(); ++p)
+    if (usable(s, p)) procs.push_back(p);
   for (int t = 0; t < T; ++t) {
     const TaskPlan& tp = plan.tasks[t];
     if (is_shed(tp)) continue;
     BlockTable bt = block_table(e, t, s);
-    options[t].push_back(make_candidate(e, t, bt, tp.variant, tp.placement, e.accuracy_pct(t, tp.variant)));
+    Candidate c = make_candidate(e, t, bt, tp.variant, tp.placement, e.accuracy_pct(t, tp.variant));
+    if (switching) {
+      const auto in_force = plan_in_force(s, t, e.num_blocks(t), e.num_variants(t), procs);
+      c.switch_cost = switch_cost(e, t, c.stitch, c.placement, in_force ? &*in_force : nullptr, *switching);
+    }
+    options[t].push_back(std::move(c));
     choice[t] = 0;
   }
   return evaluate(s, options, choice, e.num_processors());

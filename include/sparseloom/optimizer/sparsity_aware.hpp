@@ -55,8 +55,8 @@ struct SparsityAwareOptions {
   // (or 0.1 of headroom) plus ~0.001 pp per MiB to load: a re-plan for one task's SLO no longer
   // reshuffles the others for noise-level gains, and the changed tasks' loads are what the
   // make-before-break wait has to cover. 0 and 0: no stickiness (as before session 10).
-  double switch_penalty = 1e-4;
-  double switch_penalty_per_mib = 1e-5;
+  double switch_penalty = SwitchPenalty{}.fixed;
+  double switch_penalty_per_mib = SwitchPenalty{}.per_mib;
 };
 
 namespace detail {
@@ -380,30 +380,9 @@ class BasicSparsityAware {
   // processors, variants in range).
   static std::optional<detail::DpResult> current_of(const SystemState& s, TaskIndex t, const BlockTable& pt,
                                                     const std::vector<int>& procs) {
-    const auto i = static_cast<std::size_t>(t);
-    if (i >= s.current_stitch.size() || i >= s.current_placement.size()) return std::nullopt;
-    const auto& sv = s.current_stitch[i];
-    const auto& pl = s.current_placement[i];
-    if (sv.choice.size() != static_cast<std::size_t>(pt.blocks) || pl.processor.size() != sv.choice.size()) return std::nullopt;
-    for (std::size_t b = 0; b < sv.choice.size(); ++b)
-      if (sv.choice[b] < 0 || sv.choice[b] >= pt.variants ||
-          std::find(procs.begin(), procs.end(), pl.processor[b]) == procs.end())
-        return std::nullopt;
-    return detail::DpResult{sv, pl};
-  }
-
-  // What choosing c costs over keeping `cur` (Options: switch_penalty, switch_penalty_per_mib).
-  template <Estimator E>
-  static double switch_cost(const E& e, TaskIndex t, const Candidate& c, const std::optional<detail::DpResult>& cur) {
-    if (!cur) return 0.0;
-    double mib = 0;
-    bool same = true;
-    for (std::size_t b = 0; b < c.stitch.choice.size(); ++b) {
-      if (c.stitch.choice[b] == cur->stitch.choice[b] && c.placement.processor[b] == cur->placement.processor[b]) continue;
-      same = false;
-      mib += e.block_bytes(t, static_cast<BlockIndex>(b), c.stitch.choice[b]) / (1024.0 * 1024.0);
-    }
-    return same ? 0.0 : Opt.switch_penalty + Opt.switch_penalty_per_mib * mib;
+    auto p = plan_in_force(s, t, pt.blocks, pt.variants, procs);
+    if (!p) return std::nullopt;
+    return detail::DpResult{std::move(p->stitch), std::move(p->placement)};
   }
 
   template <Estimator E>
@@ -482,7 +461,11 @@ class BasicSparsityAware {
       if (runnable(c)) out.push_back(std::move(c));
     }
     if (Opt.stitching) descend(e, t, slo, pt, out, acc_cache);
-    for (auto& c : out) c.switch_cost = switch_cost(e, t, c, cur);
+    // What choosing each costs over keeping the plan in force (model.hpp, switch_cost).
+    const std::optional<PlanInForce> in_force = cur ? std::optional<PlanInForce>(PlanInForce{cur->stitch, cur->placement}) : std::nullopt;
+    for (auto& c : out)
+      c.switch_cost = switch_cost(e, t, c.stitch, c.placement, in_force ? &*in_force : nullptr,
+                                  {Opt.switch_penalty, Opt.switch_penalty_per_mib});
     // No candidate meets the floor: keep the most accurate so the plan can say so.
     if (out.empty() && have_any) out.push_back(std::move(most_accurate));
     prune_dominated(out);
