@@ -3,8 +3,9 @@
 // enumerates every stitch x per-block placement of every task (variants^blocks x
 // processors^blocks), asks the estimator for each one's accuracy and latency, drops those below
 // the floor and those dominated (model.hpp, prune_dominated: never the optimum), then tries
-// every combination of one option (or shedding) per task and keeps the best combined_score:
-// the optimum of the same model SparsityAware optimises. Throws Error(invalid_argument) when
+// every combination of one option (or shedding) per task and keeps the best combined_score,
+// less switching costs when the state holds a plan in force: the optimum of the same model
+// SparsityAware optimises. Throws Error(invalid_argument) when
 // the space exceeds the limits given at construction.
 #include <chrono>
 #include <cmath>
