@@ -4,6 +4,8 @@
 // and the field's line too when the document was loaded with its text (load_document).
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -76,6 +78,34 @@ inline std::string read_text(const std::filesystem::path& p) {
 }
 
 inline Json load(const std::filesystem::path& p) { return parse(read_text(p), p.string()); }
+
+// Writes `text` to a temporary beside `p`, then renames it over `p`: a concurrent reader sees
+// the old file or the new one, never half of one. The temporary's name is unique per call, so
+// writers racing on one file (two runs sharing a cache) never mix bytes; the last rename wins.
+inline void write_text_atomically(const std::filesystem::path& p, const std::string& text) {
+  static std::atomic<std::uint64_t> calls{0};
+  const std::filesystem::path tmp = p.string() + ".tmp" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) +
+                                    "-" + std::to_string(calls.fetch_add(1));
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    check(f.good(), ErrorCode::io, tmp.string(), "cannot open for writing");
+    f.write(text.data(), static_cast<std::streamsize>(text.size()));
+    f.flush();
+    if (!f.good()) {
+      f.close();
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      throw Error(ErrorCode::io, tmp.string(), "write failed (disk full?)");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, p, ec);
+  if (ec) {
+    std::error_code ignore;
+    std::filesystem::remove(tmp, ignore);
+    throw Error(ErrorCode::io, p.string(), "cannot replace: " + ec.message());
+  }
+}
 
 // One step of a field path: an object key or an array index.
 struct PathStep {

@@ -107,8 +107,9 @@ class AccuracyModel {
       std::vector<double> r;
       for (const auto& a : samples)
         if (!a.s.is_plain()) {
-          rows.push_back(tree_features(a.s));
-          r.push_back(a.accuracy_pct - linear_predict(a.s));
+          const double raw = uncalibrated(a.s);
+          rows.push_back(tree_features(a.s, raw));
+          r.push_back(a.accuracy_pct - linear_predict(raw));
         }
       trees_.fit(rows, r);
     }
@@ -118,8 +119,9 @@ class AccuracyModel {
     check(static_cast<int>(s.choice.size()) == blocks_, ErrorCode::invalid_argument, "AccuracyModel",
           "stitch has " + std::to_string(s.choice.size()) + " blocks, the model " + std::to_string(blocks_));
     if (s.is_plain()) return plain_.at(s.choice.front());
-    const double acc = linear_predict(s);
-    return trees_.empty() ? acc : clamp_accuracy(acc + trees_.predict(tree_features(s)));
+    const double raw = uncalibrated(s);
+    const double acc = linear_predict(raw);
+    return trees_.empty() ? acc : clamp_accuracy(acc + trees_.predict(tree_features(s, raw)));
   }
 
   std::size_t num_features() const {
@@ -182,13 +184,13 @@ class AccuracyModel {
   double clamp_accuracy(double acc) const {
     return std::clamp(acc, 0.0, std::min(100.0, *std::max_element(plain_.begin(), plain_.end()) + 0.5));
   }
-  // Steps 1-3, clamped.
-  double linear_predict(const StitchedVariant& s) const { return clamp_accuracy(calibrate(uncalibrated(s))); }
+  // Steps 1-3, clamped, from steps 1-2's estimate (uncalibrated()).
+  double linear_predict(double raw) const { return clamp_accuracy(calibrate(raw)); }
 
   // Step 4's inputs: per block its single-swap drop (model space) and its variant's
   // descriptor, per cut whether the variant changes there (fmnist_vit: 0.58 -> 0.54 pp in an
-  // offline check), then the zero-shot estimate and steps 1-3's estimate.
-  std::vector<double> tree_features(const StitchedVariant& s) const {
+  // offline check), then the zero-shot estimate and steps 1-2's (`raw`, uncalibrated()).
+  std::vector<double> tree_features(const StitchedVariant& s, double raw) const {
     std::vector<double> f;
     const double base = to_space(plain_[base_]);
     for (int b = 0; b < blocks_; ++b) {
@@ -197,7 +199,7 @@ class AccuracyModel {
     }
     for (int b = 0; b + 1 < blocks_; ++b) f.push_back(s.choice[b] != s.choice[b + 1] ? 1.0 : 0.0);
     f.push_back(from_space(zero_shot_space(s)));
-    f.push_back(uncalibrated(s));
+    f.push_back(raw);
     return f;
   }
 

@@ -81,17 +81,7 @@ inline void save_measured(const std::filesystem::path& dir, const MeasureCacheKe
     j["accuracy_pct"].push_back(a.accuracy_pct);
     j["seconds"].push_back(a.seconds);
   }
-  const auto p = key.path(dir);
-  const auto tmp = p.string() + ".tmp" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
-  {
-    std::ofstream f(tmp);
-    check(f.good(), ErrorCode::io, tmp, "cannot open for writing");
-    f << j.dump();
-    check(f.good(), ErrorCode::io, tmp, "write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, p, ec);
-  check(!ec, ErrorCode::io, p.string(), "cannot move the measured accuracies into place: " + ec.message());
+  json::write_text_atomically(key.path(dir), j.dump());
 }
 
 }  // namespace sparseloom::estimator

@@ -252,16 +252,7 @@ inline void save_cached(const std::filesystem::path& dir, const ProfileCacheKey&
   const auto path = cache_path(dir, key);
   auto j = to_json(ProfileTable{key.processors, {tp}, profiling_seconds});
   j["cache_key"] = key.text();
-  const auto tmp = path.string() + ".tmp" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
-  {
-    std::ofstream f(tmp);
-    check(f.good(), ErrorCode::io, tmp, "cannot open for writing");
-    f << j.dump(1);
-    check(f.good(), ErrorCode::io, tmp, "write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  check(!ec, ErrorCode::io, path.string(), "cannot move the written profile into place: " + ec.message());
+  json::write_text_atomically(path, j.dump(1));
 }
 
 }  // namespace sparseloom::estimator

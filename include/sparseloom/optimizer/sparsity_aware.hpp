@@ -325,13 +325,13 @@ class BasicSparsityAware {
     std::vector<BlockTable> truth(T), belief;
     std::vector<std::string> why(T);
     std::vector<StitchedVariant> fallback(T);
-    std::vector<std::optional<detail::DpResult>> cur(T);  // each task's plan in force, if keepable
+    std::vector<std::optional<PlanInForce>> cur(T);  // each task's plan in force, if keepable
     if (!Opt.sparsity_aware) belief.resize(T);
     for (int t = 0; t < T; ++t) {
       truth[t] = block_table(e, t, s);
       if (!Opt.sparsity_aware) belief[t] = blind_table(truth[t], s);
       const BlockTable& pt = Opt.sparsity_aware ? truth[t] : belief[t];
-      cur[t] = current_of(s, t, pt, procs);
+      cur[t] = plan_in_force(s, t, pt.blocks, pt.variants, procs);
       options[t] = candidates(e, t, s.slos[t], pt, procs, memory_bound(s), fallback[t], cur[t]);
       why[t] = std::string(name()) + ": " + std::to_string(options[t].size()) + " options";
     }
@@ -376,19 +376,10 @@ class BasicSparsityAware {
   }
 
  private:
-  // Task t's plan in force, when the state has one this plan could keep (same blocks, usable
-  // processors, variants in range).
-  static std::optional<detail::DpResult> current_of(const SystemState& s, TaskIndex t, const BlockTable& pt,
-                                                    const std::vector<int>& procs) {
-    auto p = plan_in_force(s, t, pt.blocks, pt.variants, procs);
-    if (!p) return std::nullopt;
-    return detail::DpResult{std::move(p->stitch), std::move(p->placement)};
-  }
-
   template <Estimator E>
   std::vector<Candidate> candidates(const E& e, TaskIndex t, const Slo& slo, const BlockTable& pt,
                                     const std::vector<int>& procs, bool budget_bound,
-                                    StitchedVariant& fallback, const std::optional<detail::DpResult>& cur) const {
+                                    StitchedVariant& fallback, const std::optional<PlanInForce>& cur) const {
     const int B = pt.blocks, V = pt.variants;
     std::vector<double> plain_acc;
     VariantIndex ref = reference_variant(e, t, &plain_acc);
@@ -399,7 +390,7 @@ class BasicSparsityAware {
 
     std::vector<detail::DpResult> found;
     auto add = [&](std::vector<detail::DpResult> r) { found.insert(found.end(), r.begin(), r.end()); };
-    if (cur) found.push_back(*cur);  // keeping the plan in force is always an option
+    if (cur) found.push_back({cur->stitch, cur->placement});  // keeping the plan in force is always an option
     // Plain variants: each processor alone, and the best mixed placement.
     for (int v = 0; v < V; ++v) {
       if (plain_acc[v] < slo.min_accuracy_pct && v != ref) continue;
@@ -462,10 +453,8 @@ class BasicSparsityAware {
     }
     if (Opt.stitching) descend(e, t, slo, pt, out, acc_cache);
     // What choosing each costs over keeping the plan in force (model.hpp, switch_cost).
-    const std::optional<PlanInForce> in_force = cur ? std::optional<PlanInForce>(PlanInForce{cur->stitch, cur->placement}) : std::nullopt;
     for (auto& c : out)
-      c.switch_cost = switch_cost(e, t, c.stitch, c.placement, in_force ? &*in_force : nullptr,
-                                  {Opt.switch_penalty, Opt.switch_penalty_per_mib});
+      c.switch_cost = switch_cost(e, t, c.stitch, c.placement, cur ? &*cur : nullptr, {Opt.switch_penalty, Opt.switch_penalty_per_mib});
     // No candidate meets the floor: keep the most accurate so the plan can say so.
     if (out.empty() && have_any) out.push_back(std::move(most_accurate));
     prune_dominated(out);

@@ -23,22 +23,6 @@ struct BlockFilesSummary {
   std::size_t bytes = 0;  // written, all block files together
 };
 
-namespace detail {
-// Writes through a temporary and a rename, so a reader never sees half a file.
-inline void write_atomically(const std::filesystem::path& path, const std::string& bytes) {
-  const auto tmp = std::filesystem::path(path.string() + ".tmp");
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    check(f.good(), ErrorCode::io, tmp.string(), "cannot open for writing");
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    check(f.good(), ErrorCode::io, tmp.string(), "write failed (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  check(!ec, ErrorCode::io, path.string(), "cannot replace: " + ec.message());
-}
-}  // namespace detail
-
 // Cuts every variant of the task in `task_dir` into block files and records them in its
 // manifest.json (other fields kept as they are). The manifest changes only when every block
 // imports to exactly what the variant's file partitions into.
@@ -67,7 +51,7 @@ inline BlockFilesSummary write_block_files(const std::filesystem::path& task_dir
       const auto diff = ir::first_difference(onnx_io::import_bytes(bytes, rel), expect[b]);
       check(!diff, ErrorCode::internal, path.string() + " block " + std::to_string(b),
             "cut into a model that imports differently: " + diff.value_or(""));
-      detail::write_atomically(task_dir / rel, bytes);
+      json::write_text_atomically(task_dir / rel, bytes);
       sum.bytes += bytes.size();
       names.push_back(rel);
       ++sum.blocks;
@@ -87,7 +71,7 @@ inline BlockFilesSummary write_block_files(const std::filesystem::path& task_dir
   auto& vars = doc.at("variants");
   check(vars.is_array() && vars.size() == lists.size(), ErrorCode::parse, mpath.string(), "variants changed while writing");
   for (std::size_t i = 0; i < lists.size(); ++i) vars[i]["block_files"] = lists[i];
-  detail::write_atomically(mpath, doc.dump(1) + "\n");
+  json::write_text_atomically(mpath, doc.dump(1) + "\n");
   return sum;
 }
 

@@ -6,9 +6,7 @@
 // compiler): a file from another machine or build is ignored, and so is a damaged one or any
 // entry in it that does not validate (format_decision.hpp). A miss, never a failed start; an
 // entry that validates but cannot be packed is a miss too (prepare_matmul trials again).
-#include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <thread>
 
@@ -31,25 +29,11 @@ struct FormatCacheFileResult {
   std::string ignored;      // why the whole file was ignored ("" when it was read)
 };
 
-// Writes every decision of this process (FormatCache::instance()) to `file`, via a temporary
-// file renamed over it so that a concurrent reader never sees half a file.
+// Writes every decision of this process (FormatCache::instance()) to `file` (atomically: a
+// concurrent reader never sees half a file).
 inline void save_format_cache(const std::filesystem::path& file, const std::string& tag = format_cache_tag()) {
-  const auto j = format_decisions_to_json(FormatCache::instance().entries(), tag);
   if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
-  const auto tmp = file.string() + ".tmp" + std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id())) + "." +
-                   std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    check(static_cast<bool>(out), ErrorCode::io, tmp, "cannot write the format cache");
-    out << j.dump();
-    check(static_cast<bool>(out.flush()), ErrorCode::io, tmp, "cannot write the format cache");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, file, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw Error(ErrorCode::io, file.string(), "cannot replace the format cache");
-  }
+  json::write_text_atomically(file, format_decisions_to_json(FormatCache::instance().entries(), tag).dump());
 }
 
 // Adds the decisions in `file` to the process-wide FormatCache when its tag matches. Never
