@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   app.add_flag("--budget-sweep", budget_sweep, "memory policies at budgets of 20..100 % of load-all's peak (issue 10)");
   app.add_option("--budget-points", budget_points, "budget fractions of load-all's peak for --budget-sweep")->check(CLI::Range(0.01, 10.0));
   app.add_option("--probe-seconds", topt.probe_s, "length of one throughput probe run")->check(CLI::Range(0.5, 60.0));
+  app.add_option("--confirm-fails", topt.confirm_fails, "throughput search: run a failing probe again this many times (it fails only if every run fails)")
+      ->check(CLI::Range(0, 5));
   std::string sim_profile, fit_out;
   app.add_option("--simulate", sim_profile, "simulate the scenario on a processor profile (sim/profiles/*.json) instead of running it");
   app.add_option("--fit-profile", fit_out, "profile the scenario's processors for real and write a fitted processor profile");

@@ -40,7 +40,16 @@ for i, t in enumerate(tasks):
             best = acc
     b.scatter([x for x, _ in pl], [y for _, y in pl], c="r", s=14, label="plain variants")
     b.step([x for x, _ in front], [y for _, y in front], "r-", where="post", lw=0.8)
-    b.set_title(f"Pareto gains: {t['pareto_gain_count']} (cpu, 1 thread)", fontsize=9)
+    # Gains confirmed over every measured stitch and by the estimator-guided search (newer runs).
+    space = t.get("pareto_measured_space", {}).get("gains", [])
+    guided = (t.get("pareto_guided") or {}).get("gain_stitches", [])
+    for pts, mk, lab in ((space, "^", "gain, measured sample"), (guided, "*", "gain, estimator-guided")):
+        if pts:
+            b.scatter([g["latency_ms"] for g in pts], [g["accuracy_pct"] for g in pts], marker=mk, s=22, label=lab)
+    title = f"Pareto gains: held-out {t['pareto_gain_count']}"
+    if "pareto_gain_count_total" in t:
+        title += f", all measured {t['pareto_gain_count_total']}"
+    b.set_title(title + " (cpu, 1 thread)", fontsize=9)
     b.set_xlabel("measured latency (ms)")
     b.set_ylabel("accuracy (%)")
     b.legend(fontsize=7)

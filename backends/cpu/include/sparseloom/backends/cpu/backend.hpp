@@ -25,7 +25,9 @@
 //    on the dequantised tensors;
 //  - Add/Sub/Mul/Div/Pow with a same-shape, scalar, trailing-vector or per-row operand, unary
 //    element-wise ops and last-axis ReduceMean/Softmax run threaded with the reference's math
-//    (pointwise.hpp);
+//    (pointwise.hpp); a chain of them over one input whose intermediates nothing else reads
+//    (an exported LayerNorm, GELU, scale-then-Softmax) runs row by row in one pass
+//    (row_program.hpp), bit for bit the same;
 //  - Transpose runs a tiled copy split over the pool (detail in transpose.hpp), a per-tensor
 //    u8 QuantizeLinear a threaded quantiser (quantize.hpp), a MatMul of two activations with
 //    the same batch dims Eigen products split over the pool (batched_matmul.hpp);
@@ -56,6 +58,7 @@
 #include "sparseloom/backends/cpu/format_choice.hpp"
 #include "sparseloom/backends/cpu/pointwise.hpp"
 #include "sparseloom/backends/cpu/quantize.hpp"
+#include "sparseloom/backends/cpu/row_program.hpp"
 #include "sparseloom/backends/cpu/transpose.hpp"
 #include "sparseloom/backends/reference/backend.hpp"
 #include "sparseloom/concepts/backend.hpp"
@@ -250,6 +253,8 @@ class Executable {
                        : steps_[i].tr ? steps_[i].tr->out + " [Transpose]"
                        : steps_[i].q  ? steps_[i].q->out + " [QuantizeLinear]"
                        : steps_[i].mm ? steps_[i].mm->out + " [MatMul]"
+                       : steps_[i].view ? steps_[i].view->out + " [view]"
+                       : steps_[i].rows ? steps_[i].rows->out + " [" + std::to_string(steps_[i].rows->parts.size()) + " ops row-fused]"
                                       : steps_[i].ref->outputs.at(0) + " [" + steps_[i].ref->op + "]",
                        ms[i]);
     return out;
@@ -282,13 +287,7 @@ class Executable {
       if (ro.observe)
         for (const auto& name : s.observe_consts) ro.observe(name, consts_.at(name));
       const auto t0 = std::chrono::steady_clock::now();
-      if (s.kernel) run_kernel(*s.kernel, env, ro);
-      else if (s.ew) run_ew(*s.ew, env, ro);
-      else if (s.pw) run_pw(*s.pw, env, ro);
-      else if (s.tr) publish(s.tr->out, permute(env.at(s.tr->in), s.tr->perm, proc_->pool, threads_, s.tr->where), env, ro);
-      else if (s.q) run_q(*s.q, env, ro);
-      else if (s.mm) run_mm(*s.mm, env, ro);
-      else run_ref(*s.ref, env, ro);
+      run_step(s, env, ro);
       if (step_ms) (*step_ms)[si] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       for (const auto& dead : s.release) env.erase(dead);
     }
@@ -366,6 +365,12 @@ class Executable {
     std::string in, out, where;
     std::vector<std::int64_t> perm;
   };
+  // Reshape / Flatten / Squeeze / Unsqueeze of a runtime tensor to a static shape: a view.
+  struct ViewStep {
+    std::string in, out;
+    Shape shape;
+  };
+  struct RowStep;
   struct Step {
     std::shared_ptr<const KernelStep> kernel;
     std::shared_ptr<const EwStep> ew;
@@ -374,9 +379,79 @@ class Executable {
     std::shared_ptr<const QStep> q;
     std::shared_ptr<const MmStep> mm;
     std::shared_ptr<const detail::RefNode> ref;
+    std::shared_ptr<const RowStep> rows;
+    std::shared_ptr<const ViewStep> view;
     std::vector<std::string> observe_consts;  // folded constants reported before this step
     std::vector<std::string> release;         // env tensors dead after this step
   };
+  // Consecutive Ew/Pw steps fused into one row program (row_program.hpp). Runs that must see
+  // or repair one of its intermediates run the original steps instead.
+  struct RowStep {
+    RowProgram prog;
+    std::string in, out;
+    Shape shape;                      // of the output
+    std::vector<std::string> inner;   // the intermediates, in step order
+    std::vector<Tensor> keep;         // constant operands the program points into
+    std::vector<Step> parts;          // the steps it replaces
+  };
+
+  // Every env name a step reads or writes (liveness; who else reads a chain's intermediates).
+  static std::vector<std::string> touched(const Step& s) {
+    std::vector<std::string> t;
+    if (s.kernel) {
+      t.push_back(s.kernel->in);
+      if (s.kernel->self) t.insert(t.end(), s.kernel->self->runtime_inputs.begin(), s.kernel->self->runtime_inputs.end());
+      if (s.kernel->pre) t.insert(t.end(), s.kernel->pre->outputs.begin(), s.kernel->pre->outputs.end());
+      for (const auto& r : s.kernel->absorbed) t.insert(t.end(), r.runtime_inputs.begin(), r.runtime_inputs.end());
+      t.push_back(s.kernel->mid);
+      t.insert(t.end(), s.kernel->absorbed_outputs.begin(), s.kernel->absorbed_outputs.end());
+    } else if (s.tr) {
+      t = {s.tr->in, s.tr->out};
+    } else if (s.q) {
+      t = {s.q->in, s.q->out};
+    } else if (s.mm) {
+      t = {s.mm->a, s.mm->b, s.mm->out};
+    } else if (s.ew) {
+      t = {s.ew->x, s.ew->s, s.ew->mid, s.ew->out};
+    } else if (s.pw) {
+      t = {s.pw->in, s.pw->out};
+    } else if (s.view) {
+      t = {s.view->in, s.view->out};
+    } else if (s.rows) {
+      t = {s.rows->in, s.rows->out};
+      t.insert(t.end(), s.rows->inner.begin(), s.rows->inner.end());
+    } else {
+      t = s.ref->runtime_inputs;
+      t.insert(t.end(), s.ref->outputs.begin(), s.ref->outputs.end());
+    }
+    return t;
+  }
+
+  void run_step(const Step& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
+    if (s.kernel) run_kernel(*s.kernel, env, ro);
+    else if (s.ew) run_ew(*s.ew, env, ro);
+    else if (s.pw) run_pw(*s.pw, env, ro);
+    else if (s.rows) run_rows_step(*s.rows, env, ro);
+    else if (s.view) publish(s.view->out, env.at(s.view->in).contiguous().reshape(s.view->shape), env, ro);
+    else if (s.tr) publish(s.tr->out, permute(env.at(s.tr->in), s.tr->perm, proc_->pool, threads_, s.tr->where), env, ro);
+    else if (s.q) run_q(*s.q, env, ro);
+    else if (s.mm) run_mm(*s.mm, env, ro);
+    else run_ref(*s.ref, env, ro);
+  }
+
+  void run_rows_step(const RowStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
+    bool unfused = ro.observe != nullptr;
+    if (ro.affine)
+      for (const auto& t : s.inner) unfused |= ro.affine->count(t) != 0;
+    if (unfused) {
+      for (const auto& part : s.parts) run_step(part, env, ro);
+      return;
+    }
+    const Tensor x = env.at(s.in).contiguous();
+    Tensor y = Tensor::empty(s.shape, DType::f32);
+    run_rows(s.prog, x.data<float>(), y.data<float>(), proc_->pool, threads_);
+    publish(s.out, std::move(y), env, ro);
+  }
 
   void publish(const std::string& name, Tensor t, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro,
                bool affine_done = false) const {
@@ -579,7 +654,7 @@ class Backend {
   using Executable = cpu::Executable;
   // Bumped whenever kernels, formats or workspaces change what a compiled block costs in time or
   // bytes: persisted block profiles (the e2e harness's profile cache) include it in their key.
-  static constexpr int kRevision = 2;
+  static constexpr int kRevision = 3;
 
   // threads = 0: pools are made on demand, one per thread count asked for. Otherwise one pool of
   // `threads` workers (pinned to `cores` when given) serves every executable of this instance.
@@ -629,6 +704,7 @@ class Backend {
                                                             const std::map<std::string, Tensor>& consts);
   static std::shared_ptr<Executable::PwStep> pointwise_step(const ir::Node& n, const ir::Graph& g,
                                                           const std::map<std::string, Tensor>& consts);
+  static void fuse_row_chains(Executable& exe, const std::set<std::string>& graph_outputs);
   std::shared_ptr<Processor> processor(int threads) const {
     std::lock_guard lock(state_->mu);
     if (state_->fixed > 0) {
@@ -744,6 +820,134 @@ inline std::shared_ptr<Executable::PwStep> Backend::pointwise_step(const ir::Nod
     return p;
   }
   return nullptr;
+}
+
+// Replaces each run of consecutive Ew/Pw steps that reads one runtime tensor (plus constants and
+// its own results) and whose intermediates no other step reads by one RowStep.
+inline void Backend::fuse_row_chains(Executable& exe, const std::set<std::string>& graph_outputs) {
+  using Step = Executable::Step;
+  using Src = RowOp::Src;
+  auto& steps = exe.steps_;
+  std::map<std::string, std::vector<std::size_t>> users;
+  for (std::size_t i = 0; i < steps.size(); ++i)
+    for (const auto& name : Executable::touched(steps[i])) users[name].push_back(i);
+  auto out_of = [](const Step& st) { return st.ew ? st.ew->out : st.pw->out; };
+
+  // The chain from step i as long as it extends, and its longest prefix (>= 2 steps) whose
+  // intermediates stay inside it; nullptr if none.
+  auto chain_at = [&](std::size_t i, std::size_t& end) -> std::shared_ptr<Executable::RowStep> {
+    const Step& first = steps[i];
+    std::string x;
+    RowProgram prog;
+    if (first.pw) {
+      x = first.pw->in;
+      prog.rows = first.pw->rows, prog.d = first.pw->d;
+    } else if (first.ew && first.ew->absorbed.empty() && !exe.consts_.count(first.ew->x)) {
+      x = first.ew->x;
+      prog.d = first.ew->d;
+      prog.rows = numel_of(first.ew->shape) / std::max<std::int64_t>(prog.d, 1);
+    } else {
+      return nullptr;
+    }
+    if (prog.d < 2) return nullptr;
+    auto rs = std::make_shared<Executable::RowStep>();
+    std::map<std::string, std::pair<int, bool>> slot{{x, {0, true}}};  // name -> (slot, full)
+    std::size_t best = 0;  // one past the longest valid prefix
+    RowProgram best_prog;
+    auto full_or_scalar = [&](std::int64_t rows, std::int64_t d, bool& full) {
+      if (rows == prog.rows && d == prog.d) return full = true;
+      if (rows == prog.rows && d == 1) return !(full = false);
+      return false;
+    };
+    for (std::size_t j = i; j < steps.size(); ++j) {
+      const Step& st = steps[j];
+      RowOp op;
+      if (st.pw) {
+        const auto in = slot.find(st.pw->in);
+        bool in_full = false;
+        if (in == slot.end() || !full_or_scalar(st.pw->rows, st.pw->d, in_full) || in_full != in->second.second) break;
+        op.a = in->second.first;
+        if (st.pw->kind == Executable::PwStep::Kind::unary) op.kind = RowOp::Kind::unary, op.u = st.pw->op, op.dst_full = in_full;
+        else if (!in_full) break;
+        else if (st.pw->kind == Executable::PwStep::Kind::mean) op.kind = RowOp::Kind::mean, op.dst_full = false;
+        else op.kind = RowOp::Kind::softmax, op.dst_full = true;
+      } else if (st.ew && st.ew->absorbed.empty()) {
+        const auto& e = *st.ew;
+        const auto xa = slot.find(e.x);
+        if (xa == slot.end() || !full_or_scalar(numel_of(e.shape) / std::max<std::int64_t>(e.d, 1), e.d, op.dst_full) ||
+            xa->second.second != op.dst_full)
+          break;
+        op.kind = RowOp::Kind::binary;
+        op.b = e.op;
+        op.a = xa->second.first;
+        op.s_first = e.s_first;
+        if (const auto sa = slot.find(e.s); sa != slot.end()) {
+          op.src = Src::slot;
+          op.s = sa->second.first;
+          op.s_full = sa->second.second;
+          const bool ok = (e.bc == Bcast::same && op.s_full == op.dst_full) || (e.bc == Bcast::row && op.dst_full && !op.s_full);
+          if (!ok) break;
+        } else if (const auto c = exe.consts_.find(e.s); c != exe.consts_.end()) {
+          const Tensor t = c->second.contiguous();
+          if (t.dtype() != DType::f32) break;
+          if (e.bc == Bcast::scalar) op.src = Src::const_scalar;
+          else if (e.bc == Bcast::vector && op.dst_full) op.src = Src::const_vector;
+          else if (e.bc == Bcast::same) op.src = op.dst_full ? Src::const_full : Src::const_row;
+          else if (e.bc == Bcast::row && op.dst_full) op.src = Src::const_row;
+          else break;
+          rs->keep.push_back(t);
+          op.c = t.data<float>();
+        } else {
+          break;  // a second runtime input
+        }
+      } else {
+        break;
+      }
+      op.dst = prog.slots++;
+      prog.ops.push_back(op);
+      slot[out_of(st)] = {op.dst, op.dst_full};
+      // Valid up to j when no step outside [i, j] (and no graph output) reads i..j-1's results.
+      bool valid = j > i;
+      for (std::size_t k = i; valid && k < j; ++k) {
+        const std::string name = out_of(steps[k]);
+        if (graph_outputs.count(name)) valid = false;
+        for (std::size_t u : users[name]) valid &= u >= i && u <= j;
+      }
+      if (valid) {
+        best = j + 1;
+        best_prog = prog;
+        best_prog.out = op.dst;
+        best_prog.out_full = op.dst_full;
+      }
+    }
+    if (best == 0) return nullptr;
+    end = best;
+    rs->prog = std::move(best_prog);
+    rs->in = x;
+    rs->out = out_of(steps[best - 1]);
+    rs->shape = steps[best - 1].ew ? steps[best - 1].ew->shape : steps[best - 1].pw->shape;
+    for (std::size_t k = i; k + 1 < best; ++k) rs->inner.push_back(out_of(steps[k]));
+    return rs;
+  };
+
+  std::vector<Step> out;
+  for (std::size_t i = 0; i < steps.size();) {
+    std::size_t end = 0;
+    if (auto rs = chain_at(i, end)) {
+      Step fused;
+      for (std::size_t k = i; k < end; ++k) {
+        fused.observe_consts.insert(fused.observe_consts.end(), steps[k].observe_consts.begin(), steps[k].observe_consts.end());
+        steps[k].observe_consts.clear();
+        rs->parts.push_back(steps[k]);
+      }
+      fused.rows = std::move(rs);
+      out.push_back(std::move(fused));
+      i = end;
+    } else {
+      out.push_back(std::move(steps[i++]));
+    }
+  }
+  steps = std::move(out);
 }
 
 inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) const {
@@ -1064,6 +1268,16 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
       }
       if (!ew) pw = pointwise_step(n, g, consts);
     }
+    std::shared_ptr<Executable::ViewStep> view;
+    if (!kernel && !tr && !qs && !mms && !ew && !pw &&
+        (n.op == "Reshape" || n.op == "Flatten" || n.op == "Squeeze" || n.op == "Unsqueeze") && !n.inputs.empty() &&
+        !is_const(n.inputs[0]) && n.outputs.size() == 1 && detail::static_positive(shape_of(n.outputs[0])) &&
+        detail::static_positive(shape_of(n.inputs[0])) && numel_of(shape_of(n.outputs[0])) == numel_of(shape_of(n.inputs[0]))) {
+      view = std::make_shared<Executable::ViewStep>();
+      view->in = n.inputs[0];
+      view->out = n.outputs[0];
+      view->shape = shape_of(n.outputs[0]);
+    }
     Executable::Step step;
     step.observe_consts = std::move(pending_observe);
     pending_observe.clear();
@@ -1073,47 +1287,16 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     else if (tr) step.tr = std::move(tr);
     else if (qs) step.q = std::move(qs);
     else if (mms) step.mm = std::move(mms);
+    else if (view) step.view = std::move(view);
     else step.ref = std::make_shared<const detail::RefNode>(g, n, consts, o.threads);
     exe.steps_.push_back(std::move(step));
   }
   exe.tail_observe_consts_ = std::move(pending_observe);
+  fuse_row_chains(exe, graph_outputs);
   // Liveness: release env tensors after their last use.
   std::map<std::string, std::size_t> last_use;
-  for (std::size_t i = 0; i < exe.steps_.size(); ++i) {
-    const auto& s = exe.steps_[i];
-    if (s.kernel) {
-      last_use[s.kernel->in] = i;
-      if (s.kernel->self)
-        for (const auto& in : s.kernel->self->runtime_inputs) last_use[in] = i;
-      if (s.kernel->pre)
-        for (const auto& out : s.kernel->pre->outputs) last_use[out] = i;
-      for (const auto& r : s.kernel->absorbed)
-        for (const auto& in : r.runtime_inputs) last_use[in] = i;
-      last_use[s.kernel->mid] = i;
-      for (const auto& a : s.kernel->absorbed_outputs) last_use[a] = i;
-    } else if (s.tr) {
-      last_use[s.tr->in] = i;
-      last_use[s.tr->out] = std::max(last_use[s.tr->out], i);
-    } else if (s.q) {
-      last_use[s.q->in] = i;
-      last_use[s.q->out] = std::max(last_use[s.q->out], i);
-    } else if (s.mm) {
-      last_use[s.mm->a] = i;
-      last_use[s.mm->b] = i;
-      last_use[s.mm->out] = std::max(last_use[s.mm->out], i);
-    } else if (s.ew) {
-      last_use[s.ew->x] = i;
-      last_use[s.ew->s] = i;
-      last_use[s.ew->mid] = i;
-      last_use[s.ew->out] = i;
-    } else if (s.pw) {
-      last_use[s.pw->in] = i;
-      last_use[s.pw->out] = std::max(last_use[s.pw->out], i);
-    } else {
-      for (const auto& in : s.ref->runtime_inputs) last_use[in] = i;
-      for (const auto& out : s.ref->outputs) last_use[out] = std::max(last_use[out], i);
-    }
-  }
+  for (std::size_t i = 0; i < exe.steps_.size(); ++i)
+    for (const auto& name : Executable::touched(exe.steps_[i])) last_use[name] = i;
   for (const auto& [name, i] : last_use)
     if (!graph_outputs.count(name)) exe.steps_[i].release.push_back(name);
   // Constants the steps keep (beyond the graph's own initializers, shared by storage).
