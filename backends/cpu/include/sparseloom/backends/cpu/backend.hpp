@@ -57,12 +57,14 @@
 #include "sparseloom/backends/cpu/conv_qu8.hpp"
 #include "sparseloom/backends/cpu/format_choice.hpp"
 #include "sparseloom/backends/cpu/pointwise.hpp"
+#include "sparseloom/backends/cpu/pooling.hpp"
 #include "sparseloom/backends/cpu/quantize.hpp"
 #include "sparseloom/backends/cpu/row_program.hpp"
 #include "sparseloom/backends/cpu/transpose.hpp"
 #include "sparseloom/backends/reference/backend.hpp"
 #include "sparseloom/concepts/backend.hpp"
 #include "sparseloom/ir/graph.hpp"
+#include "sparseloom/ir/shape_util.hpp"
 
 namespace sparseloom::cpu {
 
@@ -254,6 +256,7 @@ class Executable {
                        : steps_[i].q  ? steps_[i].q->out + " [QuantizeLinear]"
                        : steps_[i].mm ? steps_[i].mm->out + " [MatMul]"
                        : steps_[i].view ? steps_[i].view->out + " [view]"
+                       : steps_[i].pool ? steps_[i].pool->out + " [MaxPool 2-D]"
                        : steps_[i].rows ? steps_[i].rows->out + " [" + std::to_string(steps_[i].rows->parts.size()) + " ops row-fused]"
                                       : steps_[i].ref->outputs.at(0) + " [" + steps_[i].ref->op + "]",
                        ms[i]);
@@ -370,6 +373,12 @@ class Executable {
     std::string in, out;
     Shape shape;
   };
+  // 2-D MaxPool of a runtime f32 NCHW tensor (pooling.hpp).
+  struct PoolStep {
+    std::string in, out;
+    MaxPool2d p;
+    Shape shape;  // of the output
+  };
   struct RowStep;
   struct Step {
     std::shared_ptr<const KernelStep> kernel;
@@ -381,6 +390,7 @@ class Executable {
     std::shared_ptr<const detail::RefNode> ref;
     std::shared_ptr<const RowStep> rows;
     std::shared_ptr<const ViewStep> view;
+    std::shared_ptr<const PoolStep> pool;
     std::vector<std::string> observe_consts;  // folded constants reported before this step
     std::vector<std::string> release;         // env tensors dead after this step
   };
@@ -417,6 +427,8 @@ class Executable {
       t = {s.pw->in, s.pw->out};
     } else if (s.view) {
       t = {s.view->in, s.view->out};
+    } else if (s.pool) {
+      t = {s.pool->in, s.pool->out};
     } else if (s.rows) {
       t = {s.rows->in, s.rows->out};
       t.insert(t.end(), s.rows->inner.begin(), s.rows->inner.end());
@@ -433,6 +445,7 @@ class Executable {
     else if (s.pw) run_pw(*s.pw, env, ro);
     else if (s.rows) run_rows_step(*s.rows, env, ro);
     else if (s.view) publish(s.view->out, env.at(s.view->in).contiguous().reshape(s.view->shape), env, ro);
+    else if (s.pool) run_pool(*s.pool, env, ro);
     else if (s.tr) publish(s.tr->out, permute(env.at(s.tr->in), s.tr->perm, proc_->pool, threads_, s.tr->where), env, ro);
     else if (s.q) run_q(*s.q, env, ro);
     else if (s.mm) run_mm(*s.mm, env, ro);
@@ -467,6 +480,13 @@ class Executable {
   void run_ref(const detail::RefNode& r, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
     auto outs = r.run(env);
     for (std::size_t i = 0; i < outs.size() && i < r.outputs.size(); ++i) publish(r.outputs[i], std::move(outs[i]), env, ro);
+  }
+
+  void run_pool(const PoolStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
+    const Tensor x = env.at(s.in).contiguous();
+    Tensor y = Tensor::empty(s.shape, DType::f32);
+    max_pool_2d(s.p, x.data<float>(), y.data<float>(), proc_->pool, threads_);
+    publish(s.out, std::move(y), env, ro);
   }
 
   void run_q(const QStep& s, std::unordered_map<std::string, Tensor>& env, const RunOptions& ro) const {
@@ -705,6 +725,7 @@ class Backend {
   static std::shared_ptr<Executable::PwStep> pointwise_step(const ir::Node& n, const ir::Graph& g,
                                                           const std::map<std::string, Tensor>& consts);
   static void fuse_row_chains(Executable& exe, const std::set<std::string>& graph_outputs);
+  static std::shared_ptr<Executable::PoolStep> max_pool_step(const ir::Node& n, const ir::Graph& g, const std::string& where);
   std::shared_ptr<Processor> processor(int threads) const {
     std::lock_guard lock(state_->mu);
     if (state_->fixed > 0) {
@@ -820,6 +841,28 @@ inline std::shared_ptr<Executable::PwStep> Backend::pointwise_step(const ir::Nod
     return p;
   }
   return nullptr;
+}
+
+// A 2-D MaxPool of a runtime f32 tensor with static shapes (one output, no indices), windowed
+// as the reference windows it.
+inline std::shared_ptr<Executable::PoolStep> Backend::max_pool_step(const ir::Node& n, const ir::Graph& g, const std::string& where) {
+  if (n.op != "MaxPool" || n.inputs.size() != 1 || n.outputs.size() != 1) return nullptr;
+  const auto& in = g.value(n.inputs[0]);
+  const auto& out = g.value(n.outputs[0]);
+  if (in.dtype != DType::f32 || in.shape.size() != 4 || !detail::static_positive(in.shape) || !detail::static_positive(out.shape))
+    return nullptr;
+  const auto win = ir::make_window(in.shape, n.attr<std::vector<std::int64_t>>("kernel_shape", {}),
+                                   n.attr<std::vector<std::int64_t>>("strides", {}), n.attr<std::vector<std::int64_t>>("dilations", {}),
+                                   n.attr<std::vector<std::int64_t>>("pads", {}), n.attr<std::string>("auto_pad", "NOTSET"),
+                                   n.attr<std::int64_t>("ceil_mode", 0) != 0, where);
+  if (out.shape != Shape{in.shape[0], in.shape[1], win.out[0], win.out[1]}) return nullptr;
+  auto s = std::make_shared<Executable::PoolStep>();
+  s->in = n.inputs[0];
+  s->out = n.outputs[0];
+  s->shape = out.shape;
+  s->p = {in.shape[0] * in.shape[1], in.shape[2], in.shape[3], win.out[0], win.out[1], win.kernel[0], win.kernel[1], win.strides[0],
+          win.strides[1], win.dilations[0], win.dilations[1], win.pads[0], win.pads[1]};
+  return s;
 }
 
 // Replaces each run of consecutive Ew/Pw steps that reads one runtime tensor (plus constants and
@@ -1278,6 +1321,8 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
       view->out = n.outputs[0];
       view->shape = shape_of(n.outputs[0]);
     }
+    std::shared_ptr<Executable::PoolStep> mp;
+    if (!kernel && !tr && !qs && !mms && !ew && !pw && !view) mp = max_pool_step(n, g, where);
     Executable::Step step;
     step.observe_consts = std::move(pending_observe);
     pending_observe.clear();
@@ -1288,6 +1333,7 @@ inline Executable Backend::compile(const ir::Graph& g, const CompileOptions& o) 
     else if (qs) step.q = std::move(qs);
     else if (mms) step.mm = std::move(mms);
     else if (view) step.view = std::move(view);
+    else if (mp) step.pool = std::move(mp);
     else step.ref = std::make_shared<const detail::RefNode>(g, n, consts, o.threads);
     exe.steps_.push_back(std::move(step));
   }
