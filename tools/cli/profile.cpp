@@ -22,7 +22,15 @@ std::filesystem::path cache_path(const std::string& scenario_name) {
   std::string safe = scenario_name;
   for (char& c : safe)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
-  return dir / "profiles" / (safe + ".json");
+  // The kernels' and the profiler's revisions are in the name: a table timed by an older
+  // build (slower steps, other formats) is not reused after an upgrade.
+#ifdef SPARSELOOM_CLI_HAS_CPU
+  const int kernels = cpu::Backend::kRevision;
+#else
+  const int kernels = 0;
+#endif
+  return dir / "profiles" /
+         (safe + ".k" + std::to_string(kernels) + "p" + std::to_string(estimator::kProfilerRevision) + ".json");
 }
 
 estimator::ProfileTable profile_scenario(const std::string& scenario, bool quick, bool quiet) {
