@@ -8,20 +8,13 @@
 #include <cstring>
 #include <random>
 
-#include "sparseloom/backends/cpu/backend.hpp"
+#include "reference_compare.hpp"
 #include "sparseloom/ir/infer.hpp"
 
 using namespace sparseloom;
+using testing::random_tensor;
 
 namespace {
-
-Tensor random_tensor(const Shape& s, std::uint32_t seed, float lo = -2.f, float hi = 2.f) {
-  Tensor t = Tensor::empty(s, DType::f32);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
-  return t;
-}
 
 // y = op(inputs) [-> Relu]; `consts` become initializers. Returns whether cpu == reference
 // bit for bit, on 1 and 2 threads, and whether the op ran as a native step (`fast`) or not.
@@ -47,19 +40,14 @@ bool same_as_reference(const std::string& op, const std::vector<std::pair<std::s
   if (relu) g.nodes.push_back({"r", "Relu", {"mid"}, {"y"}, {}});
   g.outputs = {{"y", {}, DType::f32}};
   ir::infer_shapes(g);
-  const Tensor want = reference::Backend{}.compile(g, {}).run(in).at(0).contiguous();
-  bool ok = true;
-  for (int threads : {1, 2}) {
-    const auto exe = cpu::Backend{}.compile(g, {threads});
-    const Tensor got = exe.run(in).at(0).contiguous();
-    ok &= got.shape() == want.shape() && std::memcmp(got.raw(), want.raw(), got.nbytes()) == 0;
-    bool native = false;  // the node's own step (named by its output), not the Relu's
-    const std::string self = relu ? "mid [" : "y [";
-    for (const auto& [step, ms] : exe.profile(in))
+  // The node's own step (named by its output), not the Relu's.
+  const std::string self = relu ? "mid [" : "y [";
+  return testing::cpu_equals_reference(g, in, [&](const std::vector<std::string>& steps) {
+    bool native = false;
+    for (const auto& step : steps)
       native |= step.rfind(self, 0) == 0 && (step.find("[elementwise]") != std::string::npos || step.find("[pointwise]") != std::string::npos);
-    ok &= native == fast;
-  }
-  return ok;
+    return native == fast;
+  });
 }
 
 }  // namespace

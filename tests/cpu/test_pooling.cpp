@@ -1,28 +1,19 @@
 // The backend's 2-D MaxPool step (pooling.hpp) against the reference backend, bit for bit:
 // ResNet's stem window, speech_kws' 1 x k windows, padding on one side, ceil_mode, dilation,
-// NaNs (ignored as the reference ignores them), 1 and 2 threads; 1-D pooling and a second
-// (indices) output stay with the reference op.
+// NaNs (ignored as the reference ignores them), 1 and 2 threads; 1-D pooling stays with the
+// reference op.
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstring>
 #include <limits>
-#include <random>
 
-#include "sparseloom/backends/cpu/backend.hpp"
+#include "reference_compare.hpp"
 #include "sparseloom/ir/infer.hpp"
 
 using namespace sparseloom;
+using testing::random_tensor;
 
 namespace {
-
-Tensor random_tensor(const Shape& s, std::uint32_t seed) {
-  Tensor t = Tensor::empty(s, DType::f32);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-2.f, 2.f);
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
-  return t;
-}
 
 // MaxPool(x) on both backends; true when equal bit for bit on 1 and 2 threads and the cpu
 // backend ran it as its own step (`native`) or not.
@@ -34,18 +25,11 @@ bool same_as_reference(const Tensor& x, std::map<std::string, ir::Attribute> att
   g.nodes.push_back({"p", "MaxPool", {"x"}, {"y"}, std::move(attrs)});
   g.outputs = {{"y", {}, DType::f32}};
   ir::infer_shapes(g);
-  const std::vector<Tensor> in{x};
-  const Tensor want = reference::Backend{}.compile(g, {}).run(in).at(0).contiguous();
-  bool ok = true;
-  for (int threads : {1, 2}) {
-    const auto exe = cpu::Backend{}.compile(g, {threads});
-    const Tensor got = exe.run(in).at(0).contiguous();
-    ok &= got.shape() == want.shape() && std::memcmp(got.raw(), want.raw(), got.nbytes()) == 0;
+  return testing::cpu_equals_reference(g, {x}, [&](const std::vector<std::string>& steps) {
     bool ran_native = false;
-    for (const auto& [step, ms] : exe.profile(in)) ran_native |= step.find("[MaxPool 2-D]") != std::string::npos;
-    ok &= ran_native == native;
-  }
-  return ok;
+    for (const auto& step : steps) ran_native |= step.find("[MaxPool 2-D]") != std::string::npos;
+    return ran_native == native;
+  });
 }
 
 using V = std::vector<std::int64_t>;

@@ -5,23 +5,14 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstring>
-#include <random>
 
-#include "sparseloom/backends/cpu/backend.hpp"
+#include "reference_compare.hpp"
 #include "sparseloom/ir/infer.hpp"
 
 using namespace sparseloom;
+using testing::random_tensor;
 
 namespace {
-
-Tensor random_tensor(const Shape& s, std::uint32_t seed, float lo, float hi) {
-  Tensor t = Tensor::empty(s, DType::f32);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
-  return t;
-}
 
 Tensor scalar(float v) {
   Tensor t = Tensor::empty({}, DType::f32);
@@ -72,10 +63,8 @@ ir::Graph ln_gelu(bool tap) {
 
 bool bit_equal(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const Tensor x = a[i].contiguous(), y = b[i].contiguous();
-    if (x.shape() != y.shape() || std::memcmp(x.raw(), y.raw(), x.nbytes()) != 0) return false;
-  }
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!testing::same_bits(a[i], b[i])) return false;
   return true;
 }
 
