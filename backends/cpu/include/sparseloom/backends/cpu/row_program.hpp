@@ -107,11 +107,13 @@ inline void run_row_op(const RowOp& op, float* const* slot, std::int64_t r, std:
 inline void run_rows(const RowProgram& p, const float* x, float* y, ThreadPool& pool, int threads) {
   const int parts = split_parts(p.rows * p.d * static_cast<std::int64_t>(p.ops.size()), threads);
   pool.run(parts, [&p, x, y, parts](int t) {
-    // Per thread, slots 1.. of d values each; they only grow.
+    // Per thread, slots 1.. of d values each and the slot pointers; they only grow (no
+    // allocation per call once warm).
     thread_local std::vector<float> buf;
+    thread_local std::vector<float*> slot;
     const auto need = static_cast<std::size_t>(std::max(p.slots - 1, 0) * p.d);
     if (buf.size() < need) buf.resize(need);
-    std::vector<float*> slot(static_cast<std::size_t>(p.slots));
+    if (slot.size() < static_cast<std::size_t>(p.slots)) slot.resize(static_cast<std::size_t>(p.slots));
     for (int s = 1; s < p.slots; ++s) slot[static_cast<std::size_t>(s)] = buf.data() + static_cast<std::size_t>(s - 1) * p.d;
     const std::int64_t out_n = p.out_full ? p.d : 1;
     for (std::int64_t r = p.rows * t / parts; r < p.rows * (t + 1) / parts; ++r) {
