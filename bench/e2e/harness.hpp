@@ -16,6 +16,7 @@
 #include "sparseloom/backends/reference/backend.hpp"
 #include "sparseloom/baselines/baselines.hpp"
 #include "sparseloom/estimator/from_zoo.hpp"
+#include "sparseloom/estimator/pool_processors.hpp"
 #include "sparseloom/estimator/profiled.hpp"
 #include "sparseloom/estimator/profiler.hpp"
 #include "sparseloom/optimizer/optimizer.hpp"
@@ -63,6 +64,7 @@ struct Setup {
   std::size_t cached_format_decisions = 0;
   std::string format_cache_ignored;
   double handoff_ms = 0;  // measured thread-to-thread handoff, the transfer cost between processors
+  std::vector<estimator::PooledGroup> pooled;  // declared-identical processors (estimator/pool_processors.hpp)
 };
 
 // Median one-way handoff between two threads through a mutex + condition variable (what a
@@ -103,8 +105,10 @@ inline double measure_handoff_ms() {
 // on_profiled(done, total) is called after each task is profiled (the CLI's progress bar).
 // Block profiles are reused from `profile_cache` (empty: off) when their key matches
 // (estimator::ProfileCacheKey: model files, processors, profiling options, compiler).
+// `pool_identical`: identical processors share one profile (estimator::pool_identical_processors);
+// the cache keeps each processor's own.
 inline Setup build(const std::string& path, bool quick, const std::function<void(std::size_t, std::size_t)>& on_profiled = {},
-                   const std::filesystem::path& profile_cache = "out/profile-cache") {
+                   const std::filesystem::path& profile_cache = "out/profile-cache", bool pool_identical = true) {
   Setup st;
   st.sc = scenario::load_scenario(path);
   std::vector<const zoo::TaskZoo*> ptrs;
@@ -210,14 +214,6 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
     if (t == 0) st.handoff_ms = measure_handoff_ms();
     for (auto& x : prof.transfer_ms) x = std::max(x, st.handoff_ms);
     auto fit = estimator::fit_accuracy(st.zoos[t]->manifest, true, 0.10);
-    double worst = 0;
-    const int base = st.zoos[t]->base();
-    for (std::size_t p = 0; p < st.procs.size(); ++p) {
-      double sum = 0;
-      for (const auto& b : prof.block) sum += b[base][p].median_ms;
-      worst = std::max(worst, sum);
-    }
-    st.worst_ms.push_back(worst);
     et.push_back({st.zoos[t]->manifest.task, std::move(fit.model), std::move(prof)});
     if (on_profiled) on_profiled(t + 1, st.zoos.size());
   }
@@ -231,6 +227,23 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
     }
   }
 #endif
+  if (pool_identical) {
+    std::vector<estimator::TaskProfile> profs;
+    for (auto& t : et) profs.push_back(std::move(t.profile));
+    st.pooled = estimator::pool_identical_processors(profs, pprof);
+    for (std::size_t t = 0; t < et.size(); ++t) et[t].profile = std::move(profs[t]);
+  }
+  // Deadlines scale from the base variant on its slowest processor, as the estimator sees it.
+  for (std::size_t t = 0; t < et.size(); ++t) {
+    double worst = 0;
+    const int base = st.zoos[t]->base();
+    for (std::size_t p = 0; p < st.procs.size(); ++p) {
+      double sum = 0;
+      for (const auto& b : et[t].profile.block) sum += b[base][p].median_ms;
+      worst = std::max(worst, sum);
+    }
+    st.worst_ms.push_back(worst);
+  }
   st.est = estimator::Profiled(std::move(et), pprof);
   for (std::size_t t = 0; t < st.sc.tasks.size(); ++t) {
     st.tasks.push_back({st.sc.tasks[t].task, slo_of(st.sc.tasks[t], st.worst_ms[t])});

@@ -4,6 +4,7 @@
 // prints the paper-style table with ratios measured in the same run.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -52,13 +53,27 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 20));
   bool whole_variant_loads = false;
   app.add_flag("--whole-variant-loads", whole_variant_loads, "ablation: block loads read whole variant files even where a task has block files");
+  std::vector<std::string> only;
+  app.add_option("--systems", only, "run only these systems of the main table (names as printed, comma separated); no comparison with the best baseline then")
+      ->delimiter(',');
+  bool no_pool = false;
+  app.add_flag("--no-pool-processors", no_pool, "ablation: identical processors keep their own (noisy) profiles instead of one pooled profile");
   bool roofline_only = false;
   app.add_flag("--roofline-only", roofline_only, "with --simulate: ignore a fitted profile's measured_blocks (every block from the roofline)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (!sim_profile.empty()) return run_simulation(scenario, sim_profile, json_path, quick, roofline_only, !quick && !no_throughput, topt);
     if (!fit_out.empty()) return fit_profile(scenario, fit_out, quick);
-    Setup st = build(scenario, quick, {}, no_profile_cache ? "" : "out/profile-cache");
+    for (const auto& o : only) {
+      bool found = false;
+      for_each_system([&](const std::string& name, auto, auto, const char*) { found = found || o == name; });
+      check(found, ErrorCode::invalid_argument, "--systems", "unknown system '" + o + "' (SparseLoom, SparseLoom-no-stitching, "
+            "SparseLoom-sparsity-blind, Fixed, Band-SEL, Band-LSF, INFaaS-like)");
+    }
+    const auto selected = [&](const std::string& name) {
+      return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
+    };
+    Setup st = build(scenario, quick, {}, no_profile_cache ? "" : "out/profile-cache", !no_pool);
     if (whole_variant_loads)
       for (auto& z : st.zoos) z->use_block_files = false;
     const double dur = quick ? std::min(4.0, st.sc.duration_s) : st.sc.duration_s;
@@ -69,6 +84,8 @@ int main(int argc, char** argv) {
                 "processors share this machine's cores\n",
                 st.profiling_s, st.cached_profiles, st.tasks.size(), st.cached_format_decisions,
                 st.format_cache_ignored.empty() ? "" : "; format cache ignored: ", st.format_cache_ignored.c_str());
+    for (const auto& g : st.pooled) std::printf("processors %s\n", estimator::describe(g, st.est.processors()).c_str());
+    if (no_pool) std::printf("processors: profiles not pooled (--no-pool-processors)\n");
     for (std::size_t t = 0; t < st.tasks.size(); ++t)
       std::printf("  task %-18s deadline %7.2f ms  floor %5.1f %%  rate %5.1f rps\n", st.tasks[t].name.c_str(),
                   st.tasks[t].slo.deadline_ms, st.tasks[t].slo.min_accuracy_pct, st.tasks[t].slo.rate_rps);
@@ -83,7 +100,7 @@ int main(int argc, char** argv) {
     if (warmup_s > 0) {
       bool done = false;
       for_each_system([&](const std::string& name, auto make, auto make_pre, const char*) {
-        if (done) return;
+        if (done || !selected(name)) return;
         done = true;
         run_policy(st, name + " (warm-up)", make(), std::min(warmup_s, dur), {}, make_pre());
       });
@@ -91,6 +108,7 @@ int main(int argc, char** argv) {
     for (int rep = 0; rep < repeats; ++rep) {
       std::size_t i = 0;
       for_each_system([&](const std::string& name, auto make, auto make_pre, const char* memory_policy) {
+        if (!selected(name)) return;
         if (runs.size() <= i) runs.emplace_back();
         runs[i].push_back(run_policy(st, name, make(), dur, {}, make_pre()));
         runs[i++].back().metrics["memory_policy"] = memory_policy;
@@ -124,6 +142,18 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
     if (!search) std::printf("(throughput at saturation: not searched in this run; drop --quick / --no-throughput)\n");
+    if (!only.empty()) {  // a subset: no best baseline to compare with
+      if (!json_path.empty()) {
+        json::Json out{{"scenario", st.sc.name}, {"machine", {{"cpu", cpu_model()}}}, {"systems", only}, {"repeats", repeats}};
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+          auto m = rows[i].metrics;
+          if (search) m["throughput_rps"] = tput[i].offered_rps, m["max_rate_scale"] = tput[i].rate_scale, m["throughput_probes"] = tput[i].probes;
+          out["policies"].push_back(m);
+        }
+        std::ofstream(json_path) << out.dump(1);
+      }
+      return 0;
+    }
     double best_baseline = 1e9, best_tput = -1;
     std::string best_name, best_tput_name;
     for (std::size_t i = 3; i < rows.size(); ++i) {
@@ -153,6 +183,11 @@ int main(int argc, char** argv) {
       out["format_decisions_from_cache"] = st.cached_format_decisions;
       out["arrival"] = st.sc.arrival;
       out["repeats"] = repeats;
+      {
+        json::Json pooled = json::Json::array();
+        for (const auto& g : st.pooled) pooled.push_back({{"processors", g.processors}, {"median_ratio", g.median_ratio}, {"pooled", g.pooled}});
+        out["pooled_processors"] = no_pool ? json::Json("off (--no-pool-processors)") : pooled;
+      }
       out["block_loads"] = whole_variant_loads ? "whole variant files (--whole-variant-loads)" : "block files where a task has them";
       if (search) {
         out["throughput_note"] = "throughput_rps: the scenario's total rate x the highest rate scale sustained at >= 99 % SLO attainment; a probe lasts " +

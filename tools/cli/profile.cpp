@@ -42,7 +42,7 @@ estimator::ProfileTable profile_scenario(const std::string& scenario, bool quick
   e2e::Setup st = e2e::build(
       scenario, quick,
       [&](std::size_t done, std::size_t total) { bar.update(static_cast<double>(done), done < total ? "next: " + sc.tasks[done].task : ""); },
-      std::filesystem::path());
+      std::filesystem::path(), /*pool_identical=*/false);  // the table keeps each processor's own; build_model pools
   bar.finish();
   estimator::ProfileTable t;
   t.processors = st.est.processors();

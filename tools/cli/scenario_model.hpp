@@ -11,6 +11,7 @@
 
 #include "sparseloom/concepts/policies.hpp"
 #include "sparseloom/estimator/from_zoo.hpp"
+#include "sparseloom/estimator/pool_processors.hpp"
 #include "sparseloom/estimator/profiled.hpp"
 #include "sparseloom/scenario/scenario.hpp"
 #include "sparseloom/zoo/manifest.hpp"
@@ -24,6 +25,7 @@ struct ScenarioModel {
   std::vector<std::string> task_names;
   std::vector<double> worst_ms;  // base variant on its slowest processor (slo_scale's unit)
   SystemState state;
+  std::vector<estimator::PooledGroup> pooled;  // declared-identical processors and whether pooled
 };
 
 inline std::filesystem::path task_dir(const scenario::Scenario& sc, const std::string& task) {
@@ -66,10 +68,13 @@ inline ScenarioModel build_model(scenario::Scenario sc, const estimator::Profile
   m.manifests = load_manifests(m.sc);
   const std::string bad = profile_mismatch(m.sc, table, "", m.manifests);
   check(bad.empty(), ErrorCode::invalid_argument, "profile table", "does not fit scenario '" + m.sc.name + "': " + bad);
+  // Identical processors share one profile (estimator/pool_processors.hpp), as in `run`.
+  auto profiles = table.tasks;
+  m.pooled = estimator::pool_identical_processors(profiles, table.processors);
   std::vector<estimator::Profiled::Task> tasks;
   for (std::size_t t = 0; t < m.manifests.size(); ++t) {
     auto fit = estimator::fit_accuracy(m.manifests[t], true, 0.10);
-    const auto& prof = table.tasks[t];
+    const auto& prof = profiles[t];
     const int base = m.manifests[t].variant_index(m.manifests[t].base);
     double worst = 0;
     for (std::size_t p = 0; p < table.processors.size(); ++p) {

@@ -27,6 +27,7 @@
 #include <exception>
 #include <limits>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -81,6 +82,19 @@ struct EngineOptions {
   std::size_t memory_budget_bytes = 0;  // 0 = unlimited; passed to the optimizer and preloader
   bool plan_for_budget = true;          // false: the optimizer plans as if unlimited (ablation); the preloader still enforces it
   bool admission_control = true;        // reject requests predicted to miss their deadline
+  // Queues are earliest-deadline-first. A job running consecutive blocks on one processor
+  // yields between two of them when a request with an earlier deadline waits there (it goes
+  // back into the queue, its tensors with it), and admission counts only the queued work due
+  // before the new request plus the block now running: without this a 12 ms-deadline request
+  // waited out a whole 17-20 ms encoder or ResNet-50 behind it, and admission, assuming it
+  // queued behind everything, rejected or shed requests EDF would have served (session 13).
+  bool preempt_between_blocks = true;
+  // The first runs of each (task, block, variant) on a processor are left out of its speed
+  // windows (admission's per-task speed and the slow-down detector): a block's first run after
+  // its load pays one-time costs (oneDNN primitive creation, first touch of its buffers) that
+  // read as a 5-8x slow-down, and admission then turned the task away until the estimate went
+  // stale 1 s later (session 13: 32 of MobileNetV2's requests in the first 1.7 s of a run).
+  int cold_runs_ignored = 2;
   int max_attempts = 2;                 // plans a request may run on after device failures
   // Re-planning on observed change (checked every monitor_period_ms).
   double monitor_period_ms = 10;
@@ -494,6 +508,7 @@ class Engine {
     std::vector<Entry> heap;
     bool stop = false;
     std::atomic<double> backlog_ms{0};
+    std::atomic<double> running_until_ms{0};  // predicted end of the block running now (0: idle)
     std::atomic<bool> available{true};
     std::atomic<double> busy_ms{0};
     std::atomic<std::uint64_t> blocks{0}, failures{0};
@@ -501,7 +516,8 @@ class Engine {
     std::atomic<int> speed_samples{0};  // since start or the last return to service
     std::atomic<double> baseline{0};    // calibrated speed (0: still calibrating)
     std::atomic<bool> slow_flagged{false};
-    std::mutex speed_mu;                // window, task_speed
+    std::mutex speed_mu;                // window, task_speed, runs
+    std::map<std::tuple<TaskIndex, BlockIndex, VariantIndex>, int> runs;  // block runs seen here (cold_runs_ignored)
     SpeedWindow window;                 // every block on this processor: slow-down detection
     std::vector<SpeedWindow> task_speed;  // [task]: admission
     std::vector<std::thread> workers;
@@ -922,19 +938,23 @@ class Engine {
     bool admitted = false;
     {
       std::lock_guard lk(pr.mu);
-      const auto fits = [&](double backlog, std::size_t queued) {
-        const bool in_time = !opts_.admission_control || now + std::max(backlog, others) + service <= deadline;
+      const double wait = wait_locked(pr, deadline, now);
+      const auto fits = [&](double w, std::size_t queued) {
+        const bool in_time = !opts_.admission_control || now + std::max(w, others) + service <= deadline;
         return in_time && queued < pr.spec.queue_capacity;
       };
+      const bool promises = !opts_.admission_control || keeps_promises_locked(pr, *job, now);
       if (pr.stop) {
         why = "the engine is shut down";
-      } else if (fits(pr.backlog_ms.load(), pr.heap.size()) || (opts_.admission_control && shed_for(pr, *job, now, service, others, shed))) {
+      } else if (promises && (fits(wait, pr.heap.size()) ||
+                              (opts_.admission_control && shed_for(pr, *job, now, wait, service, others, shed)))) {
         push_locked(p0, std::move(job), now);
         admitted = true;
       } else {
         const bool full = pr.heap.size() >= pr.spec.queue_capacity;
-        why = full ? "queue of " + pr.spec.name + " is full"
-                   : "predicted finish " + std::to_string(now + std::max(pr.backlog_ms.load(), others) + service - deadline) +
+        why = !promises ? "it would make an admitted request of equal or higher criticality on " + pr.spec.name + " late"
+              : full    ? "queue of " + pr.spec.name + " is full"
+                   : "predicted finish " + std::to_string(now + std::max(wait, others) + service - deadline) +
                          " ms after its deadline";
       }
     }
@@ -943,14 +963,51 @@ class Engine {
     if (!admitted) end(std::move(job), RequestState::rejected, "admission: " + why);
   }
 
-  // Under overload: removes queued, not yet started requests less critical than j (least
-  // critical first, then latest deadline) until j fits; removes none if it cannot fit.
-  bool shed_for(Proc& pr, const Job& j, double now, double service, double others,
+  // What a new request due at `deadline` waits on pr before its first block starts (pr.mu
+  // held): with preemption between blocks, the block running now and the queued work due no
+  // later than it (EDF order); without, the whole backlog, as a FIFO queue would have it.
+  double wait_locked(const Proc& pr, double deadline, double now) const {
+    if (!opts_.preempt_between_blocks) return pr.backlog_ms.load();
+    double w = std::max(0.0, pr.running_until_ms.load() - now);
+    for (const auto& e : pr.heap)
+      if (e.deadline <= deadline) w += e.work_ms;
+    return w;
+  }
+
+  // Whether admitting j ahead of the queued requests due after it (EDF) keeps each of those
+  // at least as critical as j that would finish in time without j in time with it: admission
+  // rejects nothing for a promise it then breaks. Less critical ones may be pushed late; those
+  // not started yet are then rejected when dispatched (ready()). pr.mu held.
+  bool keeps_promises_locked(const Proc& pr, const Job& j, double now) const {
+    if (!opts_.preempt_between_blocks || pr.heap.empty()) return true;
+    std::vector<const Entry*> es;
+    es.reserve(pr.heap.size());
+    for (const auto& e : pr.heap) es.push_back(&e);
+    std::sort(es.begin(), es.end(), [](const Entry* a, const Entry* b) { return EntryLater{}(*b, *a); });
+    const double d = j.rec.deadline_ms;
+    const double delay = work_here_ms(j, j.route().placement.processor.front());
+    double t = now + std::max(0.0, pr.running_until_ms.load() - now);
+    bool behind = false;
+    for (const Entry* e : es) {
+      if (!behind && e->deadline > d) behind = true, t += delay;
+      t += e->work_ms;
+      if (!behind || !e->job || e->job->criticality < j.criticality) continue;
+      const double finish = t + std::max(0.0, remaining_ms(*e->job) - e->work_ms);
+      if (finish > e->deadline && finish - delay <= e->deadline) return false;
+    }
+    return true;
+  }
+
+  // Under overload: removes queued, not yet started requests less critical than j that it
+  // waits behind (least critical first, then latest deadline) until j fits; removes none if
+  // it cannot fit.
+  bool shed_for(Proc& pr, const Job& j, double now, double wait, double service, double others,
                 std::vector<std::unique_ptr<Job>>& shed) {
     std::vector<std::size_t> cand;
     for (std::size_t i = 0; i < pr.heap.size(); ++i) {
       const auto& e = pr.heap[i];
-      if (e.job && !e.job->started && e.job->next == 0 && e.job->criticality < j.criticality) cand.push_back(i);
+      const bool ahead = !opts_.preempt_between_blocks || e.deadline <= j.rec.deadline_ms;
+      if (ahead && e.job && !e.job->started && e.job->next == 0 && e.job->criticality < j.criticality) cand.push_back(i);
     }
     std::sort(cand.begin(), cand.end(), [&](std::size_t a, std::size_t b) {
       const auto &ja = *pr.heap[a].job, &jb = *pr.heap[b].job;
@@ -959,10 +1016,11 @@ class Engine {
     double backlog = pr.backlog_ms.load();
     std::size_t queued = pr.heap.size(), k = 0;
     const auto fits = [&] {
-      return now + std::max(backlog, others) + service <= j.rec.deadline_ms && queued < pr.spec.queue_capacity;
+      return now + std::max(wait, others) + service <= j.rec.deadline_ms && queued < pr.spec.queue_capacity;
     };
     while (!fits() && k < cand.size()) {
       backlog -= pr.heap[cand[k]].work_ms;
+      wait -= pr.heap[cand[k]].work_ms;
       --queued;
       ++k;
     }
@@ -1116,7 +1174,8 @@ class Engine {
     pr.busy_ms.fetch_add(t1 - t0, std::memory_order_relaxed);
     pr.blocks.fetch_add(1, std::memory_order_relaxed);
     const double predicted = j->route().block_ms[static_cast<std::size_t>(j->next)];
-    if (predicted > 0) record_speed(pr, j->rec.task, occupied, predicted, t1);
+    if (predicted > 0)
+      record_speed(pr, j->rec.task, j->next, j->route().variant.choice[static_cast<std::size_t>(j->next)], occupied, predicted, t1);
     if (j->rec.start_ms < 0) j->rec.start_ms = t0;
     j->started = true;
     j->current = std::move(out);
@@ -1130,9 +1189,15 @@ class Engine {
       return false;
     }
     const auto np = j->route().placement.processor[static_cast<std::size_t>(j->next)];
-    if (np == p) return true;
+    if (np == p && !(opts_.preempt_between_blocks && more_urgent_waiting(pr, j->rec.deadline_ms))) return true;
     hand_off(np, std::move(j));
     return false;
+  }
+
+  // A queued request on pr is due before `deadline` (EDF: the heap's top is the earliest).
+  bool more_urgent_waiting(Proc& pr, double deadline) {
+    std::lock_guard lk(pr.mu);
+    return !pr.heap.empty() && pr.heap.front().deadline < deadline;
   }
 
   // A block run threw. A device error takes the processor out and re-plans; the request is
@@ -1228,24 +1293,34 @@ class Engine {
       const double t0 = clock_.now_ms();
       const double stall = loaded ? t0 - ta : 0.0;
       j->rec.load_stall_ms += stall;
+      pr_running(p, t0, *j);
       std::vector<Tensor> out;
       try {
         out = lib_.run(j->rec.task, j->route().variant, j->next, p, std::span<const Tensor>(j->current));
       } catch (const Error& err) {
+        procs_[static_cast<std::size_t>(p)]->running_until_ms.store(0);
         release(p, *j);
         on_run_error(p, std::move(j), err.code() == ErrorCode::device, err.what());
         return;
       } catch (const std::exception& err) {
+        procs_[static_cast<std::size_t>(p)]->running_until_ms.store(0);
         release(p, *j);
         on_run_error(p, std::move(j), false, err.what());
         return;
       }
       const double t1 = clock_.now_ms();
+      procs_[static_cast<std::size_t>(p)]->running_until_ms.store(0);
       release(p, *j);
       const double occupied = t1 - mark - stall;
       mark = t1;
       if (!after_block(p, j, std::move(out), t0, t1, occupied)) return;
     }
+  }
+
+  // Records the predicted end of j's next block on p, started at t0 (admission's wait).
+  void pr_running(ProcessorIndex p, double t0, const Job& j) {
+    const double ms = j.route().block_ms[static_cast<std::size_t>(j.next)] * speed(p, j.rec.task);
+    procs_[static_cast<std::size_t>(p)]->running_until_ms.store(t0 + ms);
   }
 
   void monitor_loop() {
@@ -1263,8 +1338,9 @@ class Engine {
 
   // One block's measured and predicted time, for the processor (slow-down detection; its first
   // samples calibrate the baseline) and for the task (admission, speed() above).
-  void record_speed(Proc& pr, TaskIndex t, double measured, double predicted, double now) {
+  void record_speed(Proc& pr, TaskIndex t, BlockIndex b, VariantIndex v, double measured, double predicted, double now) {
     std::lock_guard lk(pr.speed_mu);
+    if (++pr.runs[{t, b, v}] <= opts_.cold_runs_ignored) return;
     pr.task_speed[static_cast<std::size_t>(t)].add(measured, predicted, now, kStaleSpeedMs);
     pr.window.add(measured, predicted, now);
     pr.speed_samples.store(pr.window.n, std::memory_order_relaxed);
@@ -1442,6 +1518,7 @@ class Engine {
         auto& pr = *procs_[static_cast<std::size_t>(ev.p)];
         release(ev.p, *ev.job);
         ++pr.idle_slots;
+        pr.running_until_ms.store(0);
         if (after_block(ev.p, ev.job, std::move(ev.job->current), ev.t_start, clock_.now_ms(),
                         clock_.now_ms() - ev.t_start))
           sim_start(ev.p, std::move(ev.job));
@@ -1499,6 +1576,7 @@ class Engine {
       return;
     }
     --procs_[static_cast<std::size_t>(p)]->idle_slots;
+    procs_[static_cast<std::size_t>(p)]->running_until_ms.store(now + stall + ms);
     Event ev;
     ev.kind = EventKind::block_end;
     ev.p = p;

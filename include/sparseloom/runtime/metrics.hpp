@@ -128,6 +128,10 @@ struct DecisionRecord {
 };
 
 struct EngineMetrics {
+  // The first violations of the run as recorded (state, reason, times), up to
+  // MetricsCollector::kMaxViolationRecords: what a violation rate alone cannot say (when, which
+  // task, admission or late).
+  std::vector<RequestRecord> first_violations;
   double wall_ms = 0;
   std::vector<TaskMetrics> tasks;
   TaskMetrics overall;
@@ -160,6 +164,7 @@ inline double percentile(std::vector<double>& v, double q) {
 class MetricsCollector {
  public:
   static constexpr std::size_t kMaxMemorySamples = 1 << 16;
+  static constexpr std::size_t kMaxViolationRecords = 64;
 
   explicit MetricsCollector(std::vector<std::string> task_names) : tasks_(task_names.size()) {
     for (std::size_t i = 0; i < tasks_.size(); ++i) tasks_[i].m.name = std::move(task_names[i]);
@@ -185,6 +190,7 @@ class MetricsCollector {
       }
       ++timeline_.accounted[b];
       timeline_.violations[b] += is_violation(r.state);
+      if (is_violation(r.state) && first_violations_.size() < kMaxViolationRecords) first_violations_.push_back(r);
     }
     if (is_served(r.state)) {
       t.latencies.push_back(r.latency_ms());
@@ -248,6 +254,7 @@ class MetricsCollector {
     out.processors = std::move(processors);
     out.memory = memory_;
     out.slo_timeline = timeline_;
+    out.first_violations = first_violations_;
     out.peak_resident_bytes = peak_;
     out.memory_budget_bytes = budget_bytes;
     out.budget_exceeded = budget_bytes > 0 && peak_ > budget_bytes;
@@ -303,6 +310,7 @@ class MetricsCollector {
   std::vector<DecisionRecord> decisions_;
   std::vector<MemorySample> memory_;
   SloTimeline timeline_;
+  std::vector<RequestRecord> first_violations_;
   std::size_t peak_ = 0;
   double handoff_sum_ = 0;
   std::uint64_t handoff_n_ = 0;

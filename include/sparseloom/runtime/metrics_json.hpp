@@ -63,6 +63,11 @@ inline nlohmann::json to_json(const EngineMetrics& m) {
     j["decisions"]["log"].push_back({{"t_ms", d.t_ms}, {"decision_ms", d.decision_ms}, {"version", d.version}, {"reason", d.reason},
                                      {"adopt_wait_ms", d.adopt_wait_ms}, {"new_blocks", d.new_blocks}, {"new_bytes", d.new_bytes},
                                      {"stitch", d.stitch}, {"placement", d.placement}});
+  j["first_violations"] = nlohmann::json::array();
+  for (const auto& r : m.first_violations)
+    j["first_violations"].push_back({{"task", r.task}, {"state", std::string(to_string(r.state))}, {"arrival_ms", r.arrival_ms},
+                                     {"start_ms", r.start_ms}, {"finish_ms", r.finish_ms}, {"deadline_ms", r.deadline_ms},
+                                     {"queue_ms", r.queue_ms}, {"plan_version", r.plan_version}, {"reason", r.reason}});
   j["queue_handoff_ms_mean"] = m.handoff_ms_mean;
   j["queue_handoff_samples"] = m.handoff_samples;
   return j;
