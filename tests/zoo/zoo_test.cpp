@@ -61,3 +61,26 @@ TEST_CASE("Zoo.Committed.StitchedAccuracyReproducedInCpp") {
     }
   }
 }
+
+TEST_CASE("Stitch.ResidualMapEqualsTheRowLoopOnEveryShape") {
+  // The 4-token x 16-wide register tiles, the leftover tokens and widths that are no multiple
+  // of 16 all give what a plain loop does in the same order (b, then k = 0..d-1).
+  for (auto [tokens, d] : {std::pair<std::int64_t, std::int64_t>{16, 64}, {17, 64}, {3, 32}, {5, 24}}) {
+    CAPTURE(tokens);
+    CAPTURE(d);
+    Tensor x = Tensor::empty({1, tokens, d}, DType::f32);
+    zoo::ResidualMap m{Tensor::empty({d, d}, DType::f32), Tensor::empty({d}, DType::f32)};
+    for (std::int64_t i = 0; i < tokens * d; ++i) x.data<float>()[i] = static_cast<float>((i * 37) % 23) * 0.11f - 1.2f;
+    for (std::int64_t i = 0; i < d * d; ++i) m.w.data<float>()[i] = static_cast<float>((i * 13) % 29) * 0.03f - 0.4f;
+    for (std::int64_t i = 0; i < d; ++i) m.b.data<float>()[i] = static_cast<float>(i) * 0.01f - 0.1f;
+    const Tensor y = stitch::apply_residual_map(x, m);
+    int differ = 0;
+    for (std::int64_t t = 0; t < tokens; ++t)
+      for (std::int64_t j = 0; j < d; ++j) {
+        float ref = m.b.data<float>()[j];
+        for (std::int64_t k = 0; k < d; ++k) ref += x.data<float>()[t * d + k] * m.w.data<float>()[k * d + j];
+        differ += y.data<float>()[t * d + j] != ref;
+      }
+    CHECK(differ == 0);
+  }
+}

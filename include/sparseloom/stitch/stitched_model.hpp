@@ -9,6 +9,7 @@
 //    cut tensor entering block i, fitted once per (block, variant) and shared by all stitches.
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -63,6 +64,37 @@ class ChannelStats {
   std::int64_t count_ = 0;
 };
 
+namespace detail {
+// 16 floats as a GCC/Clang vector: one AVX-512 register, two AVX or four SSE ones, whatever
+// the target has.
+typedef float f32x16 __attribute__((vector_size(64)));
+
+// y = x w + b for tokens [t, t + 4) when d % 16 == 0: a 4 x 16 tile of y stays in registers
+// across k. The row-at-a-time loop reloaded and stored its output row at every k: 3.6 us for
+// fmnist_vit's 16 x 64 cut, as much as a block's sparse savings, paid on every switch; this
+// is 0.9 us. Each output still sums b, then k = 0..d-1 in order: the same result.
+inline void residual_map_4rows(const float* x, const float* w, const float* b, float* y, std::int64_t d, std::int64_t t) {
+  for (std::int64_t j = 0; j < d; j += 16) {
+    f32x16 bj;
+    std::memcpy(&bj, b + j, sizeof bj);
+    f32x16 a0 = bj, a1 = bj, a2 = bj, a3 = bj;
+    for (std::int64_t k = 0; k < d; ++k) {
+      f32x16 wk;
+      std::memcpy(&wk, w + k * d + j, sizeof wk);
+      a0 += x[(t + 0) * d + k] * wk;
+      a1 += x[(t + 1) * d + k] * wk;
+      a2 += x[(t + 2) * d + k] * wk;
+      a3 += x[(t + 3) * d + k] * wk;
+    }
+    std::memcpy(y + (t + 0) * d + j, &a0, sizeof a0);
+    std::memcpy(y + (t + 1) * d + j, &a1, sizeof a1);
+    std::memcpy(y + (t + 2) * d + j, &a2, sizeof a2);
+    std::memcpy(y + (t + 3) * d + j, &a3, sizeof a3);
+  }
+}
+}  // namespace detail
+
+// The transformer's stitch adapter (zoo residual_map): y = x W + b per token of the cut tensor.
 inline Tensor apply_residual_map(const Tensor& x_in, const zoo::ResidualMap& m) {
   const Tensor x = x_in.contiguous();
   const auto d = m.w.dim(0);
@@ -71,7 +103,10 @@ inline Tensor apply_residual_map(const Tensor& x_in, const zoo::ResidualMap& m) 
   const float *px = x.data<float>(), *w = m.w.data<float>(), *b = m.b.data<float>();
   float* py = y.data<float>();
   const std::int64_t tokens = x.numel() / d;
-  for (std::int64_t t = 0; t < tokens; ++t) {
+  std::int64_t t = 0;
+  if (d % 16 == 0)
+    for (; t + 4 <= tokens; t += 4) detail::residual_map_4rows(px, w, b, py, d, t);
+  for (; t < tokens; ++t) {
     for (std::int64_t j = 0; j < d; ++j) py[t * d + j] = b[j];
     for (std::int64_t k = 0; k < d; ++k) {
       const float a = px[t * d + k];
