@@ -234,16 +234,7 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
     for (std::size_t t = 0; t < et.size(); ++t) et[t].profile = std::move(profs[t]);
   }
   // Deadlines scale from the base variant on its slowest processor, as the estimator sees it.
-  for (std::size_t t = 0; t < et.size(); ++t) {
-    double worst = 0;
-    const int base = st.zoos[t]->base();
-    for (std::size_t p = 0; p < st.procs.size(); ++p) {
-      double sum = 0;
-      for (const auto& b : et[t].profile.block) sum += b[base][p].median_ms;
-      worst = std::max(worst, sum);
-    }
-    st.worst_ms.push_back(worst);
-  }
+  for (std::size_t t = 0; t < et.size(); ++t) st.worst_ms.push_back(estimator::slowest_processor_ms(et[t].profile, st.zoos[t]->base()));
   st.est = estimator::Profiled(std::move(et), pprof);
   for (std::size_t t = 0; t < st.sc.tasks.size(); ++t) {
     st.tasks.push_back({st.sc.tasks[t].task, slo_of(st.sc.tasks[t], st.worst_ms[t])});

@@ -64,12 +64,15 @@ int main(int argc, char** argv) {
   try {
     if (!sim_profile.empty()) return run_simulation(scenario, sim_profile, json_path, quick, roofline_only, !quick && !no_throughput, topt);
     if (!fit_out.empty()) return fit_profile(scenario, fit_out, quick);
-    for (const auto& o : only) {
-      bool found = false;
-      for_each_system([&](const std::string& name, auto, auto, const char*) { found = found || o == name; });
-      check(found, ErrorCode::invalid_argument, "--systems", "unknown system '" + o + "' (SparseLoom, SparseLoom-no-stitching, "
-            "SparseLoom-sparsity-blind, Fixed, Band-SEL, Band-LSF, INFaaS-like)");
-    }
+    std::vector<std::string> systems;
+    std::string listed;
+    for_each_system([&](const std::string& name, auto, auto, const char*) {
+      systems.push_back(name);
+      listed += (listed.empty() ? "" : ", ") + name;
+    });
+    for (const auto& o : only)
+      check(std::find(systems.begin(), systems.end(), o) != systems.end(), ErrorCode::invalid_argument, "--systems",
+            "unknown system '" + o + "' (" + listed + ")");
     const auto selected = [&](const std::string& name) {
       return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
     };
@@ -142,35 +145,27 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
     if (!search) std::printf("(throughput at saturation: not searched in this run; drop --quick / --no-throughput)\n");
-    if (!only.empty()) {  // a subset: no best baseline to compare with
-      if (!json_path.empty()) {
-        json::Json out{{"scenario", st.sc.name}, {"machine", {{"cpu", cpu_model()}}}, {"systems", only}, {"repeats", repeats}};
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-          auto m = rows[i].metrics;
-          if (search) m["throughput_rps"] = tput[i].offered_rps, m["max_rate_scale"] = tput[i].rate_scale, m["throughput_probes"] = tput[i].probes;
-          out["policies"].push_back(m);
-        }
-        std::ofstream(json_path) << out.dump(1);
-      }
-      return 0;
-    }
-    double best_baseline = 1e9, best_tput = -1;
+    // A subset of the systems (--systems) has no best baseline to compare with.
+    const bool compare = only.empty();
+    double best_baseline = 1e9, best_tput = -1, reduction = 0, tput_ratio = NAN;
     std::string best_name, best_tput_name;
-    for (std::size_t i = 3; i < rows.size(); ++i) {
-      if (rows[i].violation < best_baseline) { best_baseline = rows[i].violation; best_name = rows[i].policy; }
-      if (search && tput[i].offered_rps > best_tput) { best_tput = tput[i].offered_rps; best_tput_name = rows[i].policy; }
+    if (compare) {
+      for (std::size_t i = 3; i < rows.size(); ++i) {
+        if (rows[i].violation < best_baseline) { best_baseline = rows[i].violation; best_name = rows[i].policy; }
+        if (search && tput[i].offered_rps > best_tput) { best_tput = tput[i].offered_rps; best_tput_name = rows[i].policy; }
+      }
+      reduction = best_baseline > 0 ? 1.0 - ours.violation / best_baseline : 0.0;
+      // A relative change from 0 % is undefined: then the difference is given in points.
+      const std::string change = best_baseline > 0
+          ? (reduction >= 0 ? "-" : "+") + std::to_string(static_cast<int>(std::lround(100 * std::abs(reduction)))) + "%"
+          : (ours.violation > 0 ? "+" + std::to_string(100 * ours.violation).substr(0, 4) + " pp" : "equal");
+      std::printf("\nSLO violation rate vs the best baseline (%s): %.1f%% -> %.1f%% (%s)\n", best_name.c_str(), 100 * best_baseline,
+                  100 * ours.violation, change.c_str());
+      tput_ratio = search && best_tput > 0 ? tput[0].offered_rps / best_tput : NAN;
+      if (search)
+        std::printf("throughput at >= 99 %% attainment vs the best baseline (%s): %.1f -> %.1f rps (%.2fx)\n", best_tput_name.c_str(),
+                    best_tput, tput[0].offered_rps, tput_ratio);
     }
-    const double reduction = best_baseline > 0 ? 1.0 - ours.violation / best_baseline : 0.0;
-    // A relative change from 0 % is undefined: then the difference is given in points.
-    const std::string change = best_baseline > 0
-        ? (reduction >= 0 ? "-" : "+") + std::to_string(static_cast<int>(std::lround(100 * std::abs(reduction)))) + "%"
-        : (ours.violation > 0 ? "+" + std::to_string(100 * ours.violation).substr(0, 4) + " pp" : "equal");
-    std::printf("\nSLO violation rate vs the best baseline (%s): %.1f%% -> %.1f%% (%s)\n", best_name.c_str(), 100 * best_baseline,
-                100 * ours.violation, change.c_str());
-    const double tput_ratio = search && best_tput > 0 ? tput[0].offered_rps / best_tput : NAN;
-    if (search)
-      std::printf("throughput at >= 99 %% attainment vs the best baseline (%s): %.1f -> %.1f rps (%.2fx)\n", best_tput_name.c_str(),
-                  best_tput, tput[0].offered_rps, tput_ratio);
     if (!json_path.empty()) {
       json::Json out;
       out["scenario"] = st.sc.name;
@@ -183,6 +178,7 @@ int main(int argc, char** argv) {
       out["format_decisions_from_cache"] = st.cached_format_decisions;
       out["arrival"] = st.sc.arrival;
       out["repeats"] = repeats;
+      out["systems"] = compare ? json::Json("all") : json::Json(only);
       {
         json::Json pooled = json::Json::array();
         for (const auto& g : st.pooled) pooled.push_back({{"processors", g.processors}, {"median_ratio", g.median_ratio}, {"pooled", g.pooled}});
@@ -192,8 +188,8 @@ int main(int argc, char** argv) {
       if (search) {
         out["throughput_note"] = "throughput_rps: the scenario's total rate x the highest rate scale sustained at >= 99 % SLO attainment; a probe lasts " +
                                  std::to_string(topt.probe_s) + " s or long enough for >= 500 requests (no mid-run SLO changes)";
-        out["throughput_ratio_vs_best_baseline"] = tput_ratio;
-        out["best_throughput_baseline"] = best_tput_name;
+        out["throughput_ratio_vs_best_baseline"] = compare ? json::Json(tput_ratio) : json::Json();
+        out["best_throughput_baseline"] = compare ? json::Json(best_tput_name) : json::Json();
       } else {
         out["throughput_note"] = quick ? "throughput search skipped in --quick (keeps the run under 60 s); served_rps/goodput_rps are at the scenario's rate"
                                        : "throughput search skipped (--no-throughput)";
@@ -211,8 +207,8 @@ int main(int argc, char** argv) {
         }
         out["policies"].push_back(m);
       }
-      out["violation_reduction_vs_best_baseline"] = reduction;
-      out["best_baseline"] = best_name;
+      out["violation_reduction_vs_best_baseline"] = compare ? json::Json(reduction) : json::Json();
+      out["best_baseline"] = compare ? json::Json(best_name) : json::Json();
       std::ofstream(json_path) << out.dump(1);
     }
   } catch (const Error& e) {

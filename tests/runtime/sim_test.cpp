@@ -85,12 +85,12 @@ TEST_CASE("Sim.SlowdownDetected") {
 namespace {
 // One processor; t0 runs 3 blocks of 4 ms (due 100 ms after arrival), t1 3 blocks of 0.5 ms
 // (due 5 ms after). t0 arrives at 0 and again at 0.5 (queued); t1 at 1.
-rt::EngineMetrics long_then_urgent(bool preempt, double urgent_criticality = 1) {
+rt::EngineMetrics long_then_urgent(bool preempt) {
   syn::Zoo z;
   z.blocks = 3;
   z.task_block_ms = {4.0, 0.5};
   World w(z);
-  std::vector<rt::TaskSpec> ts{{"long", slo(100, 0, 2)}, {"urgent", slo(5, 0, 2, urgent_criticality)}};
+  std::vector<rt::TaskSpec> ts{{"long", slo(100, 0, 2)}, {"urgent", slo(5, 0, 2)}};
   rt::EngineOptions o;
   o.preempt_between_blocks = preempt;
   SimEngine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), ts, o);

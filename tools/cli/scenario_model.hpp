@@ -25,7 +25,6 @@ struct ScenarioModel {
   std::vector<std::string> task_names;
   std::vector<double> worst_ms;  // base variant on its slowest processor (slo_scale's unit)
   SystemState state;
-  std::vector<estimator::PooledGroup> pooled;  // declared-identical processors and whether pooled
 };
 
 inline std::filesystem::path task_dir(const scenario::Scenario& sc, const std::string& task) {
@@ -70,18 +69,12 @@ inline ScenarioModel build_model(scenario::Scenario sc, const estimator::Profile
   check(bad.empty(), ErrorCode::invalid_argument, "profile table", "does not fit scenario '" + m.sc.name + "': " + bad);
   // Identical processors share one profile (estimator/pool_processors.hpp), as in `run`.
   auto profiles = table.tasks;
-  m.pooled = estimator::pool_identical_processors(profiles, table.processors);
+  estimator::pool_identical_processors(profiles, table.processors);
   std::vector<estimator::Profiled::Task> tasks;
   for (std::size_t t = 0; t < m.manifests.size(); ++t) {
     auto fit = estimator::fit_accuracy(m.manifests[t], true, 0.10);
     const auto& prof = profiles[t];
-    const int base = m.manifests[t].variant_index(m.manifests[t].base);
-    double worst = 0;
-    for (std::size_t p = 0; p < table.processors.size(); ++p) {
-      double sum = 0;
-      for (const auto& b : prof.block) sum += b.at(base).at(p).median_ms;
-      worst = std::max(worst, sum);
-    }
+    const double worst = estimator::slowest_processor_ms(prof, m.manifests[t].variant_index(m.manifests[t].base));
     m.worst_ms.push_back(worst);
     m.task_names.push_back(m.manifests[t].task);
     tasks.push_back({m.manifests[t].task, std::move(fit.model), prof});

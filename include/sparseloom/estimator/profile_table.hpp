@@ -69,6 +69,20 @@ struct TaskProfile {
   std::vector<double> repair_bytes;                 // [block]: per-stitch repair data at a switch
 };
 
+// Variant v run whole on its slowest processor (the sum of its block medians there): the unit
+// scenarios scale deadlines by (slo_scale, with v the base). Both the e2e harness and the CLI
+// planner use it, so a scenario's deadlines agree between them.
+inline double slowest_processor_ms(const TaskProfile& tp, int v) {
+  double worst = 0;
+  const std::size_t P = tp.block.empty() ? 0 : tp.block.front().at(static_cast<std::size_t>(v)).size();
+  for (std::size_t p = 0; p < P; ++p) {
+    double sum = 0;
+    for (const auto& b : tp.block) sum += b.at(static_cast<std::size_t>(v)).at(p).median_ms;
+    worst = std::max(worst, sum);
+  }
+  return worst;
+}
+
 struct ProcessorProfile {
   std::string name, kind, backend, device;
   int threads = 1;

@@ -1159,7 +1159,10 @@ class Engine {
     return true;
   }
 
+  // The job's block on p ended (ran, threw, or never started): unpin it; p runs nothing for
+  // admission's wait to count until the next block starts.
   void release(ProcessorIndex p, const Job& j) {
+    procs_[static_cast<std::size_t>(p)]->running_until_ms.store(0);
     const auto b = j.next;
     pre_.release(lib_, j.rec.task, b, j.route().variant.choice[static_cast<std::size_t>(b)], p);
   }
@@ -1293,23 +1296,20 @@ class Engine {
       const double t0 = clock_.now_ms();
       const double stall = loaded ? t0 - ta : 0.0;
       j->rec.load_stall_ms += stall;
-      pr_running(p, t0, *j);
+      mark_running(p, t0, *j);
       std::vector<Tensor> out;
       try {
         out = lib_.run(j->rec.task, j->route().variant, j->next, p, std::span<const Tensor>(j->current));
       } catch (const Error& err) {
-        procs_[static_cast<std::size_t>(p)]->running_until_ms.store(0);
         release(p, *j);
         on_run_error(p, std::move(j), err.code() == ErrorCode::device, err.what());
         return;
       } catch (const std::exception& err) {
-        procs_[static_cast<std::size_t>(p)]->running_until_ms.store(0);
         release(p, *j);
         on_run_error(p, std::move(j), false, err.what());
         return;
       }
       const double t1 = clock_.now_ms();
-      procs_[static_cast<std::size_t>(p)]->running_until_ms.store(0);
       release(p, *j);
       const double occupied = t1 - mark - stall;
       mark = t1;
@@ -1318,7 +1318,7 @@ class Engine {
   }
 
   // Records the predicted end of j's next block on p, started at t0 (admission's wait).
-  void pr_running(ProcessorIndex p, double t0, const Job& j) {
+  void mark_running(ProcessorIndex p, double t0, const Job& j) {
     const double ms = j.route().block_ms[static_cast<std::size_t>(j.next)] * speed(p, j.rec.task);
     procs_[static_cast<std::size_t>(p)]->running_until_ms.store(t0 + ms);
   }
@@ -1518,7 +1518,6 @@ class Engine {
         auto& pr = *procs_[static_cast<std::size_t>(ev.p)];
         release(ev.p, *ev.job);
         ++pr.idle_slots;
-        pr.running_until_ms.store(0);
         if (after_block(ev.p, ev.job, std::move(ev.job->current), ev.t_start, clock_.now_ms(),
                         clock_.now_ms() - ev.t_start))
           sim_start(ev.p, std::move(ev.job));
