@@ -1,6 +1,7 @@
 // The discrete-event mode: the same Engine (queues, admission, re-planning, preloading,
 // metrics) in simulated time, with blocks taking the runner's modelled time.
 #include "fixture.hpp"
+#include "sparseloom/optimizer/model.hpp"
 
 using rt::RequestState;
 
@@ -172,4 +173,55 @@ TEST_CASE("Sim.ABlocksFirstRunsDoNotShutItsTaskOut") {
   check_accounting(ignored);
   CHECK(ignored.overall.count(RequestState::rejected) == 0);
   CHECK(ignored.overall.count(RequestState::on_time) == 90);
+}
+
+namespace {
+// The optimizer's queueing model (optimizer/model.hpp) for one task alone on processor 0 with
+// `blocks` blocks of block_ms each, registered in `load`.
+sparseloom::optimizer::Candidate blocks_on_one(int blocks, double block_ms) {
+  sparseloom::optimizer::Candidate c;
+  c.latency_ms = blocks * block_ms;
+  c.accuracy_pct = 100;
+  c.busy_ms = {blocks * block_ms};
+  c.block_sq_ms = {blocks * block_ms * block_ms};
+  return c;
+}
+}  // namespace
+
+TEST_CASE("Sim.OptimizerWaitModelMatchesTheEngine") {
+  // Three tasks share one processor (utilisation 0.7): a tight one of short blocks (4 x 0.5 ms,
+  // due in 10 ms, 100 rps), a middle one (4 x 1 ms, due in 50 ms, 50 rps) and a loose one of
+  // long blocks (4 x 5 ms, due in 200 ms, 15 rps). The engine runs EDF between blocks; the
+  // optimizer's model must predict each task's mean wait from that (the FIFO model it replaced
+  // gives all three one wait).
+  syn::Zoo z;
+  z.blocks = 4;
+  z.task_block_ms = {0.5, 1.0, 5.0};
+  World w(z);
+  rt::EngineOptions o;
+  o.admission_control = false;  // every request runs: the waits are the queue's alone
+  std::vector<rt::TaskSpec> ts{{"tight", slo(10, 0, 100)}, {"middle", slo(50, 0, 50)}, {"loose", slo(200, 0, 15)}};
+  SimEngine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), ts, o);
+  eng.schedule(rt::poisson_arrivals({ts[0].slo, ts[1].slo, ts[2].slo}, 120000, 21));
+  REQUIRE(eng.drain());
+  const auto m = eng.metrics();
+  check_accounting(m);
+  sparseloom::optimizer::LoadModel load(1);
+  std::vector<sparseloom::optimizer::Candidate> c;
+  for (int t = 0; t < 3; ++t) {
+    c.push_back(blocks_on_one(4, z.task_block_ms[t]));
+    load.add(c.back(), ts[t].slo);
+  }
+  for (int t = 0; t < 3; ++t) {
+    const double service = 4 * z.task_block_ms[t];
+    const double measured = m.tasks[t].mean_ms - service;
+    const double model = load.edf_wait_ms(0, ts[t].slo.deadline_ms, service);
+    INFO("task " << t << ": measured wait " << measured << " ms, model " << model << " ms, FIFO model " << load.wait_ms(0)
+                 << " ms");
+    CHECK(m.tasks[t].count(RequestState::on_time) > 1000);
+    CHECK(model == doctest::Approx(measured).epsilon(0.10));
+    // The FIFO wait is far off (the tight task waits for a block, the loose one for all else).
+    CHECK(std::abs(load.wait_ms(0) - measured) > 2 * std::abs(model - measured));
+    CHECK(load.outcome(c[t], ts[t].slo).wait_ms == doctest::Approx(model));
+  }
 }

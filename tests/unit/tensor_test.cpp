@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <cstdint>
+
 #include "sparseloom/core/tensor.hpp"
 
 using namespace sparseloom;
@@ -44,5 +46,28 @@ TEST_CASE("Core.Tensor.ErrorsSayWhatAndWhere") {
   } catch (const Error& e) {
     CHECK(e.code() == ErrorCode::shape);
     CHECK(std::string(e.what()).find("Tensor::dim") != std::string::npos);
+  }
+}
+
+TEST_CASE("Core.Tensor.LargeBuffersAreReused") {
+  using sparseloom::detail::BufferCache;
+  // Size classes: at least the request, at most 1/8 above it, 64-byte multiples.
+  for (std::size_t n : {std::size_t{65536}, std::size_t{65537}, std::size_t{100000}, std::size_t{3211264}, std::size_t{1} << 30})
+    CHECK((BufferCache::size_class(n) >= n && BufferCache::size_class(n) <= n + n / 8 && BufferCache::size_class(n) % 64 == 0));
+  CHECK(BufferCache::size_class(1000) == 1000);  // small buffers stay malloc's
+  auto& cache = BufferCache::instance();
+  const void* first = nullptr;
+  {
+    auto t = sparseloom::Tensor::empty({1, 64, 112, 112}, sparseloom::DType::f32);  // 3.2 MB, a ResNet activation
+    first = t.raw();
+    CHECK(reinterpret_cast<std::uintptr_t>(first) % sparseloom::Tensor::kAlignment == 0);
+  }
+  auto again = sparseloom::Tensor::zeros({64, 112, 112}, sparseloom::DType::f32);  // same bytes, other shape
+  if (cache.limit_bytes() == 0) {
+    MESSAGE("tensor buffer cache off (AddressSanitizer build or SPARSELOOM_TENSOR_CACHE_MB=0)");
+  } else {
+    CHECK(again.raw() == first);  // the freed buffer, not a fresh mmap
+    CHECK(again.data<float>()[12345] == 0.0f);
+    CHECK(cache.cached_bytes() <= cache.limit_bytes());
   }
 }

@@ -86,7 +86,7 @@ class Band {
         double f = load.wait_ms(p) + expected_[t][p];
         if (f < best) best = f, choice[t] = p;
       }
-      if (choice[t] != optimizer::kShed) load.add(options[t][choice[t]], s.slos[t].rate_rps);
+      if (choice[t] != optimizer::kShed) load.add(options[t][choice[t]], s.slos[t]);
     }
     Plan plan = optimizer::make_plan(s, options, choice, why, fallback, P);
     plan.version = ++version_;

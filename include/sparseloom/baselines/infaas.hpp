@@ -79,7 +79,7 @@ class Infaas {
       Candidate c;
       c.busy_ms.assign(P, 0.0);
       c.busy_ms[proc[t]] = dense[t][proc[t]];
-      blind_load.add(c, s.slos[t].rate_rps);
+      blind_load.add(c, s.slos[t]);
     }
     // Variant on that processor.
     std::vector<std::vector<Candidate>> options(T);

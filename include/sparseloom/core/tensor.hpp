@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "sparseloom/core/buffer_cache.hpp"
 #include "sparseloom/core/dtype.hpp"
 #include "sparseloom/core/error.hpp"
 
@@ -70,10 +71,12 @@ class Tensor {
     t.strides_ = contiguous_strides(shape);
     t.shape_ = std::move(shape);
     const std::size_t bytes = std::max<std::size_t>(static_cast<std::size_t>(n) * size_of(dtype), 1);
-    auto* p = static_cast<std::byte*>(::operator new[](bytes, std::align_val_t{kAlignment}));
-    t.storage_ = std::shared_ptr<std::byte>(
-        p, [](std::byte* q) { ::operator delete[](q, std::align_val_t{kAlignment}); });
-    t.capacity_ = bytes;
+    // Large buffers come from, and go back to, the reuse cache (buffer_cache.hpp: page faults).
+    static_assert(detail::BufferCache::kAlignment == kAlignment);
+    std::size_t got = 0;
+    auto* p = static_cast<std::byte*>(detail::BufferCache::instance().allocate(bytes, &got));
+    t.storage_ = std::shared_ptr<std::byte>(p, [got](std::byte* q) { detail::BufferCache::instance().release(q, got); });
+    t.capacity_ = got;
     return t;
   }
 

@@ -90,10 +90,11 @@ struct EngineOptions {
   // queued behind everything, rejected or shed requests EDF would have served (session 13).
   bool preempt_between_blocks = true;
   // The first runs of each (task, block, variant) on a processor are left out of its speed
-  // windows (admission's per-task speed and the slow-down detector): a block's first run after
-  // its load pays one-time costs (oneDNN primitive creation, first touch of its buffers) that
-  // read as a 5-8x slow-down, and admission then turned the task away until the estimate went
-  // stale 1 s later (session 13: 32 of MobileNetV2's requests in the first 1.7 s of a run).
+  // windows (admission's per-task speed and the slow-down detector): first runs can pay
+  // one-time costs that read as a 5-8x slow-down, and admission then turned the task away until
+  // the estimate went stale 1 s later (session 13: 32 of MobileNetV2's requests in the first
+  // 1.7 s of a run). Session 14 traced that slow-down to new worker threads' malloc arenas (gone
+  // with one arena, and with core/buffer_cache.hpp keeping tensor buffers); this stays as a guard.
   int cold_runs_ignored = 2;
   int max_attempts = 2;                 // plans a request may run on after device failures
   // Re-planning on observed change (checked every monitor_period_ms).
