@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <limits>
 
 #include "sparseloom/core/tensor.hpp"
 
@@ -55,6 +56,8 @@ TEST_CASE("Core.Tensor.LargeBuffersAreReused") {
   for (std::size_t n : {std::size_t{65536}, std::size_t{65537}, std::size_t{100000}, std::size_t{3211264}, std::size_t{1} << 30})
     CHECK((BufferCache::size_class(n) >= n && BufferCache::size_class(n) <= n + n / 8 && BufferCache::size_class(n) % 64 == 0));
   CHECK(BufferCache::size_class(1000) == 1000);  // small buffers stay malloc's
+  const std::size_t huge = std::numeric_limits<std::size_t>::max() - 7;  // no wrap-round to a small class
+  CHECK(BufferCache::size_class(huge) == huge);
   auto& cache = BufferCache::instance();
   const void* first = nullptr;
   {

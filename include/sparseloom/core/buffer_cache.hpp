@@ -17,6 +17,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdlib>
+#include <limits>
 #include <mutex>
 #include <new>
 #include <unordered_map>
@@ -50,7 +51,8 @@ class BufferCache {
 
   // The size class a request of `bytes` is served with (>= bytes).
   static std::size_t size_class(std::size_t bytes) {
-    if (bytes < kMinBytes) return bytes;
+    // (the top half of the range is left alone: rounding it up could wrap round to a small size)
+    if (bytes < kMinBytes || bytes > std::numeric_limits<std::size_t>::max() / 2) return bytes;
     const std::size_t step = std::size_t{1} << (std::bit_width(bytes - 1) - 4);  // 1/8 of the octave
     return (bytes + step - 1) / step * step;
   }

@@ -19,11 +19,11 @@
 // (what is in service when the request arrives: a whole request of a class due no later, one
 // block of a later one), hi_ip / le_ip = the rho_p of tasks with a deadline shorter than / at
 // most task i's; the first term is the work due earlier that runs between its own blocks.
-// Against the engine in simulated time (test Sim.OptimizerWaitModelMatchesTheEngine) it is
-// within a few per cent for both classes. (A FIFO server waits out whole requests of every
-// task: sum_j (r_j / 1000) busy_jp^2 / (2 (1 - rho_p)); until session 14 this model assumed
-// that, isolated a tight task on a processor of its own
-// and piled the rest on the other.) A request of task i waits on every processor its
+// Against the engine in simulated time (test Sim.OptimizerWaitModelMatchesTheEngine: three
+// tasks on one processor) it is within 2-8 % of the mean waits. (A FIFO server waits out whole
+// requests of every task: sum_j (r_j / 1000) busy_jp^2 / (2 (1 - rho_p)); until session 14 this
+// model assumed that, gave a tight task a processor of its own and piled the rest on the
+// other, 3-9x off the engine's waits.) A request of task i waits on every processor its
 // placement visits; its wait W_i = sum_p W_ip is taken to be 0 with probability 1 - rho and
 // exponential otherwise (rho = the largest rho_p it visits), so
 //   P(meet deadline D) = 1 - rho exp(-(D - L_i) rho / W_i)   for D >= L_i, else 0,
