@@ -15,7 +15,7 @@ Throughput max_sustainable(Setup& st, const std::string& name, MakePolicy&& make
                            MakePre make_pre = [] { return runtime::LoadAllPreloader{}; }) {
   double total = 0;
   for (const auto& t : st.tasks) total += t.slo.rate_rps;
-  return search_max_scale(
+  return search_max_scale_repeated(
       total,
       [&](double scale, double seconds) {
         RunOptions ro;

@@ -70,3 +70,24 @@ TEST_CASE("E2e.ScaleSearch.BelowOneHalvesAndNothingSustainedIsZero") {
   CHECK(z.rate_scale == 0);
   CHECK(z.offered_rps == 0);
 }
+
+TEST_CASE("E2e.ScaleSearch.RepeatedSearchesReportTheMedian") {
+  // Three searches of a policy that sustains x3; the first run of the second search stalls
+  // (its x1 probe fails twice: that search finds x0.92). Median: the x2.83 of the others.
+  Scripted p{3.0, {9, 10}};
+  e2e::ThroughputOptions o;
+  o.searches = 3;
+  const auto r = e2e::search_max_scale_repeated(10.0, std::ref(p), o);
+  REQUIRE(r.searches.size() == 3);
+  CHECK(r.searches[0].get<double>() == doctest::Approx(std::sqrt(8.0)));
+  CHECK(r.searches[1].get<double>() < 1.0);
+  CHECK(r.searches[2].get<double>() == doctest::Approx(std::sqrt(8.0)));
+  CHECK(r.rate_scale == doctest::Approx(std::sqrt(8.0)));
+  CHECK(r.probes.size() == static_cast<std::size_t>(p.runs));
+  CHECK(r.probes[0]["search"].get<std::size_t>() == 0);
+  CHECK(r.probes[r.probes.size() - 1]["search"].get<std::size_t>() == 2);
+  // One search: the plain search, no list.
+  Scripted q{3.0, {}};
+  o.searches = 1;
+  CHECK(e2e::search_max_scale_repeated(10.0, std::ref(q), o).searches.empty());
+}
