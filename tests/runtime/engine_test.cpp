@@ -2,6 +2,7 @@
 // cancellation, drain, destruction with work queued, re-planning on change, a custom policy.
 #include "fixture.hpp"
 
+#include <algorithm>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -151,9 +152,15 @@ TEST_CASE("Engine.Deadline.AdmissionUnderBacklog") {
   CHECK(all_done(hs));
   const auto m = eng.metrics();
   check_accounting(m);
-  // 40 x 2 ms of predicted work cannot fit 60 ms: admission rejects the tail at submit.
+  // 40 x 2 ms of predicted work cannot fit 60 ms: admission rejects the tail at submit. (Under
+  // ThreadSanitizer the blocks run slower than predicted, and the last request may instead be
+  // admitted and then rejected at dispatch, "cannot meet its deadline when dispatched": CI
+  // session 14; so the check is that some of the tail was turned away at submit.)
   CHECK(hs.back().state() == RequestState::rejected);
-  CHECK(hs.back().record().reason.find("predicted finish") != std::string::npos);
+  const auto at_submit = std::count_if(hs.begin(), hs.end(), [](const rt::RequestHandle& h) {
+    return h.state() == RequestState::rejected && h.record().reason.find("predicted finish") != std::string::npos;
+  });
+  CHECK(at_submit > 0);
   CHECK(m.overall.count(RequestState::on_time) + m.overall.count(RequestState::late) > 0);
 }
 
