@@ -274,7 +274,7 @@ struct Evaluation {
 // kept per deadline class for the EDF waits.
 class LoadModel {
  public:
-  explicit LoadModel(int processors) : s1_(processors, 0.0), s2_(processors, 0.0) {}
+  explicit LoadModel(int processors) : all_(processors) {}
 
   void add(const Candidate& c, const Slo& slo, double sign = 1.0) {
     const double rate = slo.rate_rps;
@@ -282,26 +282,25 @@ class LoadModel {
     Class* cls = nullptr;
     for (auto& k : classes_)
       if (k.deadline_ms == slo.deadline_ms) cls = &k;
-    for (std::size_t p = 0; p < s1_.size(); ++p) {
+    for (std::size_t p = 0; p < all_.size(); ++p) {
       double b = c.busy_ms[p];
       // An unrunnable candidate (kInf) scores 0 itself and loads nothing.
       if (!(b > 0) || !std::isfinite(b)) continue;
-      if (!cls) cls = &classes_.emplace_back(Class{slo.deadline_ms, std::vector<Moments>(s1_.size())});
+      if (!cls) cls = &classes_.emplace_back(Class{slo.deadline_ms, std::vector<Moments>(all_.size())});
       const double sq = p < c.block_sq_ms.size() ? c.block_sq_ms[p] : b * b;
-      s1_[p] += sign * rate * b / 1000.0;
-      s2_[p] += sign * rate * b * b / 1000.0;
-      Moments& m = cls->on[p];
-      m.rho += sign * rate * b / 1000.0;
-      m.request_sq += sign * rate * b * b / 1000.0;
-      m.block_sq += sign * rate * sq / 1000.0;
+      for (Moments* m : {&all_[p], &cls->on[p]}) {
+        m->rho += sign * rate * b / 1000.0;
+        m->request_sq += sign * rate * b * b / 1000.0;
+        m->block_sq += sign * rate * sq / 1000.0;
+      }
     }
   }
-  double rho(std::size_t p) const { return std::max(0.0, s1_[p]); }
+  double rho(std::size_t p) const { return std::max(0.0, all_[p].rho); }
   // A FIFO server's mean wait (whole requests as the unit): Band's and INFaaS's own heuristics.
   double wait_ms(std::size_t p) const {
     double r = rho(p);
     if (r >= 1.0) return kInf;
-    return std::max(0.0, s2_[p]) / (2.0 * (1.0 - r));
+    return std::max(0.0, all_[p].request_sq) / (2.0 * (1.0 - r));
   }
   // The mean delay on p of a request of a task with this deadline that holds p for busy_ms:
   // EDF between blocks (the model at the top of this file).
@@ -318,14 +317,14 @@ class LoadModel {
     le = std::clamp(le, hi, rho(p));
     return std::max(0.0, residual) / ((1.0 - hi) * (1.0 - le)) + busy_ms * hi / (1.0 - hi);
   }
-  std::size_t processors() const { return s1_.size(); }
+  std::size_t processors() const { return all_.size(); }
 
   TaskOutcome outcome(const Candidate& c, const Slo& slo) const {
     TaskOutcome o;
     if (!runnable(c) || c.accuracy_pct < slo.min_accuracy_pct) return o;
     if (const auto lim = energy_limit_j(slo); lim && c.energy_j > *lim) return o;  // over its energy/power limit: a violation
     double w = 0, r = 0;
-    for (std::size_t p = 0; p < s1_.size(); ++p) {
+    for (std::size_t p = 0; p < all_.size(); ++p) {
       if (c.busy_ms[p] <= 0) continue;
       w += edf_wait_ms(p, slo.deadline_ms, c.busy_ms[p]);
       r = std::max(r, rho(p));
@@ -339,8 +338,8 @@ class LoadModel {
   }
 
  private:
-  // Per processor, of the requests of one deadline class: utilisation, and rate x the second
-  // moment of a request's time there (its whole stay) and of its blocks' (one block).
+  // Per processor, of the requests of one deadline class (or of all, all_): utilisation, and
+  // rate x the second moment of a request's time there (its whole stay) and of its blocks'.
   struct Moments {
     double rho = 0, request_sq = 0, block_sq = 0;
   };
@@ -348,7 +347,7 @@ class LoadModel {
     double deadline_ms;
     std::vector<Moments> on;
   };
-  std::vector<double> s1_, s2_;
+  std::vector<Moments> all_;  // per processor, every class
   std::vector<Class> classes_;
 };
 
