@@ -27,24 +27,14 @@
 #include "sparseloom/scenario/scenario.hpp"
 #include "sparseloom/sim/rapl.hpp"
 #include "sparseloom/stitch/block_library.hpp"
+#include "processors.hpp"
 #ifdef SPARSELOOM_E2E_HAS_CPU
 #include <unistd.h>
 
-#include "sparseloom/backends/cpu/backend.hpp"
 #include "sparseloom/backends/cpu/format_cache_file.hpp"
 #endif
 
 namespace sparseloom::e2e {
-
-#ifdef SPARSELOOM_E2E_HAS_CPU
-// Two CPU processors (core groups), each its own cpu::Backend instance with its own pool, plus
-// the reference backend. A processor names its backend in the scenario.
-using Library = stitch::BlockLibrary<cpu::Backend, cpu::Backend, reference::Backend>;
-constexpr std::size_t kReferenceIndex = 2, kMaxCpu = 2;
-#else
-using Library = stitch::BlockLibrary<reference::Backend>;
-constexpr std::size_t kReferenceIndex = 0, kMaxCpu = 0;
-#endif
 
 using bench::cpu_model;
 
@@ -64,6 +54,7 @@ struct Setup {
   std::size_t cached_format_decisions = 0;
   std::string format_cache_ignored;
   double handoff_ms = 0;  // measured thread-to-thread handoff, the transfer cost between processors
+  Backends backends;      // what the processors were bound to (the OpenCL device's label, its fault switch)
   std::vector<estimator::PooledGroup> pooled;  // declared-identical processors (estimator/pool_processors.hpp)
 };
 
@@ -127,21 +118,23 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
   }
   std::vector<stitch::ProcessorBinding> bind;
   std::vector<estimator::ProcessorProfile> pprof;
-  std::vector<int> cpu_threads;
+  auto& be = st.backends;
   for (const auto& p : st.sc.processors) {
     std::size_t backend = kReferenceIndex;
+    const std::string where = path + ": processor '" + p.name + "'";
     if (p.backend == "cpu") {
-      check(cpu_threads.size() < kMaxCpu, ErrorCode::unsupported, path + ": processor '" + p.name + "'",
+      check(be.cpu_threads.size() < kMaxCpu, ErrorCode::unsupported, where,
             kMaxCpu ? "at most 2 cpu processors (core groups) per scenario" : "this build has no cpu backend (oneDNN not found)");
-      backend = cpu_threads.size();
-      cpu_threads.push_back(p.threads);
-    } else {
-      check(p.backend == "reference", ErrorCode::unsupported, path + ": processor '" + p.name + "'",
-            "backend '" + p.backend + "' is not wired into sparseloom-bench-e2e yet (use cpu or reference)");
+      backend = be.cpu_threads.size();
+      be.cpu_threads.push_back(p.threads);
+    } else if (p.backend == "opencl") {
+      check(kHasOpencl, ErrorCode::unsupported, where, "this build has no opencl backend (OpenCL or CL/opencl.hpp not found)");
+      check(!be.opencl, ErrorCode::unsupported, where, "at most 1 opencl processor (one device) per scenario");
+      backend = kOpenclIndex;
+      be.opencl = true;
     }
     bind.push_back({p.name, backend, {p.threads}});
     pprof.push_back({p.name, p.kind, p.backend, cpu_model(), p.threads});
-    (void)kMaxCpu;
     runtime::ProcessorSpec ps;
     ps.name = p.name;
     ps.kind = p.kind == "gpu" ? runtime::ProcessorKind::gpu : p.kind == "npu" ? runtime::ProcessorKind::npu : runtime::ProcessorKind::cpu;
@@ -150,22 +143,10 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
   }
   // Stitch repairs in the engine use 128 calibration images: the per-channel statistics are
   // stable by then, and a re-plan's new stitch is ready sooner.
-#ifdef SPARSELOOM_E2E_HAS_CPU
-  cpu_threads.resize(kMaxCpu, 1);
-  // Core groups: on a machine with enough cores, processor i gets its own cores.
-  const int hw = static_cast<int>(std::thread::hardware_concurrency());
-  auto cores = [&](int first, int n) {
-    std::vector<int> c;
-    for (int i = 0; i < n && first + i < hw; ++i) c.push_back(first + i);
-    return static_cast<int>(c.size()) == n ? c : std::vector<int>{};
-  };
-  std::tuple<cpu::Backend, cpu::Backend, reference::Backend> backends{
-      cpu::Backend(cpu_threads[0], cores(0, cpu_threads[0])), cpu::Backend(cpu_threads[1], cores(cpu_threads[0], cpu_threads[1])),
-      reference::Backend{}};
-  st.lib = std::make_unique<Library>(ptrs, std::move(backends), bind, 128);
-#else
-  st.lib = std::make_unique<Library>(ptrs, std::tuple<reference::Backend>{}, bind, 128);
-#endif
+  st.lib = make_library(ptrs, bind, be, 128);
+  // A profile on an OpenCL device is that device's (the cache key names it).
+  for (std::size_t i = 0; i < pprof.size(); ++i)
+    if (st.sc.processors[i].backend == "opencl") pprof[i].device = be.opencl_device;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<estimator::Profiled::Task> et;
 #ifdef SPARSELOOM_E2E_HAS_CPU
@@ -302,10 +283,16 @@ struct RunOptions {
   bool fresh_library = true;  // unload every block first, so memory figures are this run's own
   std::optional<std::size_t> memory_budget_bytes;  // overrides the scenario's (the budget sweep)
   bool plan_for_budget = true;                     // EngineOptions::plan_for_budget (ablation)
+  // Fault injection: the OpenCL device is lost this many seconds into the load (< 0: never);
+  // the engine must move its work to the other processors. Cleared after the run.
+  double lose_device_after_s = -1;
 };
 
 template <class Policy, class Pre = runtime::LoadAllPreloader>
 Row run_policy(Setup& st, const std::string& name, Policy policy, double duration_s, RunOptions ro = {}, Pre pre = Pre{}) {
+  const bool inject = ro.lose_device_after_s >= 0;
+  check(!inject || st.backends.lose_opencl_device, ErrorCode::invalid_argument, "device-loss injection",
+        "the scenario has no opencl processor to lose");
   // Each policy starts from an empty library: memory figures are its own, and it computes its
   // own stitch repairs (cached repairs would hand a later policy the first one's stitch time).
   if (ro.fresh_library) st.lib->clear_repairs();
@@ -345,6 +332,28 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
       eng.set_slo(static_cast<TaskIndex>(c.task), s);
     }
   });
+  std::thread injector([&] {
+    if (!inject) return;
+    const auto start = std::chrono::steady_clock::now();
+    while (!stop && std::chrono::steady_clock::now() - start < std::chrono::duration<double>(ro.lose_device_after_s))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!stop) st.backends.lose_opencl_device(true);
+  });
+  // Both helpers stop and are joined however the load ends (an error propagates, not an abort),
+  // and an injected device loss is cleared for the next run.
+  auto stop_threads = [&] {
+    stop = true;
+    for (auto* t : {&changer, &injector})
+      if (t->joinable()) t->join();
+  };
+  struct OnExit {
+    decltype(stop_threads)& f;
+    std::function<void(bool)> revive;
+    ~OnExit() {
+      f();
+      if (revive) revive(false);
+    }
+  } joiner{stop_threads, inject ? st.backends.lose_opencl_device : nullptr};
   std::vector<std::size_t> next(st.tasks.size(), 0);
   sim::RaplMeter rapl;  // measured joules where powercap exposes RAPL (sim/rapl.hpp)
   rapl.start();
@@ -353,8 +362,7 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
     auto& in = st.inputs[static_cast<std::size_t>(t)];
     return eng.submit(t, {in[next[t]++ % in.size()]});
   });
-  stop = true;
-  changer.join();
+  stop_threads();
   eng.drain(std::chrono::seconds(60));
   // Rates over the load itself (the engine's wall clock also covers start-up and stitch-time repair).
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();

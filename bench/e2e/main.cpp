@@ -62,6 +62,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-pool-processors", no_pool, "ablation: identical processors keep their own (noisy) profiles instead of one pooled profile");
   bool roofline_only = false;
   app.add_flag("--roofline-only", roofline_only, "with --simulate: ignore a fitted profile's measured_blocks (every block from the roofline)");
+  double lose_device_after = -1;
+  app.add_option("--lose-device-after", lose_device_after,
+                 "fault injection: the opencl processor's device is lost this many seconds into each policy's load (main table only)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   try {
     if (!sim_profile.empty()) return run_simulation(scenario, sim_profile, json_path, quick, roofline_only, !quick && !no_throughput, topt);
@@ -89,6 +93,7 @@ int main(int argc, char** argv) {
                 "processors share this machine's cores\n",
                 st.profiling_s, st.cached_profiles, st.tasks.size(), st.cached_format_decisions,
                 st.format_cache_ignored.empty() ? "" : "; format cache ignored: ", st.format_cache_ignored.c_str());
+    if (!st.backends.opencl_device.empty()) std::printf("opencl device: %s\n", st.backends.opencl_device.c_str());
     for (const auto& g : st.pooled) std::printf("processors %s\n", estimator::describe(g, st.est.processors()).c_str());
     if (no_pool) std::printf("processors: profiles not pooled (--no-pool-processors)\n");
     for (std::size_t t = 0; t < st.tasks.size(); ++t)
@@ -115,7 +120,9 @@ int main(int argc, char** argv) {
       for_each_system([&](const std::string& name, auto make, auto make_pre, const char* memory_policy) {
         if (!selected(name)) return;
         if (runs.size() <= i) runs.emplace_back();
-        runs[i].push_back(run_policy(st, name, make(), dur, {}, make_pre()));
+        e2e::RunOptions ro;
+        ro.lose_device_after_s = lose_device_after;
+        runs[i].push_back(run_policy(st, name, make(), dur, ro, make_pre()));
         runs[i++].back().metrics["memory_policy"] = memory_policy;
         if (search && rep == 0) {  // the rate search runs once per policy
           tput.push_back(max_sustainable(st, name, make, topt, make_pre));
@@ -178,9 +185,11 @@ int main(int argc, char** argv) {
       json::Json out;
       out["scenario"] = st.sc.name;
       out["machine"] = {{"cpu", cpu_model()}, {"hardware_threads", std::thread::hardware_concurrency()},
+                        {"opencl_device", st.backends.opencl_device.empty() ? json::Json() : json::Json(st.backends.opencl_device)},
                         {"note", "processors are core groups of this machine and share its cores"}};
       out["rapl"] = sim::RaplMeter().status();  // "not exposed" where powercap is absent
       out["duration_s"] = dur;
+      out["device_loss_injected_after_s"] = lose_device_after >= 0 ? json::Json(lose_device_after) : json::Json();
       out["profiling_seconds"] = st.profiling_s;
       out["profiles_from_cache"] = st.cached_profiles;
       out["format_decisions_from_cache"] = st.cached_format_decisions;

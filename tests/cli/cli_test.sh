@@ -119,6 +119,25 @@ assert all(set(s['variants'])<={'dense','p90','int8_p90'} for s in d['stitch_che
   "$bin" run "$tmp/lat.json" --quick --duration 1 --policy sparseloom fixed -o "$tmp/run.json" > /dev/null 2>&1 || fail "run exit $?"
   jcheck "$tmp/run.json" "p=d['policies']; assert len(p)==2
 assert all(x['requests_issued']==x['requests_accounted']>0 for x in p), p" ;;
+opencl-loss)
+  # `run` on an opencl processor (PoCL in CI) with its device lost 0.5 s into the load: the
+  # requests before the loss are served on the device, the one in flight and every later one
+  # end rejected or failed with the device named, none is lost, and the run exits cleanly.
+  printf '%s\n' '{"schema_version": 1, "name": "opencl-loss-test", "zoo": "models/zoo", "duration_s": 2, "seed": 3,' \
+    ' "processors": [{"name": "gpu0", "backend": "opencl", "kind": "gpu"}],' \
+    ' "tasks": [{"task": "digits_cnn", "min_accuracy_pct": 90.0, "rate_rps": 40, "deadline_ms": 50}]}' > "$tmp/ocl.json"
+  "$bin" run "$tmp/ocl.json" --quick --duration 2 --lose-device-after 0.5 -o "$tmp/run.json" > "$tmp/log" 2>&1 ||
+    { cat "$tmp/log"; fail "run exit $?"; }
+  jcheck "$tmp/run.json" "p=d['policies'][0]; o=p['overall']; g=p['processors'][0]
+assert d['machine']['opencl_device'], d['machine']
+assert p['requests_issued']==p['requests_accounted']==o['issued']>20, o
+assert g['name']=='gpu0' and g['failures']==1 and not g['available'] and g['busy_ms']>0, g
+assert o['on_time']>0 and o['rejected']+o['failed']>0, o
+assert o['on_time']+o['late']+o['below_accuracy']+o['rejected']+o['failed']+o['cancelled']==o['issued'], o"
+  # Injecting a device loss needs a device to lose: a clear error, exit 1.
+  "$bin" run tests/cli/data/ref_scenario.json --quick --duration 1 --lose-device-after 0.5 > /dev/null 2> "$tmp/e"; rc=$?
+  [ $rc = 1 ] || fail "--lose-device-after without an opencl processor is exit $rc, expected 1"
+  grep -q "no opencl processor" "$tmp/e" || fail "the error does not say why: $(cat "$tmp/e")" ;;
 *) fail "unknown case $case" ;;
 esac
 echo "ok: $case"

@@ -4,6 +4,7 @@
 // --output writes RESULTS.json in sparseloom-bench-e2e's format (input of `sparseloom report`).
 #include <atomic>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -19,6 +20,7 @@ struct Args {
   std::string scenario, output;
   std::vector<std::string> policies{"sparseloom"};
   double duration_s = 0;
+  double lose_device_after_s = -1;
   bool quick = false;
 };
 
@@ -45,9 +47,23 @@ int do_run(const Args& a, const Globals& g) {
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
       });
-      auto r = e2e::run_policy(st, label, std::move(policy), dur);
-      done = true;
-      ticker.join();
+      e2e::RunOptions ro;
+      ro.lose_device_after_s = a.lose_device_after_s;
+      // The ticker is joined however the run ends: an error propagates as an error, not an abort.
+      struct Join {
+        std::atomic<bool>& done;
+        std::thread& t;
+        ~Join() {
+          done = true;
+          t.join();
+        }
+      };
+      std::optional<e2e::Row> row;
+      {
+        Join j{done, ticker};
+        row = e2e::run_policy(st, label, std::move(policy), dur, ro);
+      }
+      auto r = std::move(*row);
       bar.update(dur, fmt::format("{:.1f} % SLO violations", 100 * r.violation));
       bar.finish();
       return r;
@@ -55,6 +71,7 @@ int do_run(const Args& a, const Globals& g) {
   }
   json::Json out{{"scenario", st.sc.name},
                  {"machine", {{"cpu", e2e::cpu_model()}, {"hardware_threads", std::thread::hardware_concurrency()},
+                              {"opencl_device", st.backends.opencl_device.empty() ? json::Json() : json::Json(st.backends.opencl_device)},
                               {"note", "processors are core groups of this machine and share its cores"}}},
                  {"duration_s", dur}, {"profiling_seconds", st.profiling_s}};
   for (const auto& r : rows) out["policies"].push_back(r.metrics);
@@ -88,6 +105,9 @@ void add_run(CLI::App& app, Globals& g) {
   sub->add_option("--duration", a->duration_s, "seconds of load per policy (default: the scenario's duration_s)")->check(CLI::PositiveNumber);
   sub->add_option("-o,--output", a->output, "write RESULTS.json (input of `sparseloom report`)");
   sub->add_flag("--quick", a->quick, "quick profiling and at most 4 s per policy");
+  sub->add_option("--lose-device-after", a->lose_device_after_s,
+                  "fault injection: the opencl processor's device is lost this many seconds into each policy's load")
+      ->check(CLI::NonNegativeNumber);
   sub->callback([a, &g] { g.action = [a, &g] { return do_run(*a, g); }; });
 }
 
