@@ -162,6 +162,11 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
 #else
   const std::string cpu_revision;
 #endif
+#ifdef SPARSELOOM_E2E_HAS_OPENCL
+  const std::string opencl_revision = be.opencl ? ";opencl_rev=" + std::to_string(opencl::Backend::kRevision) : "";
+#else
+  const std::string opencl_revision;
+#endif
   for (std::size_t t = 0; t < st.zoos.size(); ++t) {
     estimator::ProfileOptions po;
     po.reps = quick ? 5 : 9;
@@ -173,7 +178,7 @@ inline Setup build(const std::string& path, bool quick, const std::function<void
                                          "reps=" + std::to_string(po.reps) + ";warmup=" + std::to_string(po.warmup) +
                                              ";budget_ms=" + std::to_string(po.budget_ms_per_block) +
                                              ";profiler=" + std::to_string(estimator::kProfilerRevision) + ";calib=128;hw_threads=" +
-                                             std::to_string(std::thread::hardware_concurrency()) + ";cc=" + __VERSION__ + cpu_revision};
+                                             std::to_string(std::thread::hardware_concurrency()) + ";cc=" + __VERSION__ + cpu_revision + opencl_revision};
     auto cached = profile_cache.empty() ? std::nullopt : estimator::load_cached(profile_cache, key);
     const auto tp0 = std::chrono::steady_clock::now();
     auto prof = cached ? std::move(*cached) : estimator::profile_task(*st.lib, static_cast<TaskIndex>(t), po);

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -149,6 +150,36 @@ TEST_CASE("OpenCL.Backend.CompletionModesAndSharedContext") {
     const Diff d = compare(e->run(in)[0], want[0]);
     CHECK(d.max_abs <= 1e-4 * d.max_ref + 1e-5);
   }
+}
+
+TEST_CASE("OpenCL.Backend.ActivationBuffersAreShared") {
+  // Tensors whose lifetimes do not overlap share a device buffer: the same numbers, bit for
+  // bit, with fewer resident bytes (fused and unfused plans alike).
+  if (!std::filesystem::is_directory(zoo_dir())) return;
+  std::int64_t shared = 0, own = 0;
+  for (const auto& t : zoo::list_tasks(zoo_dir())) {
+    const auto z = zoo::load_task(t);
+    const ir::Graph& g = z.variants[static_cast<std::size_t>(z.base())];
+    const std::vector<Tensor> in{z.input(z.test_x, 2)};
+    for (const bool fuse : {true, false}) {
+      auto o = quick_options();
+      o.fuse = fuse;
+      o.matmul.format = opencl::WeightFormat::dense;  // one format both ways: no timed trial between them
+      const auto a = opencl::Backend(backend().context(), o).compile(g);
+      o.reuse_buffers = false;
+      const auto b = opencl::Backend(backend().context(), o).compile(g);
+      CAPTURE(z.manifest.task);
+      CAPTURE(fuse);
+      CHECK(a.resident_bytes() <= b.resident_bytes());
+      shared += a.resident_bytes();
+      own += b.resident_bytes();
+      const Tensor ya = a.run(in)[0].contiguous(), yb = b.run(in)[0].contiguous();
+      REQUIRE(ya.numel() == yb.numel());
+      CHECK(std::memcmp(ya.raw(), yb.raw(), static_cast<std::size_t>(ya.nbytes())) == 0);
+    }
+  }
+  MESSAGE("resident bytes, base variants: " << shared << " shared vs " << own << " one buffer per tensor");
+  CHECK(shared < own);
 }
 
 TEST_CASE("OpenCL.Backend.HostFallbackNodes") {

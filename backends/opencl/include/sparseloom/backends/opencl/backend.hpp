@@ -50,6 +50,9 @@ struct BackendOptions {
   MatMulOptions matmul{};  // per-layer weight format (dense / CSR / BSR 4x1 by trial)
   bool fuse = true;        // activations into producers' epilogues, Q->DQ pairs into one kernel
   bool host_fallback = true;  // ops without a kernel run on the host; false: ErrorCode::unsupported
+  // Activations share device buffers when their lifetimes do not overlap (the resident bytes of
+  // a deep block drop to about its widest cut); false: one buffer per tensor.
+  bool reuse_buffers = true;
   Completion completion = Completion::automatic;
 };
 
@@ -203,12 +206,13 @@ class Builder {
       for (const auto& in : n.inputs)
         if (!in.empty()) ++consumers_[in];
     for (const auto& o : g_.outputs) ++consumers_[o.name], outputs_.insert(o.name);
-    for (const auto& vi : g_.inputs) new_slot(vi.name);
+    for (const auto& vi : g_.inputs) ++consumers_[vi.name], new_slot(vi.name);  // inputs are never reused
     skip_.assign(g_.nodes.size(), false);
     for (std::size_t i = 0; i < g_.nodes.size(); ++i) {
       if (skip_[i]) continue;
       const ir::Node& n = g_.nodes[i];
       const std::size_t before = p_.steps.size();
+      const std::vector<bool> skipped_before = skip_;
       if (all_const(n)) {
         fold_now(n);
       } else if (!compile_node(i)) {
@@ -217,6 +221,11 @@ class Builder {
       }
       for (std::size_t s = before; s < p_.steps.size(); ++s)
         for (const auto& o : p_.steps[s].outputs) p_.producer[o] = s;
+      // Steps run in compile order, so once node i (with the consumers it fused) is compiled,
+      // a tensor no later node reads can hand its buffer on.
+      retire(n);
+      for (std::size_t j = i + 1; j < g_.nodes.size(); ++j)
+        if (skip_[j] && !skipped_before[j]) retire(g_.nodes[j]);
     }
     p_.resident = ctx_.resident_bytes() - resident0;
     p_.built = true;
@@ -235,10 +244,39 @@ class Builder {
   const Shape& shape(const std::string& t) const { return g_.value(t).shape; }
   std::int64_t numel(const std::string& t) const { return numel_of(shape(t)); }
 
+  // An activation's buffer: the smallest free one that fits, else a new one.
   Buffer& new_slot(const std::string& t) {
-    auto& b = p_.buffers.emplace_back(ctx_, static_cast<std::size_t>(std::max<std::int64_t>(numel(t), 1)) * 4);
+    const auto bytes = static_cast<std::size_t>(std::max<std::int64_t>(numel(t), 1)) * 4;
+    Buffer* b = nullptr;
+    if (auto it = free_.lower_bound(bytes); opt_.reuse_buffers && it != free_.end()) {
+      b = it->second;
+      free_.erase(it);
+    } else {
+      b = &p_.buffers.emplace_back(ctx_, bytes);
+    }
+    refs_[b] = 1;
+    p_.slot[t] = b;
+    return *b;
+  }
+  // t is another view of b's bytes (Reshape and friends).
+  void alias(const std::string& t, Buffer& b) {
     p_.slot[t] = &b;
-    return b;
+    if (auto r = refs_.find(&b); r != refs_.end()) ++r->second;
+  }
+  // Node n has been compiled: each input read for the last time, and each output nothing reads,
+  // gives up its buffer (the buffer is free once no view of it is live).
+  void retire(const ir::Node& n) {
+    auto drop = [&](const std::string& t) {
+      const auto s = p_.slot.find(t);
+      if (s == p_.slot.end()) return;
+      const auto r = refs_.find(s->second);
+      if (r != refs_.end() && --r->second == 0) free_.emplace(r->first->bytes(), r->first);
+    };
+    for (const auto& in : n.inputs)
+      if (!in.empty())
+        if (auto c = consumers_.find(in); c != consumers_.end() && --c->second == 0) drop(in);
+    for (const auto& o : n.outputs)
+      if (!o.empty() && consumers_.count(o) == 0) drop(o);
   }
   Buffer& dst(const std::string& t) { return new_slot(t); }
   // The device buffer holding tensor t: an activation's slot or an uploaded constant.
@@ -399,8 +437,7 @@ class Builder {
     if (op == "Identity" || op == "Dropout" || op == "Flatten" || op == "Reshape" || op == "Squeeze" ||
         op == "Unsqueeze" || (op == "Cast" && g_.value(n.inputs[0]).dtype == g_.value(n.outputs[0]).dtype)) {
       if (n.outputs.size() > 1 && !n.outputs[1].empty()) return false;  // Dropout's mask
-      Buffer& b = src(n.inputs[0]);
-      p_.slot[n.outputs[0]] = &b;  // same bytes, another shape
+      alias(n.outputs[0], src(n.inputs[0]));  // same bytes, another shape
       push(n, {n.outputs[0]}, {});
       return true;
     }
@@ -941,9 +978,11 @@ class Builder {
   const BackendOptions& opt_;
   Plan& p_;
   bool fuse_;
-  std::map<std::string, int> consumers_;
+  std::map<std::string, int> consumers_;  // reads left per tensor (graph inputs and outputs hold one more)
   std::set<std::string> outputs_;
   std::vector<bool> skip_;
+  std::unordered_map<Buffer*, int> refs_;  // live tensors on each activation buffer
+  std::multimap<std::size_t, Buffer*> free_;     // activation buffers no live tensor uses, by size
 };
 
 }  // namespace graph_detail
@@ -1129,6 +1168,9 @@ class Backend {
  public:
   using Executable = opencl::Executable;
   static constexpr std::string_view name() { return "opencl"; }
+  // Bumped when kernels, fusion or buffer planning change what a block costs or holds: cached
+  // block profiles (the e2e harness's profile cache) taken before then are not reused.
+  static constexpr int kRevision = 2;
 
   // The default device (SPARSELOOM_OPENCL_DEVICE overrides; any prefers a GPU).
   Backend() : Backend(std::shared_ptr<Context>(Context::open({DeviceType::any, ""}))) {}
