@@ -4,6 +4,7 @@
 // real loads onto the device.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -180,6 +181,42 @@ TEST_CASE("OpenCL.Backend.ActivationBuffersAreShared") {
   }
   MESSAGE("resident bytes, base variants: " << shared << " shared vs " << own << " one buffer per tensor");
   CHECK(shared < own);
+}
+
+TEST_CASE("OpenCL.Backend.QdqConvsRunInInt8") {
+  // The committed INT8 variants' convs run on the s8 x u8 kernel (Int8Mode::always; the
+  // default trial keeps f32 where that is faster), and classify the whole test subset as the
+  // reference backend does (manifest accuracy within one test sample per 200).
+  if (!std::filesystem::is_directory(zoo_dir())) return;
+  auto o = quick_options();
+  o.int8 = opencl::Int8Mode::always;
+  const opencl::Backend always(backend().context(), o);
+  int int8_layers = 0;
+  for (const auto& t : zoo::list_tasks(zoo_dir())) {
+    const auto z = zoo::load_task(t);
+    for (int v = 0; v < z.num_variants(); ++v) {
+      const auto& mv = z.manifest.variants[static_cast<std::size_t>(v)];
+      const ir::Graph& g = z.variants[static_cast<std::size_t>(v)];
+      if (!is_qdq(g)) continue;
+      CAPTURE(z.manifest.task + "/" + mv.name);
+      const auto exe = always.compile(g);
+      int here = 0;
+      for (const auto& k : exe.kernels()) here += k.find("int8.") != std::string::npos;
+      int8_layers += here;
+      std::int64_t right = 0;
+      const std::int64_t n = z.test_x.dim(0);
+      for (std::int64_t i = 0; i < n; ++i) {
+        const Tensor y = exe.run(std::vector<Tensor>{z.input(z.test_x, i)})[0].contiguous();
+        const float* p = y.data<float>();
+        right += std::max_element(p, p + y.numel()) - p == z.label(i);
+      }
+      const double acc = 100.0 * static_cast<double>(right) / static_cast<double>(n);
+      MESSAGE(z.manifest.task << "/" << mv.name << ": " << here << " int8 layers, accuracy " << acc << " % (manifest "
+                              << mv.accuracy_pct << " %)");
+      CHECK(std::abs(acc - mv.accuracy_pct) <= 0.5);
+    }
+  }
+  CHECK(int8_layers > 0);
 }
 
 TEST_CASE("OpenCL.Backend.HostFallbackNodes") {

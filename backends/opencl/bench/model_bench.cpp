@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
   CLI::App app{"sparseloom-bench-opencl-model: a whole ONNX model through opencl::Backend"};
   std::string model, json_path, name, device;
   int reps = 100, warmup = 10, ref_threads = 0;
-  bool quick = false, no_check = false;
+  bool quick = false, no_check = false, no_reuse = false;
+  std::string int8 = "trial";
   app.add_option("model", model, "ONNX file")->required();
   app.add_option("--reps", reps, "timed calls");
   app.add_option("--warmup", warmup, "untimed calls first");
@@ -55,6 +56,9 @@ int main(int argc, char** argv) {
   app.add_option("--ref-threads", ref_threads, "reference backend threads (0: all cores)");
   app.add_flag("--quick", quick, "short format trial (fewer kernel geometries)");
   app.add_flag("--no-check", no_check, "skip the reference check");
+  app.add_option("--int8", int8, "QDQ convs on the INT8 kernel: trial (where faster, per layer), always, never")
+      ->check(CLI::IsMember({"trial", "always", "never"}));
+  app.add_flag("--no-buffer-reuse", no_reuse, "ablation: one device buffer per activation tensor");
   CLI11_PARSE(app, argc, argv);
   if (!device.empty()) setenv("SPARSELOOM_OPENCL_DEVICE", device.c_str(), 1);
   if (name.empty()) name = std::filesystem::path(model).stem().string();
@@ -82,6 +86,10 @@ int main(int argc, char** argv) {
     j["device"] = ctx->device().label();
     opencl::BackendOptions bo;
     bo.matmul.quick = quick;
+    bo.int8 = int8 == "always" ? opencl::Int8Mode::always : int8 == "never" ? opencl::Int8Mode::never : opencl::Int8Mode::trial;
+    bo.reuse_buffers = !no_reuse;
+    j["int8_mode"] = int8;
+    j["buffer_reuse"] = bo.reuse_buffers;
     const opencl::Backend backend(ctx, bo);
     t0 = Clock::now();
     const auto exe = backend.compile(g);

@@ -20,6 +20,8 @@
 // (built on first use) and downloads every tensor: the slow path.
 #include <CL/opencl.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -45,6 +47,9 @@
 namespace sparseloom::opencl {
 
 enum class Completion { automatic, wait, busy_poll };  // automatic: busy_poll on GPUs
+// INT8 layers of QDQ graphs: where a short trial on the device finds them faster than f32 on
+// the dequantised values, always (a quarter of the weight bytes), or never.
+enum class Int8Mode { trial, always, never };
 
 struct BackendOptions {
   MatMulOptions matmul{};  // per-layer weight format (dense / CSR / BSR 4x1 by trial)
@@ -53,6 +58,10 @@ struct BackendOptions {
   // Activations share device buffers when their lifetimes do not overlap (the resident bytes of
   // a deep block drop to about its widest cut); false: one buffer per tensor.
   bool reuse_buffers = true;
+  // QDQ graphs: a Conv (groups 1) whose input is a per-tensor u8 DequantizeLinear and whose
+  // weight dequantises s8 per output channel can run on the INT8 kernel (Conv2dInt8) instead of
+  // f32 on the dequantised values (the same numbers up to f32 rounding of the accumulation).
+  Int8Mode int8 = Int8Mode::trial;
   Completion completion = Completion::automatic;
 };
 
@@ -202,6 +211,8 @@ class Builder {
   void build() {
     const auto resident0 = ctx_.resident_bytes();
     for (const auto& [k, t] : g_.initializers) p_.consts.emplace(k, t);
+    for (const auto& n : g_.nodes)
+      for (const auto& o : n.outputs) made_by_[o] = &n;
     for (const auto& n : g_.nodes)
       for (const auto& in : n.inputs)
         if (!in.empty()) ++consumers_[in];
@@ -493,10 +504,38 @@ class Builder {
     Conv2dParams cp{C, H, W, Cout, KH, KW, SH, SW, PH, PW, DH, DW, G};
     const bool layer_ok = N == 1 && PH == PHe && PW == PWe && cp.oh() == OH && cp.ow() == OW &&
                           (G == 1 || cp.depthwise());
+    std::shared_ptr<Conv2d> f32;  // the f32 layer, when an INT8 trial built it already
+    if (auto q = layer_ok && G == 1 ? int8_operands(n, Cout) : std::nullopt) {
+      Epilogue qe = epi;
+      qe.scale.resize(static_cast<std::size_t>(Cout));
+      for (std::size_t m = 0; m < qe.scale.size(); ++m) qe.scale[m] = q->w_scale[q->w_scale.size() == 1 ? 0 : m] * q->sx;
+      auto c = std::make_shared<Conv2dInt8>(ctx_, cp, std::span<const std::int8_t>(q->w), q->sx, q->zx, qe);
+      c->bind(x, y);
+      std::string trial;
+      if (opt_.int8 == Int8Mode::trial) {
+        f32 = std::make_shared<Conv2d>(ctx_, cp, wspan, epi, opt_.matmul);
+        f32->bind(x, y);
+        const double ti = trial_ms(*c), tf = trial_ms(*f32);
+        trial = " (trial: int8 " + std::to_string(ti) + " ms, f32 " + std::to_string(tf) + " ms)";
+        if (tf <= ti) p_.kernel_choice.push_back(n.name + ": " + f32->describe() + trial);
+        else f32.reset();
+      }
+      if (!f32) {
+        p_.keep.push_back(c);
+        p_.kernel_choice.push_back(n.name + ": int8.s8u8" + trial);
+        add_epi(n.outputs[0], c->epilogue(), qe.scale, bias);
+        push(n, {out_name}, [c = c.get()] { c->enqueue(); });
+        return true;
+      }
+    }
     if (layer_ok) {
-      auto& c = keep<Conv2d>(ctx_, cp, wspan, epi, opt_.matmul);
-      c.bind(x, y);
-      p_.kernel_choice.push_back(n.name + ": " + c.describe());
+      if (!f32) {
+        f32 = std::make_shared<Conv2d>(ctx_, cp, wspan, epi, opt_.matmul);
+        f32->bind(x, y);
+        p_.kernel_choice.push_back(n.name + ": " + f32->describe());
+      }
+      p_.keep.push_back(f32);
+      auto& c = *f32;
       add_epi(n.outputs[0], c.epilogue(), std::vector<float>(Cout, 1.f), bias);
       push(n, {out_name}, [&c] { c.enqueue(); });
       return true;
@@ -713,6 +752,62 @@ class Builder {
   }
 
   // Quantize/Dequantize parameters (scale, zero point, per-channel geometry) of node q.
+  // Median wall time of a layer's call to completion on the device (INT8 vs f32 trial).
+  template <class Op>
+  double trial_ms(const Op& op) {
+    op.enqueue();
+    ctx_.finish();
+    std::vector<double> t(static_cast<std::size_t>(opt_.matmul.quick ? 3 : 5));
+    for (auto& v : t) {
+      const auto t0 = std::chrono::steady_clock::now();
+      op.enqueue();
+      ctx_.finish();
+      v = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+    std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
+    return t[t.size() / 2];
+  }
+
+  // The integer operands of a QDQ layer: input = DequantizeLinear(u8, per-tensor sx, zx),
+  // weight = DequantizeLinear(s8 initializer, per-output-channel or per-tensor scale, zero point 0).
+  struct Int8Operands {
+    std::vector<std::int8_t> w;
+    std::vector<float> w_scale;
+    float sx = 1;
+    int zx = 0;
+  };
+  std::optional<Int8Operands> int8_operands(const ir::Node& n, std::int64_t cout) const {
+    if (opt_.int8 == Int8Mode::never) return std::nullopt;
+    const auto made = [&](const std::string& t) -> const ir::Node* {
+      const auto it = made_by_.find(t);
+      return it == made_by_.end() ? nullptr : it->second;
+    };
+    const ir::Node* dx = made(n.inputs[0]);
+    const ir::Node* dw = made(n.inputs[1]);
+    if (!dx || !dw || dx->op != "DequantizeLinear" || dw->op != "DequantizeLinear") return std::nullopt;
+    if (!dx->has_input(2) || !is_const(dx->inputs[1]) || !is_const(dx->inputs[2]) || cst(dx->inputs[2]).dtype() != DType::u8 ||
+        cst(dx->inputs[1]).numel() != 1 || cst(dx->inputs[2]).numel() != 1)
+      return std::nullopt;
+    if (!is_const(dw->inputs[0]) || cst(dw->inputs[0]).dtype() != DType::i8 || !is_const(dw->inputs[1]) ||
+        (dw->has_input(2) && !is_const(dw->inputs[2])))
+      return std::nullopt;
+    Int8Operands r;
+    r.sx = to_floats(cst(dx->inputs[1]))[0];
+    const float zx = to_floats(cst(dx->inputs[2]))[0];
+    r.zx = static_cast<int>(zx);
+    r.w_scale = to_floats(cst(dw->inputs[1]));
+    const Tensor wq = cst(dw->inputs[0]).contiguous();
+    if (!(r.sx > 0) || zx < 0 || zx > 255 || wq.rank() < 1 || wq.dim(0) != cout ||
+        (r.w_scale.size() != 1 && static_cast<std::int64_t>(r.w_scale.size()) != cout) ||
+        (r.w_scale.size() > 1 && ir::normalize_axis(dw->attr<std::int64_t>("axis", 1), static_cast<std::int64_t>(wq.rank()), where(*dw)) != 0))
+      return std::nullopt;
+    if (dw->has_input(2))
+      for (const float z : to_floats(cst(dw->inputs[2])))
+        if (z != 0) return std::nullopt;
+    r.w.assign(wq.data<std::int8_t>(), wq.data<std::int8_t>() + wq.numel());
+    return r;
+  }
+
   struct QParams {
     std::vector<float> scale, zp;
     std::int64_t inner = 1, channels = 1;
@@ -981,6 +1076,7 @@ class Builder {
   std::map<std::string, int> consumers_;  // reads left per tensor (graph inputs and outputs hold one more)
   std::set<std::string> outputs_;
   std::vector<bool> skip_;
+  std::unordered_map<std::string, const ir::Node*> made_by_;  // tensor -> the node that produces it
   std::unordered_map<Buffer*, int> refs_;  // live tensors on each activation buffer
   std::multimap<std::size_t, Buffer*> free_;     // activation buffers no live tensor uses, by size
 };
@@ -1170,7 +1266,7 @@ class Backend {
   static constexpr std::string_view name() { return "opencl"; }
   // Bumped when kernels, fusion or buffer planning change what a block costs or holds: cached
   // block profiles (the e2e harness's profile cache) taken before then are not reused.
-  static constexpr int kRevision = 2;
+  static constexpr int kRevision = 3;
 
   // The default device (SPARSELOOM_OPENCL_DEVICE overrides; any prefers a GPU).
   Backend() : Backend(std::shared_ptr<Context>(Context::open({DeviceType::any, ""}))) {}

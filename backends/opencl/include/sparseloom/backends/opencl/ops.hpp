@@ -390,6 +390,7 @@ class Int8Gemm {
   }
   void enqueue(int queue = 0, cl_event* ev = nullptr) const { launch_.enqueue(*ctx_, queue, ev); }
   std::size_t weight_bytes() const { return weights_.bytes() + wsum_.bytes(); }
+  EpilogueBuffers& epilogue() { return epi_; }
 
  private:
   Context* ctx_;
@@ -630,6 +631,49 @@ class Conv2d {
   Buffer cols_, weights_;
   EpilogueBuffers epi_;
   Launch im2col_, direct_;
+};
+
+// Batch-1 NCHW conv (groups 1) of a QDQ graph in integers: the input, a dequantised u8 tensor
+// (per-tensor scale sx, zero point zx), is unfolded back to its u8 values, and the s8 weights
+// (Cout x C x KH x KW, per-output-channel symmetric) run through Int8Gemm. The epilogue's scale
+// must be w_scale[m] * sx, its shift the bias.
+class Conv2dInt8 {
+ public:
+  Conv2dInt8(Context& ctx, const Conv2dParams& p, std::span<const std::int8_t> w, float sx, int zx, const Epilogue& epi)
+      : ctx_(&ctx), p_(p), sx_(sx), zx_(zx) {
+    check(p.groups == 1, ErrorCode::unsupported, "opencl::Conv2dInt8", "grouped convolution");
+    check(sx > 0 && zx >= 0 && zx <= 255, ErrorCode::invalid_argument, "opencl::Conv2dInt8", "input scale/zero point");
+    const std::int64_t kdim = p.c * p.kh * p.kw, P = p.oh() * p.ow();
+    gemm_.emplace(ctx, w, p.cout, kdim, P, zx, epi);
+    cols_ = Buffer(ctx, static_cast<std::size_t>(std::max<std::int64_t>(kdim * P, 4)));
+    im2col_.kernel = ctx.kernel(detail::source(kernels::kIm2colU8), "im2col_u8", "-cl-fp32-correctly-rounded-divide-sqrt");
+    im2col_.dims = 2;
+    im2col_.fixed_local = false;
+    im2col_.global = {static_cast<std::size_t>(P), static_cast<std::size_t>(kdim), 1};
+  }
+  // X: C x H x W (f32, dequantised), Y: Cout x OH x OW.
+  void bind(const Buffer& x, Buffer& y) {
+    const auto i = [](std::int64_t v) { return detail::to_int(v, "conv dimension"); };
+    const auto& p = p_;
+    im2col_.set_args(*ctx_, x, cols_, sx_, zx_, i(p.c), i(p.h), i(p.w), i(p.kh), i(p.kw), i(p.sh), i(p.sw), i(p.ph),
+                     i(p.pw), i(p.dh), i(p.dw), i(p.oh()), i(p.ow()));
+    gemm_->bind(cols_, y);
+  }
+  void enqueue(int queue = 0) const {
+    im2col_.enqueue(*ctx_, queue);
+    gemm_->enqueue(queue);
+  }
+  EpilogueBuffers& epilogue() { return gemm_->epilogue(); }
+  std::size_t weight_bytes() const { return gemm_->weight_bytes(); }
+
+ private:
+  Context* ctx_;
+  Conv2dParams p_;
+  float sx_;
+  int zx_;
+  std::optional<Int8Gemm> gemm_;
+  Buffer cols_;
+  Launch im2col_;
 };
 
 // ---------------------------------------------------------------- element-wise, pooling, norms
