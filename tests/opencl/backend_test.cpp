@@ -183,8 +183,8 @@ TEST_CASE("OpenCL.Backend.ActivationBuffersAreShared") {
   CHECK(shared < own);
 }
 
-TEST_CASE("OpenCL.Backend.QdqConvsRunInInt8") {
-  // The committed INT8 variants' convs run on the s8 x u8 kernel (Int8Mode::always; the
+TEST_CASE("OpenCL.Backend.QdqLayersRunInInt8") {
+  // The committed INT8 variants' convs and Gemms run on the s8 x u8 kernel (Int8Mode::always; the
   // default trial keeps f32 where that is faster), and classify the whole test subset as the
   // reference backend does (manifest accuracy within one test sample per 200).
   if (!std::filesystem::is_directory(zoo_dir())) return;

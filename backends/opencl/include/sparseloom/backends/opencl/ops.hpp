@@ -676,6 +676,43 @@ class Conv2dInt8 {
   Launch im2col_;
 };
 
+// Y^T (M x R) = W (M x K, s8, per-row symmetric) * X^T of a QDQ Gemm in integers: X (R x K, a
+// dequantised u8 tensor with per-tensor sx, zx) is requantised and transposed in one pass, then
+// Int8Gemm. The epilogue's scale must be w_scale[m] * sx (times alpha), its shift the bias.
+class GemmInt8 {
+ public:
+  GemmInt8(Context& ctx, std::span<const std::int8_t> w, std::int64_t m, std::int64_t k, std::int64_t r, float sx, int zx,
+           const Epilogue& epi)
+      : ctx_(&ctx), k_(k), r_(r), sx_(sx), zx_(zx) {
+    check(sx > 0 && zx >= 0 && zx <= 255, ErrorCode::invalid_argument, "opencl::GemmInt8", "input scale/zero point");
+    gemm_.emplace(ctx, w, m, k, r, zx, epi);
+    xq_ = Buffer(ctx, static_cast<std::size_t>(std::max<std::int64_t>(k * r, 4)));
+    quant_.kernel = ctx.kernel(detail::source(kernels::kQuantU8T), "quant_u8_t", "-cl-fp32-correctly-rounded-divide-sqrt");
+    quant_.dims = 2;
+    quant_.fixed_local = false;
+    quant_.global = {static_cast<std::size_t>(r), static_cast<std::size_t>(k), 1};
+  }
+  // X: R x K (f32, dequantised), Y: M x R.
+  void bind(const Buffer& x, Buffer& y) {
+    quant_.set_args(*ctx_, x, xq_, sx_, zx_, detail::to_int(r_, "R"), detail::to_int(k_, "K"));
+    gemm_->bind(xq_, y);
+  }
+  void enqueue(int queue = 0) const {
+    quant_.enqueue(*ctx_, queue);
+    gemm_->enqueue(queue);
+  }
+  EpilogueBuffers& epilogue() { return gemm_->epilogue(); }
+
+ private:
+  Context* ctx_;
+  std::int64_t k_, r_;
+  float sx_;
+  int zx_;
+  std::optional<Int8Gemm> gemm_;
+  Buffer xq_;
+  Launch quant_;
+};
+
 // ---------------------------------------------------------------- element-wise, pooling, norms
 namespace detail {
 inline Launch flat_launch(Context& ctx, const char* body, const char* name, std::int64_t n, std::size_t local) {

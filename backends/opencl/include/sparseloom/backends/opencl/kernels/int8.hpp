@@ -75,4 +75,15 @@ __kernel void im2col_u8(__global const float* restrict in, __global uchar* restr
 }
 )CLC";
 
+// A dequantised u8 activation X (R x K row-major) back to u8 and transposed to K x R (the
+// INT8 GEMM's right operand), as im2col_u8 does for convs.
+inline constexpr const char* kQuantU8T = R"CLC(
+__kernel void quant_u8_t(__global const float* restrict in, __global uchar* restrict out, const float sx, const int zx,
+                         const int R, const int K) {
+  const int r = get_global_id(0), k = get_global_id(1);
+  if (r >= R || k >= K) return;
+  out[k * R + r] = (uchar)clamp((int)rint(in[r * K + k] / sx) + zx, 0, 255);
+}
+)CLC";
+
 }  // namespace sparseloom::opencl::kernels
