@@ -58,9 +58,11 @@ struct BackendOptions {
   // Activations share device buffers when their lifetimes do not overlap (the resident bytes of
   // a deep block drop to about its widest cut); false: one buffer per tensor.
   bool reuse_buffers = true;
-  // QDQ graphs: a Conv (groups 1) whose input is a per-tensor u8 DequantizeLinear and whose
-  // weight dequantises s8 per output channel can run on the INT8 kernel (Conv2dInt8) instead of
-  // f32 on the dequantised values (the same numbers up to f32 rounding of the accumulation).
+  // QDQ graphs: a Conv (groups 1) or Gemm (transB) whose input is a per-tensor u8
+  // DequantizeLinear and whose weight dequantises s8 per output channel can run on the INT8
+  // kernels (Conv2dInt8, GemmInt8) instead of f32 on the dequantised values (the same numbers up
+  // to f32 rounding of the accumulation; the input is requantised from its dequantised values,
+  // so an affine repair placed on that input itself would be rounded to the grid).
   Int8Mode int8 = Int8Mode::trial;
   Completion completion = Completion::automatic;
 };
@@ -787,7 +789,6 @@ class Builder {
     return true;
   }
 
-  // Quantize/Dequantize parameters (scale, zero point, per-channel geometry) of node q.
   // INT8 only when clearly faster: small layers' timings are noisy (fmnist_vit's 0.05 ms
   // Gemms), and a tie keeps the f32 path the rest of the backend is tuned for.
   static bool int8_wins(double int8_ms, double f32_ms) { return int8_ms < 0.9 * f32_ms; }
@@ -847,6 +848,7 @@ class Builder {
     return r;
   }
 
+  // Quantize/Dequantize parameters (scale, zero point, per-channel geometry) of node q.
   struct QParams {
     std::vector<float> scale, zp;
     std::int64_t inner = 1, channels = 1;
