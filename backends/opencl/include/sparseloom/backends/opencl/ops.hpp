@@ -646,7 +646,7 @@ class Conv2dInt8 {
     const std::int64_t kdim = p.c * p.kh * p.kw, P = p.oh() * p.ow();
     gemm_.emplace(ctx, w, p.cout, kdim, P, zx, epi);
     cols_ = Buffer(ctx, static_cast<std::size_t>(std::max<std::int64_t>(kdim * P, 4)));
-    im2col_.kernel = ctx.kernel(detail::source(kernels::kIm2colU8), "im2col_u8", "-cl-fp32-correctly-rounded-divide-sqrt");
+    im2col_.kernel = ctx.kernel(detail::source(kernels::kConv), "im2col_u8");
     im2col_.dims = 2;
     im2col_.fixed_local = false;
     im2col_.global = {static_cast<std::size_t>(P), static_cast<std::size_t>(kdim), 1};
@@ -687,7 +687,7 @@ class GemmInt8 {
     check(sx > 0 && zx >= 0 && zx <= 255, ErrorCode::invalid_argument, "opencl::GemmInt8", "input scale/zero point");
     gemm_.emplace(ctx, w, m, k, r, zx, epi);
     xq_ = Buffer(ctx, static_cast<std::size_t>(std::max<std::int64_t>(k * r, 4)));
-    quant_.kernel = ctx.kernel(detail::source(kernels::kQuantU8T), "quant_u8_t", "-cl-fp32-correctly-rounded-divide-sqrt");
+    quant_.kernel = ctx.kernel(detail::source(kernels::kQuantU8T), "quant_u8_t");
     quant_.dims = 2;
     quant_.fixed_local = false;
     quant_.global = {static_cast<std::size_t>(r), static_cast<std::size_t>(k), 1};

@@ -55,28 +55,8 @@ void gemm_s8u8(const int M, const int N, const int K, const int K4,
 }
 )CLC";
 
-// im2col of a dequantised u8 activation back to its u8 values: in holds (q - zx) * sx, so
-// rint(in / sx) + zx is q exactly (correctly rounded division; build with
-// -cl-fp32-correctly-rounded-divide-sqrt). Padding is the real zero, i.e. zx. out: K x P.
-inline constexpr const char* kIm2colU8 = R"CLC(
-__kernel void im2col_u8(__global const float* restrict in, __global uchar* restrict out, const float sx, const int zx,
-                        const int C, const int H, const int W, const int KH, const int KW,
-                        const int SH, const int SW, const int PH, const int PW,
-                        const int DH, const int DW, const int OH, const int OW) {
-  const int p = get_global_id(0), row = get_global_id(1);
-  const int P = OH * OW;
-  if (p >= P || row >= C * KH * KW) return;
-  const int kw = row % KW, kh = (row / KW) % KH, c = row / (KW * KH);
-  const int oh = p / OW, ow = p % OW;
-  const int ih = oh * SH - PH + kh * DH, iw = ow * SW - PW + kw * DW;
-  int q = zx;
-  if (ih >= 0 && ih < H && iw >= 0 && iw < W) q = clamp((int)rint(in[(c * H + ih) * W + iw] / sx) + zx, 0, 255);
-  out[row * P + p] = (uchar)q;
-}
-)CLC";
-
 // A dequantised u8 activation X (R x K row-major) back to u8 and transposed to K x R (the
-// INT8 GEMM's right operand), as im2col_u8 does for convs.
+// INT8 GEMM's right operand), as kConv's im2col_u8 does for convs.
 inline constexpr const char* kQuantU8T = R"CLC(
 __kernel void quant_u8_t(__global const float* restrict in, __global uchar* restrict out, const float sx, const int zx,
                          const int R, const int K) {
