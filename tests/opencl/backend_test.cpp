@@ -219,6 +219,30 @@ TEST_CASE("OpenCL.Backend.QdqLayersRunInInt8") {
   CHECK(int8_layers > 0);
 }
 
+TEST_CASE("OpenCL.Backend.Int8TrialKeepsOnlyTheWinner") {
+  // A trial that INT8 wins (forced by the margin) holds exactly what Int8Mode::always holds:
+  // the f32 layer it built to compare with, weights and input transposes, is freed.
+  if (!std::filesystem::is_directory(zoo_dir())) return;
+  const auto z = zoo::load_task(zoo_dir() / "fmnist_vit");  // convs and multi-row Gemms
+  const auto it = std::find_if(z.manifest.variants.begin(), z.manifest.variants.end(), [](const auto& v) { return v.name == "int8"; });
+  REQUIRE(it != z.manifest.variants.end());
+  const ir::Graph& g = z.variants[static_cast<std::size_t>(it - z.manifest.variants.begin())];
+  auto o = quick_options();
+  o.int8 = opencl::Int8Mode::always;
+  const auto always = opencl::Backend(backend().context(), o).compile(g);
+  o.int8 = opencl::Int8Mode::trial;
+  o.int8_margin = 1e9;
+  const auto trial = opencl::Backend(backend().context(), o).compile(g);
+  int won = 0;
+  for (const auto& k : trial.kernels()) won += k.find("int8.s8u8 (trial") != std::string::npos;
+  CHECK(won > 0);
+  CHECK(trial.resident_bytes() == always.resident_bytes());
+  const std::vector<Tensor> in{z.input(z.test_x, 4)};
+  const Tensor a = always.run(in)[0].contiguous(), b = trial.run(in)[0].contiguous();
+  REQUIRE(a.numel() == b.numel());
+  CHECK(std::memcmp(a.raw(), b.raw(), static_cast<std::size_t>(a.nbytes())) == 0);
+}
+
 TEST_CASE("OpenCL.Backend.HostFallbackNodes") {
   // ReduceMean over non-adjacent axes has no kernel: it runs on the host between device steps
   // (download, reference, upload); with host_fallback off the compile says so.
