@@ -36,7 +36,6 @@ class OpenclSlot {
     check(be_.has_value(), ErrorCode::internal, "e2e", "no opencl processor was opened");
     return be_->compile(g, o);
   }
-  const std::shared_ptr<opencl::Context>* context() const { return be_ ? &be_->context() : nullptr; }
 
  private:
   std::optional<opencl::Backend> be_;
@@ -92,8 +91,9 @@ inline std::unique_ptr<Library> make_library(std::vector<const zoo::TaskZoo*> ta
 #ifdef SPARSELOOM_E2E_HAS_OPENCL
   OpenclSlot ocl;
   if (be.opencl) {
-    ocl = OpenclSlot(opencl::Backend{});  // SPARSELOOM_OPENCL_DEVICE picks the device; any prefers a GPU
-    auto ctx = *ocl.context();
+    opencl::Backend b;  // SPARSELOOM_OPENCL_DEVICE picks the device; any prefers a GPU
+    auto ctx = b.context();
+    ocl = OpenclSlot(std::move(b));
     be.opencl_device = ctx->device().label();
     be.lose_opencl_device = [ctx](bool lost) {
       if (lost) ctx->faults().lose_device = true;

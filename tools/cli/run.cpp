@@ -4,7 +4,6 @@
 // --output writes RESULTS.json in sparseloom-bench-e2e's format (input of `sparseloom report`).
 #include <atomic>
 #include <fstream>
-#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -58,12 +57,10 @@ int do_run(const Args& a, const Globals& g) {
           t.join();
         }
       };
-      std::optional<e2e::Row> row;
-      {
+      auto r = [&] {
         Join j{done, ticker};
-        row = e2e::run_policy(st, label, std::move(policy), dur, ro);
-      }
-      auto r = std::move(*row);
+        return e2e::run_policy(st, label, std::move(policy), dur, ro);
+      }();
       bar.update(dur, fmt::format("{:.1f} % SLO violations", 100 * r.violation));
       bar.finish();
       return r;

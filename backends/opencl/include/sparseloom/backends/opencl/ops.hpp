@@ -563,6 +563,26 @@ struct Conv2dParams {
   bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
 };
 
+namespace detail {
+// kConv's unfold kernels (im2col, im2col_u8): one work-item per element of the
+// (C*KH*KW) x (OH*OW) matrix; bind_unfold passes x, cols, the kernel's own arguments, then
+// the geometry.
+inline Launch unfold_launch(Context& ctx, const char* name, const Conv2dParams& p) {
+  Launch l;
+  l.kernel = ctx.kernel(source(kernels::kConv), name);
+  l.dims = 2;
+  l.fixed_local = false;
+  l.global = {static_cast<std::size_t>(p.oh() * p.ow()), static_cast<std::size_t>(p.c / p.groups * p.kh * p.kw), 1};
+  return l;
+}
+template <class... Extra>
+void bind_unfold(Launch& l, Context& ctx, const Conv2dParams& p, const Buffer& x, Buffer& cols, Extra... extra) {
+  const auto i = [](std::int64_t v) { return to_int(v, "conv dimension"); };
+  l.set_args(ctx, x, cols, extra..., i(p.c), i(p.h), i(p.w), i(p.kh), i(p.kw), i(p.sh), i(p.sw), i(p.ph), i(p.pw), i(p.dh),
+             i(p.dw), i(p.oh()), i(p.ow()));
+}
+}  // namespace detail
+
 // Batch-1 NCHW conv; weights are Cout x (C/groups) x KH x KW. Dense, CSR or BSR through
 // MatMul after im2col; depthwise directly.
 class Conv2d {
@@ -590,10 +610,7 @@ class Conv2d {
     mm_.emplace(MatMul::create(ctx, w, p.cout, kdim, P, epi, opt));
     if (!p.pointwise()) {
       cols_ = Buffer(ctx, static_cast<std::size_t>(kdim * P) * 4);
-      im2col_.kernel = ctx.kernel(detail::source(kernels::kConv), "im2col");
-      im2col_.dims = 2;
-      im2col_.fixed_local = false;
-      im2col_.global = {static_cast<std::size_t>(P), static_cast<std::size_t>(kdim), 1};
+      im2col_ = detail::unfold_launch(ctx, "im2col", p);
     }
   }
   // X: C x H x W, Y: Cout x OH x OW.
@@ -610,8 +627,7 @@ class Conv2d {
       mm_->bind(x, y);
       return;
     }
-    im2col_.set_args(*ctx_, x, cols_, i(p.c), i(p.h), i(p.w), i(p.kh), i(p.kw), i(p.sh), i(p.sw), i(p.ph), i(p.pw),
-                     i(p.dh), i(p.dw), i(p.oh()), i(p.ow()));
+    detail::bind_unfold(im2col_, *ctx_, p, x, cols_);
     mm_->bind(cols_, y);
   }
   void enqueue(int queue = 0) const {
@@ -646,17 +662,11 @@ class Conv2dInt8 {
     const std::int64_t kdim = p.c * p.kh * p.kw, P = p.oh() * p.ow();
     gemm_.emplace(ctx, w, p.cout, kdim, P, zx, epi);
     cols_ = Buffer(ctx, static_cast<std::size_t>(std::max<std::int64_t>(kdim * P, 4)));
-    im2col_.kernel = ctx.kernel(detail::source(kernels::kConv), "im2col_u8");
-    im2col_.dims = 2;
-    im2col_.fixed_local = false;
-    im2col_.global = {static_cast<std::size_t>(P), static_cast<std::size_t>(kdim), 1};
+    im2col_ = detail::unfold_launch(ctx, "im2col_u8", p);
   }
   // X: C x H x W (f32, dequantised), Y: Cout x OH x OW.
   void bind(const Buffer& x, Buffer& y) {
-    const auto i = [](std::int64_t v) { return detail::to_int(v, "conv dimension"); };
-    const auto& p = p_;
-    im2col_.set_args(*ctx_, x, cols_, sx_, zx_, i(p.c), i(p.h), i(p.w), i(p.kh), i(p.kw), i(p.sh), i(p.sw), i(p.ph),
-                     i(p.pw), i(p.dh), i(p.dw), i(p.oh()), i(p.ow()));
+    detail::bind_unfold(im2col_, *ctx_, p_, x, cols_, sx_, zx_);
     gemm_->bind(cols_, y);
   }
   void enqueue(int queue = 0) const {
