@@ -470,16 +470,22 @@ inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick, std::map<s
     auto handles = runtime::replay(arrivals, [&](TaskIndex t) {
       auto& in = st.inputs[static_cast<std::size_t>(t)];
       const auto p0 = eng.plan().tasks[static_cast<std::size_t>(t)].placement.processor.front();
-      idle_at_arrival.push_back(tl.running_on[static_cast<std::size_t>(p0) % tl.running_on.size()].load() == 0);
+      // Idle: no block running there and no request in flight anywhere (a request between two
+      // blocks is not running, yet the newcomer would queue behind its next block).
+      idle_at_arrival.push_back(tl.running_on[static_cast<std::size_t>(p0) % tl.running_on.size()].load() == 0 &&
+                                eng.pending() == 0);
       return eng.submit(t, {in[next[t]++ % in.size()]});
     });
     eng.drain(std::chrono::seconds(60));
-    // In situ: the queue wait of requests whose first processor was idle when they arrived is
-    // the worker's wake-up under the machine's real contention (the no-op measurement above
+    // In situ: the queue wait of requests that arrived at an idle engine is the worker's
+    // wake-up under the machine's real contention (the no-op measurement above
     // runs with shorter pauses and fewer busy threads, and sees less of it).
     for (std::size_t i = 0; i < handles.size(); ++i) {
       const auto rec = handles[i].record();
-      if (idle_at_arrival[i] && rec.start_ms >= 0 && rec.state != runtime::RequestState::rejected) insitu.push_back(rec.queue_ms);
+      // The wait before its first block (queue_ms also counts waits between blocks: yielding to
+      // an earlier deadline, which the simulated engine does by itself).
+      if (idle_at_arrival[i] && rec.start_ms >= 0 && rec.state != runtime::RequestState::rejected)
+        insitu.push_back(std::max(0.0, rec.start_ms - rec.arrival_ms));
     }
   };
   timed_run(optimizer::SparsityAware{}, quick ? 2.0 : 4.0);
@@ -608,7 +614,7 @@ inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick, std::map<s
   eo.shared_core_slowdown = slowdown;
   eo.source = "measured by --fit-profile on " + cpu_model() + ": dispatch_ms " +
               (insitu.size() >= 50 ? "in situ: the queue wait of " + std::to_string(insitu.size()) +
-                                         " requests of the real run below that arrived at an idle processor; "
+                                         " requests of the real run below that arrived at an idle engine; "
                                    : std::string("from the no-op run; ")) +
               "handoff/continue from " + std::to_string(os.dispatch_ms.size()) +
               " requests through the threaded Engine with a no-op runner (pauses 1-4 ms); "

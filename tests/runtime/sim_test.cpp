@@ -225,3 +225,62 @@ TEST_CASE("Sim.OptimizerWaitModelMatchesTheEngine") {
     CHECK(load.outcome(c[t], ts[t].slo).wait_ms == doctest::Approx(model));
   }
 }
+
+TEST_CASE("Sim.OptimizerAttainmentTracksTheEngine") {
+  // The share of each task's requests within its deadline, predicted by the optimizer's model
+  // and measured in the engine (simulated time, admission on, Poisson arrivals, blocks as
+  // profiled), for task mixes shaped like the latency-scale scenario: MobileNetV2-like (5 x
+  // 0.8 ms, due in 12.4 ms), ResNet-18-like (5 x 1.83 ms, 43 ms), ResNet-50- and encoder-like
+  // (5 x 3.9 / 3.36 ms, 91 ms) on one processor at utilisations 0.23-0.55. Measured in session
+  // 16: mean error 1.6 pp, the model pessimistic for long requests (up to 4.7 pp: it draws the
+  // delay from work due earlier that arrives while a request runs from the exponential tail
+  // too). Moving that delay into the service time cut the error to 0.46 pp here, yet made
+  // SparseLoom's and Fixed's plans worse in every simulated latency-scale load tried (docs/
+  // optimizer.md), so the model stays; this pins how far it is from the engine.
+  struct Mix {
+    std::vector<double> block_ms, deadline_ms, rate;
+  };
+  const std::vector<Mix> mixes{{{0.8, 3.4}, {12.4, 91}, {32, 6}},
+                               {{0.8, 3.4}, {12.4, 91}, {48, 9}},
+                               {{1.83, 3.9, 3.36}, {43, 91, 91}, {16, 6, 6}},
+                               {{1.83, 3.9, 3.36}, {43, 91, 91}, {24, 9, 9}},
+                               {{1.83, 3.9, 0.8, 3.36}, {43, 91, 12.4, 91}, {16, 6, 32, 6}}};
+  double err = 0;
+  int n = 0;
+  for (const auto& mix : mixes) {
+    syn::Zoo z;
+    z.blocks = 5;
+    z.task_block_ms = mix.block_ms;
+    World w(z);
+    std::vector<rt::TaskSpec> ts;
+    std::vector<sparseloom::Slo> slos;
+    for (std::size_t t = 0; t < mix.rate.size(); ++t) {
+      ts.push_back({"t" + std::to_string(t), slo(mix.deadline_ms[t], 0, mix.rate[t])});
+      slos.push_back(ts.back().slo);
+    }
+    SimEngine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), ts);
+    eng.schedule(rt::poisson_arrivals(slos, 120000, 23));
+    REQUIRE(eng.drain());
+    const auto m = eng.metrics();
+    check_accounting(m);
+    sparseloom::optimizer::LoadModel load(1);
+    std::vector<sparseloom::optimizer::Candidate> c;
+    for (std::size_t t = 0; t < ts.size(); ++t) {
+      c.push_back(blocks_on_one(5, mix.block_ms[t]));
+      load.add(c.back(), ts[t].slo);
+    }
+    for (std::size_t t = 0; t < ts.size(); ++t) {
+      const auto o = load.outcome(c[t], ts[t].slo);
+      const double measured = static_cast<double>(m.tasks[t].count(RequestState::on_time)) / static_cast<double>(m.tasks[t].issued);
+      INFO("mix " << (&mix - mixes.data()) << " task " << t << " (utilisation " << o.utilisation << "): measured "
+                  << 100 * measured << " %, model " << 100 * o.attainment << " %");
+      CHECK(m.tasks[t].issued > 500);
+      CHECK(o.attainment < measured + 0.005);  // never more than 0.5 pp optimistic here ...
+      CHECK(o.attainment > measured - 0.05);   // ... nor 5 pp pessimistic
+      err += std::abs(o.attainment - measured);
+      ++n;
+    }
+  }
+  INFO("mean error " << 100 * err / n << " pp");
+  CHECK(err / n < 0.02);
+}
