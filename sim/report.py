@@ -85,9 +85,17 @@ def validation_mean(out_name, note, sim_file, real_files):
     sp = {p["policy"]: p for p in sim["policies"]}
     # Throughput at saturation over the real runs that searched it (not --no-throughput), when
     # at least two did and the simulation did too.
+    # A run with --search-repeats N counts each of its N searches.
     def searched(r):
         return all(q.get("throughput_rps") is not None for q in r["policies"])
-    metrics = METRICS + (["throughput_rps"] if sum(map(searched, reals)) >= 2 and searched(sim) else [])
+
+    def searches(q):
+        scales = q.get("throughput_searches") or []
+        if not scales or not q.get("max_rate_scale"):
+            return [q["throughput_rps"]]
+        return [q["throughput_rps"] * s / q["max_rate_scale"] for s in scales]
+    n_searches = sum(len(searches(r["policies"][0])) for r in reals if searched(r))
+    metrics = METRICS + (["throughput_rps"] if n_searches >= 2 and searched(sim) else [])
     out["metrics"] = metrics
     out["throughput_real_runs"] = [f for f, r in zip(real_files, reals) if searched(r)]
     for p in first["policies"]:
@@ -95,7 +103,8 @@ def validation_mean(out_name, note, sim_file, real_files):
         row = {"policy": name}
         per = [[q for q in r["policies"] if q["policy"] == name][0] for r in reals]
         for m in metrics:
-            vals = [q[m] for q in per if q.get(m) is not None]
+            vals = ([v for q in per if q.get(m) is not None for v in searches(q)] if m == "throughput_rps"
+                    else [q[m] for q in per if q.get(m) is not None])
             mean = sum(vals) / len(vals)
             rel, ok = within(m, mean, sp[name][m])
             loo = []
