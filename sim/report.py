@@ -83,9 +83,9 @@ def validation_mean(out_name, note, sim_file, real_files):
     n = n_ok = 0
     loo_n = loo_ok = 0
     sp = {p["policy"]: p for p in sim["policies"]}
-    # Throughput at saturation over the real runs that searched it (not --no-throughput), when
-    # at least two did and the simulation did too.
-    # A run with --search-repeats N counts each of its N searches.
+    # Throughput at saturation over the searches of the real runs that searched it (not
+    # --no-throughput; a run with --search-repeats N counts each of its N), when there are at
+    # least two searches and the simulation searched too.
     def searched(r):
         return all(q.get("throughput_rps") is not None for q in r["policies"])
 
