@@ -144,6 +144,31 @@ def validation_mean(out_name, note, sim_file, real_files):
         print(line)
 
 
+def revalidate(out_name, note, old_name, sim_file):
+    """A stored validate-mean result against a new simulated run of the same scenario (the real
+    runs' values are kept in it; their raw JSON may not be)."""
+    old, sim = load(old_name), load(sim_file)
+    sp = {p["policy"]: p for p in sim["policies"]}
+    out = dict(old, simulated_run=sim_file, profile=sim.get("profile"), note=note, revalidated_from=old_name)
+    n = n_ok = 0
+    for row in out["policies"]:
+        for m in old["metrics"]:
+            r = row[m]
+            rel, ok = within(m, r["real"], sp[row["policy"]][m])
+            row[m] = dict(r, simulated=sp[row["policy"]][m], rel_error=rel, abs_error=abs(sp[row["policy"]][m] - r["real"]),
+                          within_target=ok)
+            n += 1
+            n_ok += ok
+    out["within_target"] = f"{n_ok} of {n}"
+    out["not_within_target"] = [f"{r['policy']}: {m}" for r in out["policies"] for m in old["metrics"] if not r[m]["within_target"]]
+    with open(os.path.join(R, out_name), "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"{out_name}: {out['within_target']} (was {old['within_target']})")
+    for row in out["policies"]:
+        q = row["p99_ms"]
+        print(f"  {row['policy']}: p99 {q['real']:.3f} / {q['simulated']:.3f} ({100 * (q['simulated'] - q['real']) / q['real']:+.0f} %)")
+
+
 def combine(out_name, note, files):
     """bench/results/sim-validation.json: the validate-mean results of several scenarios in one file."""
     parts = [load(f) for f in files]
@@ -212,6 +237,8 @@ def plot(rows):
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "validate-mean":  # OUT NOTE SIM REAL1 REAL2 ...
         validation_mean(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "revalidate":  # OUT NOTE OLD_VALIDATION SIM
+        revalidate(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif len(sys.argv) > 1 and sys.argv[1] == "combine":  # OUT NOTE FILE1 FILE2 ...
         combine(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif len(sys.argv) > 1 and sys.argv[1] == "validate":

@@ -251,13 +251,16 @@ struct Row {
 // The scenario's arrivals for duration_ms, every task's rate x rate_scale, following the
 // scenario's mid-run rate changes when `changes`. Poisson, or "bursty": on/off modulated
 // Poisson with the same mean rate (2.5x the rate for a mean 250 ms, 0.25x for a mean 500 ms).
-inline std::vector<runtime::Arrival> scenario_arrivals(const Setup& st, double duration_ms, double rate_scale, bool changes) {
+// The scenario's arrivals (its seed, Poisson or bursty, its rate changes when `changes`) for
+// tasks at their unscaled rates; the real and the simulated harness offer the same sequence.
+inline std::vector<runtime::Arrival> scenario_arrivals(const scenario::Scenario& sc, const std::vector<runtime::TaskSpec>& tasks,
+                                                       double duration_ms, double rate_scale, bool changes) {
   std::vector<std::vector<runtime::Arrival>> lists;
-  for (std::size_t t = 0; t < st.tasks.size(); ++t) {
+  for (std::size_t t = 0; t < tasks.size(); ++t) {
     // Segments [from, to) at one rate each.
-    std::vector<std::pair<double, double>> seg{{0.0, st.tasks[t].slo.rate_rps}};
+    std::vector<std::pair<double, double>> seg{{0.0, tasks[t].slo.rate_rps}};
     if (changes)
-      for (const auto& c : st.sc.changes)
+      for (const auto& c : sc.changes)
         if (c.task == t && c.rate_rps && c.at_s * 1000.0 < duration_ms) seg.push_back({c.at_s * 1000.0, *c.rate_rps});
     std::stable_sort(seg.begin(), seg.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     std::vector<runtime::Arrival> out;
@@ -265,9 +268,9 @@ inline std::vector<runtime::Arrival> scenario_arrivals(const Setup& st, double d
       const double from = seg[i].first, to = i + 1 < seg.size() ? seg[i + 1].first : duration_ms;
       const double rate = seg[i].second * rate_scale;
       if (rate <= 0 || to <= from) continue;
-      const std::uint64_t seed = st.sc.seed * 1000003u + t * 7919u + i;
+      const std::uint64_t seed = sc.seed * 1000003u + t * 7919u + i;
       std::vector<runtime::Arrival> part;
-      if (st.sc.arrival == "bursty") {
+      if (sc.arrival == "bursty") {
         runtime::BurstyArrivals b(2.5 * rate, 0.25 * rate, 250, 500, seed);
         part = runtime::arrivals_for(b, static_cast<TaskIndex>(t), to - from);
       } else {
@@ -280,6 +283,9 @@ inline std::vector<runtime::Arrival> scenario_arrivals(const Setup& st, double d
     lists.push_back(std::move(out));
   }
   return runtime::merge_arrivals(std::move(lists));
+}
+inline std::vector<runtime::Arrival> scenario_arrivals(const Setup& st, double duration_ms, double rate_scale, bool changes) {
+  return scenario_arrivals(st.sc, st.tasks, duration_ms, rate_scale, changes);
 }
 
 struct RunOptions {

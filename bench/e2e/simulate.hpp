@@ -131,10 +131,9 @@ SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, dou
   for (auto& t : tasks) t.slo.rate_rps *= ro.rate_scale;
   runtime::Engine<sim::SimRunner, sim::ModelEstimator, Policy, Pre, runtime::DiscreteEvent> eng(
       *st.runner, st.est, std::move(policy), st.procs, tasks, eo, std::move(pre));
-  std::vector<Slo> slos;
-  for (const auto& t : tasks) slos.push_back(t.slo);
   const double start_ms = eng.metrics().wall_ms;
-  eng.schedule(runtime::poisson_arrivals(slos, duration_s * 1000.0, st.sc.seed));
+  // The real harness's arrivals (same seed, bursty honoured, rate changes as segments).
+  eng.schedule(scenario_arrivals(st.sc, st.tasks, duration_s * 1000.0, ro.rate_scale, ro.slo_changes));
   auto changes = ro.slo_changes ? st.sc.changes : decltype(st.sc.changes){};
   std::stable_sort(changes.begin(), changes.end(), [](const auto& a, const auto& b) { return a.at_s < b.at_s; });
   for (const auto& c : changes) {
@@ -284,7 +283,7 @@ inline int run_simulation(const std::string& scenario_path, const std::string& p
     out["processors"] = json::Json::array();
     for (const auto& p : st.procs) out["processors"].push_back({{"name", p.name}, {"kind", std::string(runtime::to_string(p.kind))}});
     out["duration_s"] = dur;
-    out["arrival"] = "poisson";  // bursty scenarios are simulated with Poisson arrivals (not built)
+    out["arrival"] = st.sc.arrival;
     out["setup_seconds"] = st.setup_s;
     out["measured_block_costs"] = st.runner->measured_blocks_used();
     if (search) {
