@@ -251,8 +251,8 @@ struct Row {
 // The scenario's arrivals for duration_ms, every task's rate x rate_scale, following the
 // scenario's mid-run rate changes when `changes`. Poisson, or "bursty": on/off modulated
 // Poisson with the same mean rate (2.5x the rate for a mean 250 ms, 0.25x for a mean 500 ms).
-// The scenario's arrivals (its seed, Poisson or bursty, its rate changes when `changes`) for
-// tasks at their unscaled rates; the real and the simulated harness offer the same sequence.
+// `tasks` at their unscaled rates. The real and the simulated harness (simulate.hpp) both
+// offer this sequence, so a simulation is compared with the requests the real run served.
 inline std::vector<runtime::Arrival> scenario_arrivals(const scenario::Scenario& sc, const std::vector<runtime::TaskSpec>& tasks,
                                                        double duration_ms, double rate_scale, bool changes) {
   std::vector<std::vector<runtime::Arrival>> lists;
