@@ -2,7 +2,9 @@
 // or fail with a clear error.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <sstream>
+#include <thread>
 
 #include "sparseloom/runtime/arrivals.hpp"
 
@@ -65,4 +67,22 @@ TEST_CASE("Arrivals.Trace.Errors") {
   CHECK_THROWS_AS(parse("x\n1,5\n"), sparseloom::Error);
   CHECK_THROWS_AS(parse("-1,a\n"), sparseloom::Error);
   CHECK_THROWS_AS(rt::load_trace_csv("/nonexistent/trace.csv", names), sparseloom::Error);
+}
+
+// A submit that takes (task, late_ms) is told how late the generator called it: here the
+// first call holds the generator 30 ms, so the arrival due at 1 ms is submitted >= 29 ms late.
+TEST_CASE("Arrivals.Replay.TellsSubmitHowLateItIs") {
+  const std::vector<rt::Arrival> xs{{0, 0}, {1, 1}, {40, 0}};
+  std::vector<double> late;
+  const auto tasks = rt::replay(xs, [&](sparseloom::TaskIndex t, double late_ms) {
+    late.push_back(late_ms);
+    if (late.size() == 1) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    return t;
+  });
+  CHECK(tasks == std::vector<sparseloom::TaskIndex>{0, 1, 0});
+  REQUIRE(late.size() == 3);
+  for (double l : late) CHECK(l >= 0);
+  CHECK(late[1] >= 29);
+  // The one-argument form still works (and is not told).
+  CHECK(rt::replay(xs, [](sparseloom::TaskIndex t) { return t + 1; }) == std::vector<sparseloom::TaskIndex>{1, 2, 1});
 }

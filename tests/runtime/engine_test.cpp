@@ -3,6 +3,7 @@
 #include "fixture.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -281,6 +282,30 @@ TEST_CASE("Engine.Submit.BadTaskIsAnError") {
   Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), tasks(1));
   CHECK_THROWS_AS(eng.submit(3, {}), sparseloom::Error);
   CHECK_THROWS_AS(Engine(w.runner, w.est, syn::GreedyOptimizer{}, processors(2), tasks(1)), sparseloom::Error);
+}
+
+// A request submitted late (a sensor's timestamp, a load generator that waited for a core)
+// counts its latency and deadline from when it arrived, not from the call.
+TEST_CASE("Engine.Submit.WaitedCountsFromArrival") {
+  World w(one_task());
+  Engine eng(w.runner, w.est, syn::GreedyOptimizer{}, processors(1), tasks(1, slo(2000)));
+  auto h = eng.submit(0, {input(1)}, std::nullopt, 50.0);
+  REQUIRE(h.wait_for(5s));
+  CHECK(h.state() == RequestState::on_time);
+  const auto r = h.record();
+  CHECK(r.deadline_ms - r.arrival_ms == doctest::Approx(2000));
+  CHECK(r.start_ms - r.arrival_ms >= 50);
+  CHECK(r.latency_ms() >= 50);
+  // Arrived longer ago than its deadline: it cannot be on time.
+  auto old = eng.submit(0, {input(2)}, std::nullopt, 2500.0);
+  REQUIRE(old.wait_for(5s));
+  CHECK(old.state() != RequestState::on_time);
+  CHECK_THROWS_AS(eng.submit(0, {input(3)}, std::nullopt, -1.0), sparseloom::Error);
+  CHECK_THROWS_AS(eng.submit(0, {input(3)}, std::nullopt, std::nan("")), sparseloom::Error);
+  REQUIRE(eng.drain(5s));
+  const auto m = eng.metrics();
+  check_accounting(m);
+  CHECK(m.overall.count(RequestState::on_time) == 1);
 }
 
 TEST_CASE("Metrics.SloTimelineBucketsEndStatesByFinishTime") {

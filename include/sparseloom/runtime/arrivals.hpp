@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -168,16 +170,25 @@ inline std::vector<Arrival> load_trace_csv(const std::string& path, const std::v
 
 // Replays arrivals in real time: calls submit(task) at each arrival's time from now and
 // collects what it returns (the caller's handles). Returns when the last one is submitted.
+// A submit that also takes a double is told how late it is called (ms): a generator that
+// cannot keep its schedule (its thread waits for a core) should count that wait against the
+// request (Engine::submit's waited_ms), not hide it.
 template <class Submit>
 auto replay(const std::vector<Arrival>& arrivals, Submit&& submit) {
-  using Handle = decltype(submit(TaskIndex{}));
+  constexpr bool kTold = std::invocable<Submit&, TaskIndex, double>;
+  using Handle = typename std::conditional_t<kTold, std::invoke_result<Submit&, TaskIndex, double>,
+                                             std::invoke_result<Submit&, TaskIndex>>::type;
   std::vector<Handle> out;
   out.reserve(arrivals.size());
   const auto start = std::chrono::steady_clock::now();
   for (const auto& a : arrivals) {
-    std::this_thread::sleep_until(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                              std::chrono::duration<double, std::milli>(a.time_ms)));
-    out.push_back(submit(a.task));
+    const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                 std::chrono::duration<double, std::milli>(a.time_ms));
+    std::this_thread::sleep_until(due);
+    if constexpr (kTold)
+      out.push_back(submit(a.task, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - due).count()));
+    else
+      out.push_back(submit(a.task));
   }
   return out;
 }

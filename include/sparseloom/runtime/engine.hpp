@@ -232,18 +232,24 @@ class Engine {
   // already running finish first. Call drain() before to finish them instead.
   ~Engine() { shutdown(); }
 
-  // Submits one request of task t; deadline_ms is relative to now (default: the task's SLO).
+  // Submits one request of task t; deadline_ms is relative to its arrival (default: the task's
+  // SLO). waited_ms: the request arrived that long before this call (a sensor timestamp, a load
+  // generator that ran late); its latency and deadline count from then.
   // Never blocks on the queues: a request that cannot be admitted comes back `rejected`.
-  RequestHandle submit(TaskIndex t, std::vector<Tensor> input = {}, std::optional<double> deadline_ms = {}) {
+  RequestHandle submit(TaskIndex t, std::vector<Tensor> input = {}, std::optional<double> deadline_ms = {},
+                       double waited_ms = 0) {
     check(t >= 0 && static_cast<std::size_t>(t) < live_.size(), ErrorCode::invalid_argument, "Engine::submit",
           "task " + std::to_string(t) + " out of range (" + std::to_string(live_.size()) + " tasks)");
+    check(std::isfinite(waited_ms) && waited_ms >= 0, ErrorCode::invalid_argument, "Engine::submit",
+          "waited_ms must be finite and >= 0");
     const double now = clock_.now_ms();
+    const double arrived = now - waited_ms;
     auto& lv = *live_[static_cast<std::size_t>(t)];
     auto ctl = std::make_shared<detail::RequestCtl>(&ledger_);
     ctl->rec.id = next_id_.fetch_add(1, std::memory_order_relaxed);
     ctl->rec.task = t;
-    ctl->rec.arrival_ms = now;
-    ctl->rec.deadline_ms = now + (deadline_ms ? *deadline_ms : lv.deadline_ms.load(std::memory_order_relaxed));
+    ctl->rec.arrival_ms = arrived;
+    ctl->rec.deadline_ms = arrived + (deadline_ms ? *deadline_ms : lv.deadline_ms.load(std::memory_order_relaxed));
     ledger_.add();
     ledger_.metrics.issue(t);
     lv.arrivals.fetch_add(1, std::memory_order_relaxed);
