@@ -317,9 +317,8 @@ struct GeneratorPriority {
 // How late the load generator called submit (ms): p50 / p99 / max over the run's arrivals.
 inline json::Json lag_summary(std::vector<double> lag) {
   if (lag.empty()) return json::Json();
-  std::sort(lag.begin(), lag.end());
-  const auto at = [&](double q) { return lag[static_cast<std::size_t>(q * static_cast<double>(lag.size() - 1))]; };
-  return {{"p50", at(0.5)}, {"p99", at(0.99)}, {"max", lag.back()}};
+  const double p50 = runtime::detail::percentile(lag, 0.5), p99 = runtime::detail::percentile(lag, 0.99);
+  return {{"p50", p50}, {"p99", p99}, {"max", *std::max_element(lag.begin(), lag.end())}};
 }
 
 struct RunOptions {

@@ -466,15 +466,19 @@ inline sim::EngineOverhead fit_engine_overhead(Setup& st, bool quick, std::map<s
     st.sc.seed = seed;
     std::vector<std::size_t> next(st.tasks.size(), 0);
     std::vector<bool> idle_at_arrival;
-    auto handles = runtime::replay(arrivals, [&](TaskIndex t) {
-      auto& in = st.inputs[static_cast<std::size_t>(t)];
-      const auto p0 = eng.plan().tasks[static_cast<std::size_t>(t)].placement.processor.front();
-      // Idle: no block running there and no request in flight anywhere (a request between two
-      // blocks is not running, yet the newcomer would queue behind its next block).
-      idle_at_arrival.push_back(tl.running_on[static_cast<std::size_t>(p0) % tl.running_on.size()].load() == 0 &&
-                                eng.pending() == 0);
-      return eng.submit(t, {in[next[t]++ % in.size()]});
-    });
+    // As in run_policy: the generator above the workers, its lateness counted.
+    const auto handles = [&] {
+      const GeneratorPriority above_workers;
+      return runtime::replay(arrivals, [&](TaskIndex t, double late_ms) {
+        auto& in = st.inputs[static_cast<std::size_t>(t)];
+        const auto p0 = eng.plan().tasks[static_cast<std::size_t>(t)].placement.processor.front();
+        // Idle: no block running there and no request in flight anywhere (a request between two
+        // blocks is not running, yet the newcomer would queue behind its next block).
+        idle_at_arrival.push_back(tl.running_on[static_cast<std::size_t>(p0) % tl.running_on.size()].load() == 0 &&
+                                  eng.pending() == 0);
+        return eng.submit(t, {in[next[t]++ % in.size()]}, std::nullopt, late_ms);
+      });
+    }();
     eng.drain(std::chrono::seconds(60));
     // In situ: the queue wait of requests that arrived at an idle engine is the worker's
     // wake-up under the machine's real contention (the no-op measurement above
