@@ -26,7 +26,10 @@ struct OpenclBenchConfig {
   int warmup = 20;
   int reps = 200;         // host-timed calls per measurement (>= 200 for GPU comparisons)
   int kernel_reps = 50;   // profiled calls for the kernel-only time
-  int trial_reps = 20;    // per candidate geometry in the trial
+  // Per candidate geometry in the trial. GPU geometries differ by ~1 us on ~15 us calls: with
+  // 20 calls the trial picked one 3 us slower than a rival (H200, session 18).
+  int trial_reps = 60;
+  bool show_trials = false;  // print every candidate's trial time
   bool verbose = true;
   std::function<void()> after_layer;  // e.g. write the JSON so far (a killed run keeps its data)
 };
@@ -37,7 +40,8 @@ struct OpenclExtra {
   std::string kernel;
   std::size_t weight_bytes = 0;
   int reps = 0;
-  double finish_ms = 0;  // the same calls completed by clFinish instead (the old clock)
+  // The same calls under each wait (Completion): the record's own time uses the context's.
+  double wait_ms = 0, poll_ms = 0, finish_ms = 0;
 };
 
 namespace ocl_detail {
@@ -52,23 +56,17 @@ inline Timing summarize(std::vector<double> t) {
   return {t[t.size() / 2], t.front(), t.back()};
 }
 
-// Host wall time per call including completion: enqueue + flush + busy-poll of the call's
-// event on GPUs (default_busy_poll; torch.cuda.synchronize spins likewise), or enqueue +
-// clFinish (finish = true, and CPU devices).
+// Host wall time per call including completion under `mode` (automatic: the wait the backend
+// uses on this device, Context::resolve), median of `reps` after warm-up.
 template <class Op>
-Timing host_time(Context& ctx, const Op& op, int warmup, int reps, bool finish = false) {
-  const bool poll = !finish && default_busy_poll(ctx);
+Timing host_time(Context& ctx, const Op& op, int warmup, int reps, Completion mode = Completion::automatic) {
+  mode = ctx.resolve(mode);
   for (int i = 0; i < warmup; ++i) op.enqueue();
   ctx.finish();
   std::vector<double> t(static_cast<std::size_t>(std::max(1, reps)));
   for (auto& v : t) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (finish) {
-      op.enqueue();
-      ctx.finish();
-    } else {
-      call_and_wait(ctx, op, poll);
-    }
+    call_and_wait(ctx, op, mode);
     v = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   return summarize(std::move(t));
@@ -109,13 +107,15 @@ inline std::vector<float> gemm_host(const std::vector<float>& w, const std::vect
 
 // The best of `candidates` by a short host-timed trial, kept bound to x/y.
 template <class Make, class Cfg>
-auto pick(Context& ctx, const std::vector<Cfg>& candidates, Make&& make, const Buffer& x, Buffer& y, int trial_reps) {
+auto pick(Context& ctx, const std::vector<Cfg>& candidates, Make&& make, const Buffer& x, Buffer& y, int trial_reps,
+          bool show = false) {
   std::optional<decltype(make(candidates.front()))> best;
   double best_ms = 1e300;
   for (const auto& c : candidates) {
     auto op = make(c);
     op.bind(x, y);
     const double ms = host_time(ctx, op, 3, trial_reps).median;
+    if (show) std::printf("    trial %-28s %8.4f ms\n", op.describe().c_str(), ms);
     if (ms < best_ms) {
       best_ms = ms;
       best.emplace(std::move(op));
@@ -125,8 +125,10 @@ auto pick(Context& ctx, const std::vector<Cfg>& candidates, Make&& make, const B
 }
 }  // namespace ocl_detail
 
+// `floor`: the empty-kernel call under each wait (the per-call floor on this device and the
+// wait the records use), where wanted.
 inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig& cfg, std::vector<Record>& out,
-                                std::vector<OpenclExtra>& extra) {
+                                std::vector<OpenclExtra>& extra, sparseloom::opencl::CompletionTrial* floor = nullptr) {
   using namespace sparseloom::opencl;
   using namespace ocl_detail;
   ContextOptions copts;
@@ -135,6 +137,25 @@ inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig
   const auto& dev = ctx->device();
   const std::string device = dev.label();
   if (cfg.verbose) std::printf("opencl device: %s, %u compute units\n", device.c_str(), dev.compute_units);
+  auto trial = ctx->completion_trial();
+  trial.chosen = ctx->resolve(Completion::automatic);  // what the records use
+  if (floor) *floor = trial;
+  {  // the same empty kernel's device time (event profiling): what no kernel goes below
+    struct Empty {
+      Launch l;
+      void enqueue(int q = 0, cl_event* ev = nullptr) const { l.enqueue(*ctx, q, ev); }
+      Context* ctx;
+    } e{{}, ctx.get()};
+    e.l.kernel = ctx->kernel("__kernel void sl_empty(__global int* p) { if (p == 0) return; }", "sl_empty");
+    Buffer dummy(*ctx, 4);
+    e.l.set_args(*ctx, dummy);
+    e.l.fixed_local = false;
+    const double ek = kernel_time(*ctx, e, cfg.kernel_reps);
+    if (floor) floor->kernel_ms = ek;
+    if (cfg.verbose)
+      std::printf("empty kernel per call: wait %.4f ms, busy-poll %.4f ms, finish %.4f ms (kernel %.4f ms); records use %s\n",
+                  trial.wait_ms, trial.poll_ms, trial.finish_ms, ek, to_string(trial.chosen).c_str());
+  }
 
   for (const auto& layer : layer_set()) {
     if (!opt.layers.empty() && std::find(opt.layers.begin(), opt.layers.end(), layer.name) == opt.layers.end())
@@ -152,7 +173,10 @@ inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig
     auto measure = [&](auto& op, const std::string& format, const char* pattern, double sparsity,
                        const std::vector<float>& wref, double dense_ms) {
       const auto t = host_time(*ctx, op, cfg.warmup, cfg.reps);
-      const double fms = host_time(*ctx, op, 0, std::max(cfg.reps / 2, 1), true).median;
+      const int half = std::max(cfg.reps / 2, 1);
+      const double wms = host_time(*ctx, op, 0, half, Completion::wait).median;
+      const double pms = host_time(*ctx, op, 0, half, Completion::busy_poll).median;
+      const double fms = host_time(*ctx, op, 0, half, Completion::finish).median;
       const double kms = kernel_time(*ctx, op, cfg.kernel_reps);
       by.read(std::span<float>(y));
       const auto ref = gemm_host(wref, x, m, k, n);
@@ -174,21 +198,34 @@ inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig
       r.ukernel = op.describe();
       r.reps = cfg.reps;
       out.push_back(r);
-      extra.push_back({kms, op.describe(), op.weight_bytes(), cfg.reps, fms});
+      extra.push_back({kms, op.describe(), op.weight_bytes(), cfg.reps, wms, pms, fms});
       if (cfg.verbose)
-        std::printf("%-26s %-7s s=%.2f  %8.4f ms (clFinish %8.4f, kernel %8.4f ms)  x%.2f vs opencl dense  err %.1e  [%s]\n",
-                    layer.name.c_str(), format.c_str(), sparsity, t.median, fms, kms, r.speedup_vs_dense, err,
+        std::printf("%-26s %-7s s=%.2f  %8.4f ms (wait %.4f poll %.4f finish %.4f, kernel %8.4f ms)  x%.2f vs opencl dense  "
+                    "err %.1e  [%s]\n",
+                    layer.name.c_str(), format.c_str(), sparsity, t.median, wms, pms, fms, kms, r.speedup_vs_dense, err,
                     op.describe().c_str());
       return t.median;
     };
 
     const auto gemm_cands = MatMul::gemm_candidates(*ctx, opt.quick, m, k, n);
+    {
+      std::vector<ProgramSpec> specs;
+      for (const auto& g : gemm_cands)
+        for (auto& p : DenseGemm::programs(g)) specs.push_back(std::move(p));
+      ctx->prebuild(specs);
+    }
     auto dense = pick(*ctx, gemm_cands, [&](GemmConfig c) { return DenseGemm(*ctx, w, m, k, n, {}, c); }, bx, by,
-                      cfg.trial_reps);
+                      cfg.trial_reps, cfg.show_trials);
     const double dense_ms = measure(dense, "dense", "dense", 0.0, w, 0.0);
 
     const auto spmm_cands = spmm_candidates(dev, n, opt.quick);
     const auto bsr_cands = spmm_candidates(dev, n, opt.quick, 4);
+    {  // the candidates' programs, several at once (as MatMul::create does)
+      std::vector<ProgramSpec> specs;
+      for (const auto& c : spmm_cands) specs.push_back(CsrSpmm::program(c, n));
+      for (const auto& c : bsr_cands) specs.push_back(Bsr4x1Spmm::program(c, n));
+      ctx->prebuild(specs);
+    }
     for (double s : opt.sparsities) {
       // Unstructured: exactly round(s * M * K) zeros at random positions.
       std::vector<float> ws = w;
@@ -199,7 +236,7 @@ inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig
         ws[idx[i]] = 0.0f;
       const auto csr = CsrMatrix::from_dense(ws, m, k);
       auto sp = pick(*ctx, spmm_cands, [&](SpmmConfig c) { return CsrSpmm(*ctx, csr, n, {}, c); }, bx, by,
-                     cfg.trial_reps);
+                     cfg.trial_reps, cfg.show_trials);
       measure(sp, "csr", "random", s, ws, dense_ms);
 
       // 4x1 blocks: a fraction s of the blocks zeroed.
@@ -211,7 +248,7 @@ inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig
             for (std::int64_t r = b * 4; r < std::min(m, b * 4 + 4); ++r) wb[static_cast<std::size_t>(r * k + c)] = 0;
       const auto bsr = Bsr4x1Matrix::from_dense(wb, m, k);
       auto bp = pick(*ctx, bsr_cands, [&](SpmmConfig c) { return Bsr4x1Spmm(*ctx, bsr, n, {}, c); }, bx, by,
-                     cfg.trial_reps);
+                     cfg.trial_reps, cfg.show_trials);
       measure(bp, "bsr4x1", "block4x1", s, wb, dense_ms);
     }
     if (cfg.after_layer) cfg.after_layer();

@@ -141,13 +141,16 @@ TEST_CASE("OpenCL.Backend.CompletionModesAndSharedContext") {
   o.completion = opencl::Completion::wait;
   o.fuse = false;  // and the unfused plan gives the same numbers
   const opencl::Backend wait(backend().context(), o);
+  o.completion = opencl::Completion::finish;  // event-less reads, clFinish
+  o.fuse = true;
+  const opencl::Backend fin(backend().context(), o);
   const auto before = backend().context()->resident_bytes();
-  const auto a = poll.compile(g), b = wait.compile(g);
-  CHECK(backend().context()->resident_bytes() == before + a.resident_bytes() + b.resident_bytes());
+  const auto a = poll.compile(g), b = wait.compile(g), c = fin.compile(g);
+  CHECK(backend().context()->resident_bytes() == before + a.resident_bytes() + b.resident_bytes() + c.resident_bytes());
   CHECK(a.steps() < b.steps());  // fusion removed steps
   const std::vector<Tensor> in{z.input(z.test_x, 1)};
   const auto want = reference::Backend{}.compile(g).run(in);
-  for (const auto* e : {&a, &b}) {
+  for (const auto* e : {&a, &b, &c}) {
     const Diff d = compare(e->run(in)[0], want[0]);
     CHECK(d.max_abs <= 1e-4 * d.max_ref + 1e-5);
   }

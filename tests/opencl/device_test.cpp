@@ -73,6 +73,34 @@ TEST_CASE("OpenCL.Device.Select") {
   CHECK(DeviceSelector::parse("pthread").name == "pthread");
 }
 
+TEST_CASE("OpenCL.Completion.TrialKeepsTheFastestWait") {
+  // The trial times each wait on an empty kernel and keeps the fastest, once per context;
+  // CPU devices block in the driver whatever the trial says (a spinning host thread would take
+  // a core from the kernels), an explicit wait is kept as asked.
+  auto ctx = Context::open();
+  const auto t = ctx->completion_trial();
+  REQUIRE(t.measured);
+  CHECK(t.wait_ms > 0);
+  CHECK(t.poll_ms > 0);
+  CHECK(t.finish_ms > 0);
+  const double best = std::min({t.wait_ms, t.poll_ms, t.finish_ms});
+  const double chosen = t.chosen == Completion::finish ? t.finish_ms : t.chosen == Completion::wait ? t.wait_ms : t.poll_ms;
+  CHECK(chosen == best);
+  CHECK(ctx->completion_trial().finish_ms == t.finish_ms);  // kept, not measured again
+  CHECK(ctx->resolve(Completion::busy_poll) == Completion::busy_poll);
+  CHECK(ctx->resolve(Completion::automatic) ==
+        (ctx->device().type == DeviceType::cpu ? Completion::wait : t.chosen));
+
+  // A trial the device fails (here: its kernel does not build) is no error: `wait`, tried again.
+  auto other = Context::open();
+  other->faults().fail_build = true;
+  const auto failed = other->completion_trial();
+  CHECK_FALSE(failed.measured);
+  CHECK(failed.chosen == Completion::wait);
+  other->faults().reset();
+  CHECK(other->completion_trial().measured);
+}
+
 TEST_CASE("OpenCL.ProgramCache") {
   Context c(ctx().device());
   const char* src = "__kernel void k(__global float* x) { x[get_global_id(0)] *= 2.0f; }";
@@ -87,6 +115,25 @@ TEST_CASE("OpenCL.ProgramCache") {
   CHECK(std::string(e.what()).find("build log") != std::string::npos);
   CHECK(c.programs().builds() == 2);  // failures are not cached
   CHECK(expect_device_error([&] { c.kernel(src, "no_such_kernel"); }).code() == sparseloom::ErrorCode::device);
+
+  // Prebuilding on several threads: each new program built once (the cached one not again), a
+  // broken one left for kernel() to report with its build log.
+  std::vector<ProgramSpec> specs;
+  for (int i = 0; i < 6; ++i) specs.push_back({src, "-DVARIANT=" + std::to_string(i)});
+  specs.push_back({src, "-DUNUSED=1"});  // cached above
+  specs.push_back({"__kernel void k( { syntax error", ""});
+  c.prebuild(specs);
+  CHECK(c.programs().builds() == 8);
+  const auto hits = c.programs().hits();
+  for (int i = 0; i < 6; ++i) c.kernel(src, "k", "-DVARIANT=" + std::to_string(i));
+  CHECK(c.programs().hits() == hits + 6);
+  CHECK(c.programs().builds() == 8);
+  CHECK(expect_device_error([&] { c.kernel("__kernel void k( { syntax error", "k"); }).kind() == FaultKind::build);
+  // Under an injected build fault nothing is built ahead; kernel() reports the fault.
+  c.faults().fail_build = true;
+  c.prebuild({{src, "-DVARIANT=99"}});
+  c.faults().reset();
+  CHECK(c.programs().builds() == 8);
 }
 
 TEST_CASE("OpenCL.Buffer.ResidencyAndTransfers") {

@@ -71,12 +71,16 @@ TEST_CASE("OpenCL.Spmm.Csr") {
     // reduction, several rows per group, nonzeros staged through local memory in passes of 8
     // so rows take several passes) on two shapes, any device: each geometry is a build.
     std::vector<SpmmConfig> cfgs{default_spmm_config(d, s.n)};
-    const SpmmConfig odd_n[] = {{1, 32, 4, 1}, {1, 32, 1, 3}, {1, 32, 2, 1, 8}};
-    const SpmmConfig vec_n[] = {{4, 32, 4, 2, 8}, {4, 64, 2, 1}};
+    // Predicated steps (rows of 10 % of K = a few nonzeros per work-item: every step has
+    // missing ones) and N split over groups (the last group partly past N).
+    const SpmmConfig odd_n[] = {{1, 32, 4, 1}, {1, 32, 1, 3}, {1, 32, 2, 1, 8}, {1, 32, 4, 1, 0, 1, true},
+                                {1, 32, 2, 2, 0, 2, true}, {1, 16, 1, 1, 0, 3, false}};
+    const SpmmConfig vec_n[] = {{4, 32, 4, 2, 8}, {4, 64, 2, 1}, {4, 32, 8, 1, 0, 2, true}, {4, 64, 1, 1, 0, 1, true}};
     if (s.n == 70)
       for (const auto& c : odd_n) cfgs.push_back(c);
     if (s.n == 196)
       for (const auto& c : vec_n) cfgs.push_back(c);
+    if (s.n == 1) cfgs.push_back(SpmmConfig{1, 32, 2, 1, 0, 1, true});
     for (const auto& c : cfgs) {
       INFO("config " << c.describe());
       CsrSpmm op(ctx(), csr, s.n, e, c);
@@ -101,7 +105,9 @@ TEST_CASE("OpenCL.Spmm.Bsr4x1") {
     const auto e = test_epilogue(s.m, kActs[seed % 5], seed);
     std::vector<SpmmConfig> cfgs{default_spmm_config(d, s.n)};
     if (s.n == 70) cfgs.push_back(SpmmConfig{1, 32, 4, 1});
+    if (s.n == 70) cfgs.push_back(SpmmConfig{1, 32, 2, 1, 0, 2});
     if (s.n == 196) cfgs.push_back(SpmmConfig{4, 32, 2, 2});
+    if (s.n == 196) cfgs.push_back(SpmmConfig{4, 32, 4, 1, 0, 2});
     for (const auto& c : cfgs) {
       INFO("config " << c.describe());
       Bsr4x1Spmm op(ctx(), bsr, s.n, e, c);

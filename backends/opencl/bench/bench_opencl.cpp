@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   app.add_option("--sparsities", opt.sparsities, "weight sparsities")->delimiter(',');
   app.add_option("--layers", opt.layers, "layer names (default: the whole fixed set)")->delimiter(',');
   app.add_option("--reps", cfg.reps, "host-timed calls per measurement");
+  app.add_flag("--show-trials", cfg.show_trials, "print every candidate geometry's trial time");
   app.add_option("--device", device, "device selector: gpu, cpu, gpu:NAME, NAME (sets SPARSELOOM_OPENCL_DEVICE)");
   app.add_option("--json", opt.json_path, "write the records here");
   CLI11_PARSE(app, argc, argv);
@@ -36,15 +37,20 @@ int main(int argc, char** argv) {
 
   std::vector<Record> records;
   std::vector<OpenclExtra> extra;
+  sparseloom::opencl::CompletionTrial floor;
   auto write_json = [&] {
     if (opt.json_path.empty()) return;
     nlohmann::json j;
     j["schema_version"] = 1;
     j["bench"] = "kernels";
     j["backend"] = "opencl";
-    j["timing"] = "host wall time per call incl. completion (GPU: clFlush + busy-poll of the call's event; CPU: "
-                  "clWaitForEvents), median of reps after warm-up; finish_ms: the same with clFinish; kernel_ms "
-                  "from event profiling";
+    j["timing"] = "host wall time per call incl. completion under the wait the backend uses on this device "
+                  "(`completion`: CPU devices clWaitForEvents, others the fastest wait of an empty-kernel trial), "
+                  "median of reps after warm-up; wait_ms / poll_ms / finish_ms: the same calls under each wait; "
+                  "kernel_ms from event profiling";
+    j["completion"] = to_string(floor.chosen);
+    j["empty_kernel"] = {{"wait_ms", floor.wait_ms}, {"poll_ms", floor.poll_ms}, {"finish_ms", floor.finish_ms},
+                         {"kernel_ms", floor.kernel_ms}};
     j["reps"] = cfg.reps;
     j["device"] = records.empty() ? "" : records.front().device;
     auto& arr = j["records"] = nlohmann::json::array();
@@ -58,13 +64,14 @@ int main(int argc, char** argv) {
                      {"best_peer", r.best_peer}, {"best_peer_ms", r.best_peer_ms}, {"gflops", r.gflops},
                      {"max_abs_err", r.max_abs_err}, {"kernel_ms", extra[i].kernel_ms},
                      {"kernel", extra[i].kernel}, {"weight_bytes", extra[i].weight_bytes},
+                     {"wait_ms", extra[i].wait_ms}, {"poll_ms", extra[i].poll_ms},
                      {"finish_ms", extra[i].finish_ms}});
     }
     std::ofstream(opt.json_path) << j.dump(1) << "\n";
   };
   cfg.after_layer = write_json;
   try {
-    run_opencl_detailed(opt, cfg, records, extra);
+    run_opencl_detailed(opt, cfg, records, extra, &floor);
   } catch (const sparseloom::Error& e) {
     write_json();
     std::cerr << "sparseloom-bench-opencl: " << e.what() << "\n";

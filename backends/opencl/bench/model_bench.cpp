@@ -68,8 +68,8 @@ int main(int argc, char** argv) {
   j["schema_version"] = 1;
   j["bench"] = "opencl-model";
   j["model"] = name;
-  j["timing"] = "host wall time per run() (input upload, all kernels, output download, completion: GPU busy-poll), "
-                "median of reps after warm-up";
+  j["timing"] = "host wall time per run() (input upload, all kernels, output download, completion: the backend's "
+                "wait on this device, `completion`), median of reps after warm-up";
   auto write = [&] {
     if (!json_path.empty()) std::ofstream(json_path) << j.dump(1) << "\n";
   };
@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
 
     auto ctx = std::shared_ptr<opencl::Context>(opencl::Context::open());
     j["device"] = ctx->device().label();
+    j["completion"] = to_string(ctx->resolve(opencl::Completion::automatic));
     opencl::BackendOptions bo;
     bo.matmul.quick = quick;
     bo.int8 = int8 == "always" ? opencl::Int8Mode::always : int8 == "never" ? opencl::Int8Mode::never : opencl::Int8Mode::trial;
@@ -94,6 +95,7 @@ int main(int argc, char** argv) {
     t0 = Clock::now();
     const auto exe = backend.compile(g);
     j["compile_ms"] = ms_since(t0);
+    j["program_builds"] = ctx->programs().builds();
     j["resident_bytes"] = exe.resident_bytes();
     j["steps"] = exe.steps();
     j["host_nodes"] = exe.host_nodes();
@@ -105,6 +107,15 @@ int main(int argc, char** argv) {
     }
     j["kernel_formats"] = formats;
     j["kernels"] = exe.kernels();
+    {  // where compile time went: the slowest nodes
+      auto ct = exe.compile_times();
+      std::sort(ct.begin(), ct.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+      auto& slow = j["slowest_compile_nodes"] = nlohmann::json::array();
+      for (std::size_t i = 0; i < std::min<std::size_t>(8, ct.size()); ++i) {
+        slow.push_back({{"node", ct[i].first}, {"ms", ct[i].second}});
+        std::printf("  compile: %-40s %8.0f ms\n", ct[i].first.c_str(), ct[i].second);
+      }
+    }
 
     std::mt19937 gen(0);
     std::normal_distribution<float> dist;

@@ -46,7 +46,6 @@
 
 namespace sparseloom::opencl {
 
-enum class Completion { automatic, wait, busy_poll };  // automatic: busy_poll on GPUs
 // INT8 layers of QDQ graphs: where a short trial on the device finds them faster than f32 on
 // the dequantised values, always (a quarter of the weight bytes), or never.
 enum class Int8Mode { trial, always, never };
@@ -67,7 +66,7 @@ struct BackendOptions {
   // trial: INT8 wins when its time is below this x the f32 path's (0.9: clearly faster, since
   // small layers' timings are noisy; above 1 prefers INT8 for its bytes unless much slower).
   double int8_margin = 0.9;
-  Completion completion = Completion::automatic;
+  Completion completion = Completion::automatic;  // how run() waits (completion.hpp)
 };
 
 namespace graph_detail {
@@ -142,6 +141,8 @@ class Executable {
   // node ("node: dense.tile32x32", "node: csr.v4.lx64.ks4.r1").
   const std::vector<std::string>& host_nodes() const noexcept { return impl_->main.host_nodes; }
   const std::vector<std::string>& kernels() const noexcept { return impl_->main.kernel_choice; }
+  // Wall time compile() spent on each node (program builds, the per-layer format trial).
+  const std::vector<std::pair<std::string, double>>& compile_times() const noexcept { return impl_->main.compile_ms; }
   std::size_t steps() const noexcept { return impl_->main.steps.size(); }
 
   // Compiled state (public for the builder; not an API).
@@ -171,6 +172,7 @@ class Executable {
     std::vector<std::shared_ptr<void>> keep;  // ops, launches, parameter buffers
     std::map<std::string, Tensor> consts;     // initializers and compile-time results
     std::vector<std::string> host_nodes, kernel_choice;
+    std::vector<std::pair<std::string, double>> compile_ms;  // per node: build + format trial
     std::int64_t resident = 0;
     // Per-tensor repair buffers for affines that no epilogue absorbs.
     std::unordered_map<std::string, std::pair<Buffer, Buffer>> post_affine;
@@ -180,14 +182,13 @@ class Executable {
     std::shared_ptr<Context> ctx;
     ir::Graph g;
     BackendOptions opt;
-    bool poll = false;
+    Completion wait = Completion::wait;  // resolved: never automatic
     Plan main, unfused;
     std::mutex mu;
 
     Impl(std::shared_ptr<Context> c, ir::Graph graph, BackendOptions o)
         : ctx(std::move(c)), g(std::move(graph)), opt(o) {
-      poll = opt.completion == Completion::busy_poll ||
-             (opt.completion == Completion::automatic && ctx->device().type == DeviceType::gpu);
+      wait = ctx->resolve(opt.completion);
     }
 
     std::vector<Tensor> run(std::span<const Tensor> inputs, const RunOptions& ro);
@@ -229,12 +230,15 @@ class Builder {
       const ir::Node& n = g_.nodes[i];
       const std::size_t before = p_.steps.size();
       const std::vector<bool> skipped_before = skip_;
+      const auto t0 = std::chrono::steady_clock::now();
       if (all_const(n)) {
         fold_now(n);
       } else if (!compile_node(i)) {
         check(opt_.host_fallback, ErrorCode::unsupported, where(n), "no OpenCL kernel for this case");
         host_step(n);
       }
+      p_.compile_ms.emplace_back(
+          n.name, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       for (std::size_t s = before; s < p_.steps.size(); ++s)
         for (const auto& o : p_.steps[s].outputs) p_.producer[o] = s;
       // Steps run in compile order, so once node i (with the consumers it fused) is compiled,
@@ -1283,13 +1287,14 @@ inline std::vector<Tensor> Executable::Impl::run(std::span<const Tensor> inputs,
       }
       if (cnt == 0) continue;
       if (last) clReleaseEvent(last), last = nullptr;
-      const cl_int rc = clEnqueueReadBuffer(q, p.slot.at(o.name)->mem(), CL_FALSE, 0, cnt * 4, dst, 0, nullptr, &last);
+      const cl_int rc = clEnqueueReadBuffer(q, p.slot.at(o.name)->mem(), CL_FALSE, 0, cnt * 4, dst, 0, nullptr,
+                                            wait == Completion::finish ? nullptr : &last);
       if (rc != CL_SUCCESS) ctx->fail(rc, "clEnqueueReadBuffer");
       ts.d2h_bytes += cnt * 4;
       ts.d2h_calls += 1;
     }
     if (last) {
-      ctx->wait(last, poll);
+      ctx->wait(last, wait == Completion::busy_poll);
       clReleaseEvent(last);
       last = nullptr;
     } else {

@@ -6,9 +6,12 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "sparseloom/backends/opencl/completion.hpp"
 #include "sparseloom/backends/opencl/device.hpp"
 #include "sparseloom/backends/opencl/error.hpp"
 #include "sparseloom/backends/opencl/program_cache.hpp"
@@ -76,6 +79,13 @@ class Context {
     return guarded(where() + ": kernel " + name, [&] { return cl::Kernel(prog, name); });
   }
 
+  // Builds the programs of `specs` several at once (ProgramCache::prebuild), so the kernel()
+  // calls that follow find them built.
+  void prebuild(const std::vector<ProgramSpec>& specs) {
+    if (lost()) return;
+    programs_.prebuild(ctx_, info_.device, specs, &faults_);
+  }
+
   // Waits for queue i; the only blocking call on the per-request path.
   void finish(int i = 0) {
     ensure_alive("finish");
@@ -103,6 +113,27 @@ class Context {
     if (rc != CL_SUCCESS) fail(rc, "clWaitForEvents");
   }
 
+  // The wait `want` stands for on this device: automatic is `wait` on CPU devices and the
+  // fastest wait of a trial (measured on first use, then kept for the context) elsewhere.
+  Completion resolve(Completion want) {
+    if (want != Completion::automatic) return want;
+    if (info_.type == DeviceType::cpu) return Completion::wait;
+    return completion_trial().chosen;
+  }
+  // The trial itself (CPU devices too, when asked). A failed trial (a device fault) falls back
+  // to `wait` and is tried again on the next call.
+  CompletionTrial completion_trial() {
+    std::lock_guard lock(trial_mu_);
+    if (!trial_) {
+      try {
+        trial_ = measure_completion(*this);
+      } catch (const Error&) {
+        return {};
+      }
+    }
+    return *trial_;
+  }
+
   // Maps a failed call to DeviceError, remembering a lost device.
   [[noreturn]] void fail(cl_int rc, std::string_view call) {
     if (classify(rc) == FaultKind::lost_device) lost_ = true;
@@ -121,6 +152,8 @@ class Context {
   TransferStats transfers_;
   std::atomic<std::int64_t> resident_{0};
   std::atomic<bool> lost_{false};
+  std::mutex trial_mu_;
+  std::optional<CompletionTrial> trial_;
 };
 
 }  // namespace sparseloom::opencl

@@ -141,27 +141,34 @@ class DenseGemm {
     weights_ = Buffer::upload(ctx, w, CL_MEM_READ_ONLY);
     epi_ = EpilogueBuffers(ctx, epi, m);
     launch_.dims = 2;
+    const auto progs = programs(cfg);
     if (cfg.register_blocked) {
-      launch_.kernel = ctx.kernel(detail::source(kernels::kGemmF32RegisterBlocked), "gemm_f32_rb");
+      launch_.kernel = ctx.kernel(progs[0].source, "gemm_f32_rb");
       launch_.fixed_local = false;
       launch_.global = {static_cast<std::size_t>((n + 7) / 8), static_cast<std::size_t>((m + 3) / 4), 1};
       return;
     }
     const int sk = std::max(1, cfg.splitk);
-    launch_.kernel = ctx.kernel(detail::source(kernels::kGemmF32), "gemm_f32",
-                                "-DTM=" + std::to_string(cfg.tm) + " -DTN=" + std::to_string(cfg.tn) +
-                                    " -DSPLITK=" + std::to_string(sk > 1 ? sk : 0));
+    launch_.kernel = ctx.kernel(progs[0].source, "gemm_f32", progs[0].options);
     launch_.dims = sk > 1 ? 3 : 2;
     launch_.local = {static_cast<std::size_t>(cfg.tn / 4), static_cast<std::size_t>(cfg.tm / 4), 1};
     launch_.global = {detail::round_up(static_cast<std::size_t>(n), cfg.tn) / 4,
                       detail::round_up(static_cast<std::size_t>(m), cfg.tm) / 4, static_cast<std::size_t>(sk)};
     if (sk > 1) {
       partial_ = Buffer(ctx, static_cast<std::size_t>(m * n * sk) * 4);
-      reduce_.kernel = ctx.kernel(detail::source(kernels::kGemmF32), "gemm_splitk_reduce",
-                                  "-DTM=" + std::to_string(cfg.tm) + " -DTN=" + std::to_string(cfg.tn) + " -DSPLITK=0");
+      reduce_.kernel = ctx.kernel(progs[1].source, "gemm_splitk_reduce", progs[1].options);
       reduce_.global = {detail::round_up(static_cast<std::size_t>(m * n), 128), 1, 1};
       reduce_.local = {128, 1, 1};
     }
+  }
+  // The programs a geometry builds (Context::prebuild).
+  static std::vector<ProgramSpec> programs(const GemmConfig& cfg) {
+    if (cfg.register_blocked) return {{detail::source(kernels::kGemmF32RegisterBlocked), ""}};
+    const int sk = std::max(1, cfg.splitk);
+    const std::string tile = "-DTM=" + std::to_string(cfg.tm) + " -DTN=" + std::to_string(cfg.tn);
+    std::vector<ProgramSpec> out{{detail::source(kernels::kGemmF32), tile + " -DSPLITK=" + std::to_string(sk > 1 ? sk : 0)}};
+    if (sk > 1) out.push_back({out[0].source, tile + " -DSPLITK=0"});
+    return out;
   }
   // X: K x N f32, Y: M x N f32 (row-major).
   void bind(const Buffer& x, Buffer& y) {
@@ -201,16 +208,33 @@ struct SpmmConfig {
   int ks = 1;   // work-items splitting a row's nonzeros
   int rpw = 1;  // rows (block rows) per work-group
   int stage = 0;  // CSR only: nonzeros staged through local memory per pass (0: read directly)
-  int npt(std::int64_t n) const { return static_cast<int>((n / vec + lx - 1) / lx); }
+  int ng = 1;     // work-groups splitting N
+  bool pred = false;  // CSR only, stage 0: predicated steps of four nonzeros, no remainder loop
+  int npt(std::int64_t n) const {
+    const std::int64_t per_group = (n / vec + ng - 1) / ng;
+    return static_cast<int>((per_group + lx - 1) / lx);
+  }
   std::string options(std::int64_t n) const {
     return "-DVEC=" + std::to_string(vec) + " -DLX=" + std::to_string(lx) + " -DNPT=" + std::to_string(npt(n)) +
-           " -DKS=" + std::to_string(ks) + " -DRPW=" + std::to_string(rpw) + " -DSTAGE=" + std::to_string(stage);
+           " -DKS=" + std::to_string(ks) + " -DRPW=" + std::to_string(rpw) + " -DSTAGE=" + std::to_string(stage) +
+           " -DPRED=" + (pred ? "1" : "0");
   }
   std::string describe() const {
     return "v" + std::to_string(vec) + ".lx" + std::to_string(lx) + ".ks" + std::to_string(ks) + ".r" +
-           std::to_string(rpw) + (stage ? ".st" + std::to_string(stage) : "");
+           std::to_string(rpw) + (stage ? ".st" + std::to_string(stage) : "") + (ng > 1 ? ".g" + std::to_string(ng) : "") +
+           (pred ? ".p" : "");
   }
 };
+
+// Vectors of N one work-item keeps in registers at most: wide layers (early convs, N = 112 x
+// 112) split N over work-groups instead. Unbounded, NPT reached 196 there: kernels fully
+// unrolled over it took PoCL 49 s to build and would spill every register on a GPU.
+inline int max_npt(const DeviceInfo& d) { return d.type == DeviceType::cpu ? 8 : 4; }
+inline SpmmConfig bound_npt(SpmmConfig c, const DeviceInfo& d, std::int64_t n) {
+  const std::int64_t nv = n / c.vec, per_group = static_cast<std::int64_t>(c.lx) * max_npt(d);
+  c.ng = std::max<int>(c.ng, static_cast<int>((nv + per_group - 1) / per_group));
+  return c;
+}
 
 // A sensible geometry without a trial: GPUs want many work-items per row, CPUs (PoCL) want
 // few, large work-groups vectorised along N.
@@ -228,7 +252,7 @@ inline SpmmConfig default_spmm_config(const DeviceInfo& d, std::int64_t n) {
   } else {
     c.ks = c.lx == 64 ? 4 : 8;
   }
-  return c;
+  return bound_npt(c, d, n);
 }
 
 // Local memory the nonzero-split reduction needs (rows_per_item: 1 for CSR, 4 for BSR 4x1).
@@ -245,7 +269,7 @@ inline std::vector<SpmmConfig> spmm_candidates(const DeviceInfo& d, std::int64_t
   // fall back to the plain one-stage geometry, which needs none.
   if (spmm_local_bytes(out[0], n, rows_per_item) > d.local_mem_bytes ||
       static_cast<std::size_t>(out[0].lx * out[0].ks) > d.max_work_group)
-    out[0] = SpmmConfig{n % 4 == 0 ? 4 : 1, 32, 1, 1};
+    out[0] = bound_npt(SpmmConfig{n % 4 == 0 ? 4 : 1, 32, 1, 1}, d, n);
   if (d.type == DeviceType::cpu) {
     if (!quick) {
       auto c = out[0];
@@ -253,7 +277,7 @@ inline std::vector<SpmmConfig> spmm_candidates(const DeviceInfo& d, std::int64_t
       out.push_back(c);
       c = out[0];
       c.lx = c.lx == 8 ? 16 : 8;
-      out.push_back(c);
+      out.push_back(bound_npt(c, d, n));
     }
     return out;
   }
@@ -263,21 +287,52 @@ inline std::vector<SpmmConfig> spmm_candidates(const DeviceInfo& d, std::int64_t
     if (lx == 64 && nv <= 32) continue;
     for (int ks : {1, 2, 4, 8, 16}) {
       if (quick && ks != 4) continue;
-      if (static_cast<std::size_t>(lx * ks) > std::min<std::size_t>(d.max_work_group, 512)) continue;
-      SpmmConfig c{vec, lx, ks, 1};
+      if (static_cast<std::size_t>(lx * ks) > d.max_work_group) continue;
+      SpmmConfig c = bound_npt({vec, lx, ks, 1}, d, n);
       if (spmm_local_bytes(c, n, rows_per_item) > d.local_mem_bytes / 2) continue;
       if (c.describe() != out[0].describe()) out.push_back(c);
-      if (rows_per_item == 1 && !quick) {  // CSR: the same geometry with staged nonzeros
+      if (rows_per_item == 1 && !quick) {  // CSR: the same geometry with predicated or staged nonzeros
+        auto p = c;
+        p.pred = true;
+        out.push_back(p);
         c.stage = 256;
         out.push_back(c);
       }
     }
   }
-  return out;
+  // CSR, rows split over 32 work-items each (short rows: one predicated step per item).
+  if (rows_per_item == 1 && !quick && nv <= 32 && d.max_work_group >= 1024) {
+    SpmmConfig c = bound_npt({vec, 32, 32, 1}, d, n);
+    c.pred = true;
+    if (spmm_local_bytes(c, n, rows_per_item) <= d.local_mem_bytes / 2) out.push_back(c);
+  }
+  // N over two groups: twice the groups for layers with few rows (and short rows).
+  if (!quick && nv > 32)
+    for (int ks : {4, 8, 16, 32}) {
+      SpmmConfig c{vec, 32, ks, 1};
+      c.ng = 2;
+      c = bound_npt(c, d, n);
+      c.pred = rows_per_item == 1;
+      if (static_cast<std::size_t>(c.lx * c.ks) <= d.max_work_group &&
+          spmm_local_bytes(c, n, rows_per_item) <= d.local_mem_bytes / 2)
+        out.push_back(c);
+    }
+  // Wide layers: N over as many groups as keep NPT bounded (duplicates dropped).
+  std::vector<SpmmConfig> bounded;
+  for (auto& c : out) {
+    c = bound_npt(c, d, n);
+    if (std::none_of(bounded.begin(), bounded.end(), [&](const SpmmConfig& b) { return b.describe() == c.describe(); }))
+      bounded.push_back(c);
+  }
+  return bounded;
 }
 
 namespace detail {
 inline void check_spmm(const Context& ctx, const SpmmConfig& c, std::int64_t n, int rows_per_item) {
+  check(c.ng >= 1 && c.lx >= 1 && c.ks >= 1 && c.rpw >= 1, ErrorCode::invalid_argument, "opencl::SpmmConfig",
+        c.describe() + ": every extent must be at least 1");
+  check(!c.pred || (rows_per_item == 1 && c.stage == 0), ErrorCode::invalid_argument, "opencl::SpmmConfig",
+        c.describe() + ": predicated steps are a CSR variant without staging");
   check(c.vec == 1 || (c.vec == 4 && n % 4 == 0), ErrorCode::invalid_argument, "opencl::SpmmConfig",
         "vec 4 needs N % 4 == 0, N = " + std::to_string(n));
   check(static_cast<std::size_t>(c.lx * c.ks) <= ctx.device().max_work_group, ErrorCode::invalid_argument,
@@ -296,12 +351,12 @@ class CsrSpmm {
     cols_ = Buffer::upload(ctx, detail::cspan(w.colidx), CL_MEM_READ_ONLY);
     vals_ = Buffer::upload(ctx, detail::cspan(w.values), CL_MEM_READ_ONLY);
     epi_ = EpilogueBuffers(ctx, epi, m_);
-    launch_.kernel = ctx.kernel(detail::source((std::string(kernels::kSpmmCommon) + kernels::kSpmmCsr).c_str()),
-                                "spmm_csr", cfg_.options(n));
+    const auto prog = program(cfg_, n);
+    launch_.kernel = ctx.kernel(prog.source, "spmm_csr", prog.options);
     launch_.dims = 2;
     launch_.local = {static_cast<std::size_t>(cfg_.lx), static_cast<std::size_t>(cfg_.ks), 1};
     const auto groups = static_cast<std::size_t>((m_ + cfg_.rpw - 1) / cfg_.rpw);
-    launch_.global = {static_cast<std::size_t>(cfg_.lx), groups * static_cast<std::size_t>(cfg_.ks), 1};
+    launch_.global = {static_cast<std::size_t>(cfg_.lx * cfg_.ng), groups * static_cast<std::size_t>(cfg_.ks), 1};
   }
   void bind(const Buffer& x, Buffer& y) {
     launch_.set_args(*ctx_, detail::to_int(m_, "M"), detail::to_int(n_ / cfg_.vec, "N"), rowptr_, cols_, vals_, x,
@@ -311,6 +366,9 @@ class CsrSpmm {
   std::size_t weight_bytes() const { return rowptr_.bytes() + cols_.bytes() + vals_.bytes(); }
   EpilogueBuffers& epilogue() noexcept { return epi_; }
   std::string describe() const { return "csr." + cfg_.describe(); }
+  static ProgramSpec program(const SpmmConfig& c, std::int64_t n) {
+    return {detail::source((std::string(kernels::kSpmmCommon) + kernels::kSpmmCsr).c_str()), c.options(n)};
+  }
 
  private:
   Context* ctx_;
@@ -331,12 +389,12 @@ class Bsr4x1Spmm {
     cols_ = Buffer::upload(ctx, detail::cspan(w.colidx), CL_MEM_READ_ONLY);
     vals_ = Buffer::upload(ctx, detail::cspan(w.values), CL_MEM_READ_ONLY);
     epi_ = EpilogueBuffers(ctx, epi, m_);
-    launch_.kernel = ctx.kernel(detail::source((std::string(kernels::kSpmmCommon) + kernels::kSpmmBsr4x1).c_str()),
-                                "spmm_bsr4x1", cfg_.options(n));
+    const auto prog = program(cfg_, n);
+    launch_.kernel = ctx.kernel(prog.source, "spmm_bsr4x1", prog.options);
     launch_.dims = 2;
     launch_.local = {static_cast<std::size_t>(cfg_.lx), static_cast<std::size_t>(cfg_.ks), 1};
     const auto groups = static_cast<std::size_t>(((m_ + 3) / 4 + cfg_.rpw - 1) / cfg_.rpw);
-    launch_.global = {static_cast<std::size_t>(cfg_.lx), groups * static_cast<std::size_t>(cfg_.ks), 1};
+    launch_.global = {static_cast<std::size_t>(cfg_.lx * cfg_.ng), groups * static_cast<std::size_t>(cfg_.ks), 1};
   }
   void bind(const Buffer& x, Buffer& y) {
     launch_.set_args(*ctx_, detail::to_int(m_, "M"), detail::to_int(n_ / cfg_.vec, "N"), rowptr_, cols_, vals_, x,
@@ -346,6 +404,9 @@ class Bsr4x1Spmm {
   std::size_t weight_bytes() const { return rowptr_.bytes() + cols_.bytes() + vals_.bytes(); }
   EpilogueBuffers& epilogue() noexcept { return epi_; }
   std::string describe() const { return "bsr4x1." + cfg_.describe(); }
+  static ProgramSpec program(const SpmmConfig& c, std::int64_t n) {
+    return {detail::source((std::string(kernels::kSpmmCommon) + kernels::kSpmmBsr4x1).c_str()), c.options(n)};
+  }
 
  private:
   Context* ctx_;
@@ -414,34 +475,24 @@ inline std::string to_string(WeightFormat f) {
   return "?";
 }
 
-// One call to completion: enqueue with an event, then wait for it; on GPUs by flushing and
-// busy-polling the event (Context::wait), which saves the wake-up latency of clFinish.
+// One call to completion with the context's wait for GPUs (Context::resolve: the fastest of a
+// trial), or `mode` where given.
 template <class Op>
-void call_and_wait(Context& ctx, const Op& op, bool busy_poll) {
-  cl_event ev = nullptr;
-  op.enqueue(0, &ev);
-  try {
-    ctx.wait(ev, busy_poll);
-  } catch (...) {
-    clReleaseEvent(ev);
-    throw;
-  }
-  clReleaseEvent(ev);
+void call_and_wait(Context& ctx, const Op& op, Completion mode = Completion::automatic) {
+  complete_call(ctx, ctx.resolve(mode), [&](cl_event* ev) { op.enqueue(0, ev); });
 }
 
-inline bool default_busy_poll(const Context& ctx) { return ctx.device().type == DeviceType::gpu; }
-
 // Host wall time per call including completion, median of `reps` after `warmup` calls: the
-// same clock the GPU peers are timed with (torch.cuda.synchronize spins as busy_poll does).
+// same clock the GPU peers are timed with (host wall time per call, torch.cuda.synchronize).
 template <class Op>
-double time_per_call_ms(Context& ctx, const Op& op, int warmup, int reps) {
-  const bool poll = default_busy_poll(ctx);
+double time_per_call_ms(Context& ctx, const Op& op, int warmup, int reps, Completion mode = Completion::automatic) {
+  mode = ctx.resolve(mode);
   for (int i = 0; i < warmup; ++i) op.enqueue();
   ctx.finish();
   std::vector<double> t(static_cast<std::size_t>(std::max(reps, 1)));
   for (auto& v : t) {
     const auto t0 = std::chrono::steady_clock::now();
-    call_and_wait(ctx, op, poll);
+    call_and_wait(ctx, op, mode);
     v = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
@@ -491,14 +542,26 @@ class MatMul {
         best.emplace(std::move(op));
       }
     };
-    for (auto g : gemm_candidates(ctx, opt.quick, m, k, n)) consider(DenseGemm(ctx, w, m, k, n, epi, g));
-    if (zero_fraction(w) >= 0.5) {
-      const auto csr = CsrMatrix::from_dense(w, m, k);
-      for (auto c : spmm_candidates(ctx.device(), n, opt.quick)) consider(CsrSpmm(ctx, csr, n, epi, c));
+    const auto gemms = gemm_candidates(ctx, opt.quick, m, k, n);
+    const bool try_csr = zero_fraction(w) >= 0.5, try_bsr = block4x1_zero_fraction(w, m, k) >= 0.5;
+    const auto csrs = try_csr ? spmm_candidates(ctx.device(), n, opt.quick) : std::vector<SpmmConfig>{};
+    const auto bsrs = try_bsr ? spmm_candidates(ctx.device(), n, opt.quick, 4) : std::vector<SpmmConfig>{};
+    {  // every candidate's program first, several at once
+      std::vector<ProgramSpec> specs;
+      for (const auto& g : gemms)
+        for (auto& p : DenseGemm::programs(g)) specs.push_back(std::move(p));
+      for (const auto& c : csrs) specs.push_back(CsrSpmm::program(c, n));
+      for (const auto& c : bsrs) specs.push_back(Bsr4x1Spmm::program(c, n));
+      ctx.prebuild(specs);
     }
-    if (block4x1_zero_fraction(w, m, k) >= 0.5) {
+    for (auto g : gemms) consider(DenseGemm(ctx, w, m, k, n, epi, g));
+    if (try_csr) {
+      const auto csr = CsrMatrix::from_dense(w, m, k);
+      for (auto c : csrs) consider(CsrSpmm(ctx, csr, n, epi, c));
+    }
+    if (try_bsr) {
       const auto bsr = Bsr4x1Matrix::from_dense(w, m, k);
-      for (auto c : spmm_candidates(ctx.device(), n, opt.quick, 4)) consider(Bsr4x1Spmm(ctx, bsr, n, epi, c));
+      for (auto c : bsrs) consider(Bsr4x1Spmm(ctx, bsr, n, epi, c));
     }
     MatMul mm(std::move(*best));
     mm.trials_ = std::move(trials);

@@ -4,7 +4,10 @@
 // span N (LX of them, NPT vectors of VEC floats each, so a row of X is read coalesced) and KS
 // of them split the row's nonzeros, reduced in local memory at the end. Every work-item of a
 // group reads the same value/column, so those loads are broadcasts. VEC=4 needs N % 4 == 0.
-// Geometry (VEC, LX, NPT, KS, RPW) is a build option, chosen per layer and device by a trial.
+// NG > 1 splits N over NG work-groups too (more groups for layers with few rows). PRED loads
+// the four nonzeros of a step under a predicate instead of leaving a remainder loop, so rows
+// shorter than 4 * KS issue all their loads at once (GPUs: latency, not bandwidth, bounds these).
+// Geometry (VEC, LX, NPT, KS, RPW, NG, PRED) is a build option, chosen per layer and device by a trial.
 namespace sparseloom::opencl::kernels {
 
 inline constexpr const char* kSpmmCommon = R"CLC(
@@ -33,6 +36,9 @@ typedef float vec_t;
 #ifndef STAGE
 #define STAGE 0
 #endif
+#ifndef PRED
+#define PRED 0
+#endif
 )CLC";
 
 inline constexpr const char* kSpmmCsr = R"CLC(
@@ -43,6 +49,7 @@ void spmm_csr(const int M, const int NV,
               __global const float* restrict scale, __global const float* restrict shift,
               __global vec_t* restrict Y, const int act, const float p0, const float p1) {
   const int tx = get_local_id(0), s = get_local_id(1);
+  const int n0 = get_group_id(0) * LX * NPT;  // this group's part of N (NG > 1)
 #if KS > 1
   __local vec_t red[KS][LX * NPT];
 #endif
@@ -80,7 +87,7 @@ void spmm_csr(const int M, const int NV,
         const float v0 = lv[q], v1 = lv[q + KS], v2 = lv[q + 2 * KS], v3 = lv[q + 3 * KS];
 #pragma unroll
         for (int i = 0; i < NPT; ++i) {
-          const int n = tx + i * LX;
+          const int n = n0 + tx + i * LX;
           if (n < NV)
             acc[i] = mad((vec_t)(v3), x3[n], mad((vec_t)(v2), x2[n], mad((vec_t)(v1), x1[n], mad((vec_t)(v0), x0[n], acc[i]))));
         }
@@ -90,11 +97,36 @@ void spmm_csr(const int M, const int NV,
         const float v0 = lv[q];
 #pragma unroll
         for (int i = 0; i < NPT; ++i) {
-          const int n = tx + i * LX;
+          const int n = n0 + tx + i * LX;
           if (n < NV) acc[i] = mad((vec_t)(v0), x0[n], acc[i]);
         }
       }
       barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#elif PRED
+    // Four nonzeros per step, the missing ones loaded as column 0 with value 0 and left out of
+    // the sum (select, so a non-finite X row 0 cannot leak in).
+    for (int j = beg + s; j < end; j += 4 * KS) {
+      const bool h1 = j + KS < end, h2 = j + 2 * KS < end, h3 = j + 3 * KS < end;
+      const int c0 = cols[j], c1 = h1 ? cols[j + KS] : 0, c2 = h2 ? cols[j + 2 * KS] : 0, c3 = h3 ? cols[j + 3 * KS] : 0;
+      const float v0 = vals[j], v1 = h1 ? vals[j + KS] : 0.0f, v2 = h2 ? vals[j + 2 * KS] : 0.0f,
+                  v3 = h3 ? vals[j + 3 * KS] : 0.0f;
+      __global const vec_t* x0 = X + c0 * NV;
+      __global const vec_t* x1 = X + c1 * NV;
+      __global const vec_t* x2 = X + c2 * NV;
+      __global const vec_t* x3 = X + c3 * NV;
+#pragma unroll
+      for (int i = 0; i < NPT; ++i) {
+        const int n = n0 + tx + i * LX;
+        if (n < NV) {
+          vec_t a = mad((vec_t)(v0), x0[n], acc[i]);
+          const vec_t p1 = (vec_t)(v1) * x1[n], p2 = (vec_t)(v2) * x2[n], p3 = (vec_t)(v3) * x3[n];
+          a += h1 ? p1 : (vec_t)(0.0f);
+          a += h2 ? p2 : (vec_t)(0.0f);
+          a += h3 ? p3 : (vec_t)(0.0f);
+          acc[i] = a;
+        }
+      }
     }
 #else
     int j = beg + s;
@@ -108,7 +140,7 @@ void spmm_csr(const int M, const int NV,
       __global const vec_t* x3 = X + c3 * NV;
 #pragma unroll
       for (int i = 0; i < NPT; ++i) {
-        const int n = tx + i * LX;
+        const int n = n0 + tx + i * LX;
         if (n < NV)
           acc[i] = mad((vec_t)(v3), x3[n], mad((vec_t)(v2), x2[n], mad((vec_t)(v1), x1[n], mad((vec_t)(v0), x0[n], acc[i]))));
       }
@@ -118,7 +150,7 @@ void spmm_csr(const int M, const int NV,
       __global const vec_t* x0 = X + cols[j] * NV;
 #pragma unroll
       for (int i = 0; i < NPT; ++i) {
-        const int n = tx + i * LX;
+        const int n = n0 + tx + i * LX;
         if (n < NV) acc[i] = mad((vec_t)(v0), x0[n], acc[i]);
       }
     }
@@ -138,7 +170,7 @@ void spmm_csr(const int M, const int NV,
       const float sc = scale[row], sh = shift[row];
 #pragma unroll
       for (int i = 0; i < NPT; ++i) {
-        const int n = tx + i * LX;
+        const int n = n0 + tx + i * LX;
         if (n < NV) Y[row * NV + n] = EPI(acc[i], sc, sh);
       }
     }
@@ -156,6 +188,7 @@ void spmm_bsr4x1(const int M, const int NV,
                  __global const float* restrict scale, __global const float* restrict shift,
                  __global vec_t* restrict Y, const int act, const float p0, const float p1) {
   const int tx = get_local_id(0), s = get_local_id(1);
+  const int n0 = get_group_id(0) * LX * NPT;  // this group's part of N (NG > 1)
   const int MB = (M + 3) / 4;
 #if KS > 1
   __local vec_t red[KS][4 * LX * NPT];
@@ -172,7 +205,7 @@ void spmm_bsr4x1(const int M, const int NV,
       __global const vec_t* x = X + cols[j] * NV;
 #pragma unroll
       for (int i = 0; i < NPT; ++i) {
-        const int n = tx + i * LX;
+        const int n = n0 + tx + i * LX;
         if (n < NV) {
           const vec_t xv = x[n];
           a0[i] = mad((vec_t)(v.x), xv, a0[i]);
@@ -209,7 +242,7 @@ void spmm_bsr4x1(const int M, const int NV,
       const int m = 4 * b;
 #pragma unroll
       for (int i = 0; i < NPT; ++i) {
-        const int n = tx + i * LX;
+        const int n = n0 + tx + i * LX;
         if (n >= NV) continue;
         Y[m * NV + n] = EPI(a0[i], scale[m], shift[m]);
         if (m + 1 < M) Y[(m + 1) * NV + n] = EPI(a1[i], scale[m + 1], shift[m + 1]);
