@@ -39,6 +39,10 @@ typedef float vec_t;
 #ifndef PRED
 #define PRED 0
 #endif
+// The rows of X that a step's four nonzeros (columns c0..c3) multiply.
+#define X_ROWS(c0, c1, c2, c3)                                                        \
+  __global const vec_t* x0 = X + (c0) * NV; __global const vec_t* x1 = X + (c1) * NV; \
+  __global const vec_t* x2 = X + (c2) * NV; __global const vec_t* x3 = X + (c3) * NV
 )CLC";
 
 inline constexpr const char* kSpmmCsr = R"CLC(
@@ -111,10 +115,7 @@ void spmm_csr(const int M, const int NV,
       const int c0 = cols[j], c1 = h1 ? cols[j + KS] : 0, c2 = h2 ? cols[j + 2 * KS] : 0, c3 = h3 ? cols[j + 3 * KS] : 0;
       const float v0 = vals[j], v1 = h1 ? vals[j + KS] : 0.0f, v2 = h2 ? vals[j + 2 * KS] : 0.0f,
                   v3 = h3 ? vals[j + 3 * KS] : 0.0f;
-      __global const vec_t* x0 = X + c0 * NV;
-      __global const vec_t* x1 = X + c1 * NV;
-      __global const vec_t* x2 = X + c2 * NV;
-      __global const vec_t* x3 = X + c3 * NV;
+      X_ROWS(c0, c1, c2, c3);
 #pragma unroll
       for (int i = 0; i < NPT; ++i) {
         const int n = n0 + tx + i * LX;
@@ -134,10 +135,7 @@ void spmm_csr(const int M, const int NV,
     for (; j + 3 * KS < end; j += 4 * KS) {
       const int c0 = cols[j], c1 = cols[j + KS], c2 = cols[j + 2 * KS], c3 = cols[j + 3 * KS];
       const float v0 = vals[j], v1 = vals[j + KS], v2 = vals[j + 2 * KS], v3 = vals[j + 3 * KS];
-      __global const vec_t* x0 = X + c0 * NV;
-      __global const vec_t* x1 = X + c1 * NV;
-      __global const vec_t* x2 = X + c2 * NV;
-      __global const vec_t* x3 = X + c3 * NV;
+      X_ROWS(c0, c1, c2, c3);
 #pragma unroll
       for (int i = 0; i < NPT; ++i) {
         const int n = n0 + tx + i * LX;
