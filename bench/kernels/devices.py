@@ -3,8 +3,8 @@
 device's dense kernel, per format and sparsity (median over layers), for the CPU backend
 (`sparseloom-bench-kernels --backend cpu`: vs oneDNN dense) and each OpenCL device
 (`sparseloom-bench-opencl` / `--backend opencl`: vs OpenCL dense on that device), plus, for an
-OpenCL device on the same machine as the CPU run (PoCL), the CPU backend's sparse time over the
-OpenCL sparse time. Prints the markdown table; writes the plot.
+OpenCL device on the same machine as the CPU run (PoCL), its sparse time over the CPU backend's
+sparse time for the same layer and sparsity. Prints the markdown table; writes the plot.
 
 usage: devices.py OUT.png --cpu CPU.json [--threads 2] OPENCL.json...
 """
@@ -55,7 +55,7 @@ def main():
             key = (r["layer"], r["format"], round(r["sparsity"], 2))
             vs_dense[(dev, r["format"], key[2])].append(r["speedup_vs_dense"])
             if "pthread" in r["device"] and key in cpu_ms:  # PoCL: the same machine's cores
-                vs_cpu[(dev, r["format"], key[2])].append(cpu_ms[key] / r["ours_ms"])
+                vs_cpu[(dev, r["format"], key[2])].append(r["ours_ms"] / cpu_ms[key])
 
     print("| device | format | " + " | ".join(f"{s:.0%}" for s in (0.5, 0.7, 0.9, 0.95)) + " | layers |")
     print("|---|---|---|---|---|---|---|")
@@ -72,7 +72,7 @@ def main():
                 c = vs_cpu.get((dev, fmt, s))
                 cell = f"{statistics.median(v):.2f}x" if v else "-"
                 if c:
-                    cell += f" (CPU backend / this: {statistics.median(c):.2f})"
+                    cell += f" ({statistics.median(c):.1f}x the CPU backend's time)"
                 cells.append(cell)
             n = max((len(v) for (d, f, s), v in vs_dense.items() if d == dev and f == fmt), default=0)
             print(f"| {dev} | {fmt} | " + " | ".join(cells) + f" | {n} |")
