@@ -14,6 +14,7 @@ import statistics
 from collections import defaultdict
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -81,8 +82,10 @@ def main():
         ax.set_title(fmt)
         ax.set_xlabel("weight sparsity")
         ax.set_yscale("log")
+        ax.set_yticks([0.5, 1, 2, 4, 8])
+        ax.get_yaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("same device's dense time / sparse time (median over layers)")
+    axes[0].set_ylabel("own dense time / sparse time (median)")
     axes[0].legend(fontsize=7)
     fig.suptitle("Where sparsity pays, per device (each against its own dense kernel)")
     fig.tight_layout()
