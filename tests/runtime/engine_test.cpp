@@ -153,15 +153,19 @@ TEST_CASE("Engine.Deadline.AdmissionUnderBacklog") {
   CHECK(all_done(hs));
   const auto m = eng.metrics();
   check_accounting(m);
-  // 40 x 2 ms of predicted work cannot fit 60 ms: admission rejects the tail at submit. (Under
-  // ThreadSanitizer the blocks run slower than predicted, and the last request may instead be
-  // admitted and then rejected at dispatch, "cannot meet its deadline when dispatched": CI
-  // session 14; so the check is that some of the tail was turned away at submit.)
-  CHECK(hs.back().state() == RequestState::rejected);
+  // 40 x 2 ms of predicted work cannot fit 60 ms: admission rejects the tail at submit. That
+  // needs the 40 submits to outpace the processor, a wall-clock outcome: under ThreadSanitizer
+  // the submitting thread can stall long enough for the queue to drain (CI, session 18: the last
+  // request admitted and on time; session 14: admitted, then rejected at dispatch), so it is
+  // checked where timings hold (kTimingChecks); the discrete-event test
+  // Sim.AdmissionKeepsThePromisesItMade checks admission deterministically.
   const auto at_submit = std::count_if(hs.begin(), hs.end(), [](const rt::RequestHandle& h) {
     return h.state() == RequestState::rejected && h.record().reason.find("predicted finish") != std::string::npos;
   });
-  CHECK(at_submit > 0);
+  if (kTimingChecks) {
+    CHECK(hs.back().state() == RequestState::rejected);
+    CHECK(at_submit > 0);
+  }
   CHECK(m.overall.count(RequestState::on_time) + m.overall.count(RequestState::late) > 0);
 }
 
