@@ -146,7 +146,7 @@ inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig
       void enqueue(int q = 0, cl_event* ev = nullptr) const { l.enqueue(*ctx, q, ev); }
       Context* ctx;
     } e{{}, ctx.get()};
-    e.l.kernel = ctx->kernel("__kernel void sl_empty(__global int* p) { if (p == 0) return; }", "sl_empty");
+    e.l.kernel = ctx->kernel(kEmptyKernel, "sl_empty");
     Buffer dummy(*ctx, 4);
     e.l.set_args(*ctx, dummy);
     e.l.fixed_local = false;
@@ -208,24 +208,14 @@ inline void run_opencl_detailed(const BenchOptions& opt, const OpenclBenchConfig
     };
 
     const auto gemm_cands = MatMul::gemm_candidates(*ctx, opt.quick, m, k, n);
-    {
-      std::vector<ProgramSpec> specs;
-      for (const auto& g : gemm_cands)
-        for (auto& p : DenseGemm::programs(g)) specs.push_back(std::move(p));
-      ctx->prebuild(specs);
-    }
+    ctx->prebuild(candidate_programs(gemm_cands, {}, {}, n));
     auto dense = pick(*ctx, gemm_cands, [&](GemmConfig c) { return DenseGemm(*ctx, w, m, k, n, {}, c); }, bx, by,
                       cfg.trial_reps, cfg.show_trials);
     const double dense_ms = measure(dense, "dense", "dense", 0.0, w, 0.0);
 
     const auto spmm_cands = spmm_candidates(dev, n, opt.quick);
     const auto bsr_cands = spmm_candidates(dev, n, opt.quick, 4);
-    {  // the candidates' programs, several at once (as MatMul::create does)
-      std::vector<ProgramSpec> specs;
-      for (const auto& c : spmm_cands) specs.push_back(CsrSpmm::program(c, n));
-      for (const auto& c : bsr_cands) specs.push_back(Bsr4x1Spmm::program(c, n));
-      ctx->prebuild(specs);
-    }
+    ctx->prebuild(candidate_programs({}, spmm_cands, bsr_cands, n));  // several at once, as MatMul::create
     for (double s : opt.sparsities) {
       // Unstructured: exactly round(s * M * K) zeros at random positions.
       std::vector<float> ws = w;

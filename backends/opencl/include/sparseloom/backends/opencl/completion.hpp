@@ -61,12 +61,15 @@ void complete_call(Ctx& ctx, Completion mode, Enqueue&& enqueue, int q = 0) {
   clReleaseEvent(ev);
 }
 
+// A kernel that does nothing: the trial's, and the benchmark's per-call floor.
+inline constexpr const char* kEmptyKernel = "__kernel void sl_empty(__global int* p) { if (p == 0) return; }";
+
 // Times the three waits on an empty kernel, interleaved (rounds of `reps / 10` calls each) so a
 // drift of the host's clock or load does not favour one of them.
 template <class Ctx>
 CompletionTrial measure_completion(Ctx& ctx, int reps = 300) {
   CompletionTrial t;
-  cl::Kernel k = ctx.kernel("__kernel void sl_empty(__global int* p) { if (p == 0) return; }", "sl_empty");
+  cl::Kernel k = ctx.kernel(kEmptyKernel, "sl_empty");
   cl::Buffer dummy = guarded(ctx.where() + ": completion trial", [&] {
     cl::Buffer b(ctx.cl_context(), CL_MEM_READ_WRITE, 4);
     k.setArg(0, b);

@@ -462,6 +462,17 @@ class Int8Gemm {
   Launch launch_;
 };
 
+// The programs of a format trial's candidates for an N-column layer (Context::prebuild).
+inline std::vector<ProgramSpec> candidate_programs(const std::vector<GemmConfig>& gemms, const std::vector<SpmmConfig>& csrs,
+                                                   const std::vector<SpmmConfig>& bsrs, std::int64_t n) {
+  std::vector<ProgramSpec> specs;
+  for (const auto& g : gemms)
+    for (auto& p : DenseGemm::programs(g)) specs.push_back(std::move(p));
+  for (const auto& c : csrs) specs.push_back(CsrSpmm::program(c, n));
+  for (const auto& c : bsrs) specs.push_back(Bsr4x1Spmm::program(c, n));
+  return specs;
+}
+
 // ---------------------------------------------------------------- per-layer format choice
 enum class WeightFormat { automatic, dense, csr, bsr4x1 };
 
@@ -546,14 +557,7 @@ class MatMul {
     const bool try_csr = zero_fraction(w) >= 0.5, try_bsr = block4x1_zero_fraction(w, m, k) >= 0.5;
     const auto csrs = try_csr ? spmm_candidates(ctx.device(), n, opt.quick) : std::vector<SpmmConfig>{};
     const auto bsrs = try_bsr ? spmm_candidates(ctx.device(), n, opt.quick, 4) : std::vector<SpmmConfig>{};
-    {  // every candidate's program first, several at once
-      std::vector<ProgramSpec> specs;
-      for (const auto& g : gemms)
-        for (auto& p : DenseGemm::programs(g)) specs.push_back(std::move(p));
-      for (const auto& c : csrs) specs.push_back(CsrSpmm::program(c, n));
-      for (const auto& c : bsrs) specs.push_back(Bsr4x1Spmm::program(c, n));
-      ctx.prebuild(specs);
-    }
+    ctx.prebuild(candidate_programs(gemms, csrs, bsrs, n));  // every candidate's program first, several at once
     for (auto g : gemms) consider(DenseGemm(ctx, w, m, k, n, epi, g));
     if (try_csr) {
       const auto csr = CsrMatrix::from_dense(w, m, k);
