@@ -458,10 +458,16 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
   r.metrics["submit_lag_ms"] = lag_summary(submit_lag);
   r.metrics["requests_issued"] = m.overall.issued;
   r.metrics["requests_accounted"] = m.overall.accounted;
+  r.metrics["alternative_routes"] = m.overall.alternative_routes;
   json::Json plan;
-  for (const auto& tp : eng.plan().tasks)
+  for (const auto& tp : eng.plan().tasks) {
+    std::vector<std::vector<int>> alts;
+    for (const auto& pl : tp.alternatives) alts.push_back(pl.processor);
     plan.push_back({{"stitch", tp.variant.choice}, {"placement", tp.placement.processor}, {"accuracy_pct", tp.predicted_accuracy_pct},
-                    {"latency_ms", tp.predicted_latency_ms}, {"reason", tp.reason}});
+                    {"latency_ms", tp.predicted_latency_ms}, {"reason", tp.reason},
+                    {"routing", routing_name(tp.routing)},
+                    {"alternatives", alts}});
+  }
   r.metrics["final_plan"] = plan;
   return r;
 }

@@ -32,8 +32,13 @@ struct MostAccurateThatFits {
           if (!runnable) continue;
           const double ms = e.latency_ms(t, sv, pl), acc = e.accuracy_pct(t, sv);
           if (ms <= s.slos[t].deadline_ms && acc > best.predicted_accuracy_pct) {
-            best = {sv, pl, ms, acc, e.memory_bytes(t, sv), acc >= s.slos[t].min_accuracy_pct,
-                    "most accurate plain variant within the deadline, on its fastest processor"};
+            best.variant = sv;
+            best.placement = pl;
+            best.predicted_latency_ms = ms;
+            best.predicted_accuracy_pct = acc;
+            best.predicted_memory_bytes = e.memory_bytes(t, sv);
+            best.meets_slo = acc >= s.slos[t].min_accuracy_pct;
+            best.reason = "most accurate plain variant within the deadline, on its fastest processor";
           }
         }
       if (best.predicted_accuracy_pct < 0) {  // nothing fits: the base on processor 0, flagged

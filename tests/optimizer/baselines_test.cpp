@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <set>
 
 #include "sparseloom/baselines/baselines.hpp"
 #include "sparseloom/optimizer/model.hpp"
@@ -66,6 +67,30 @@ TEST_CASE("Baselines.OneModelPoliciesUseTheFastestPlainVariantMeetingTheFloor") 
       CHECK(whole_on_one_processor(tp));
     }
   }
+  // Fixed routes every request by its plan; Band chooses per request among every processor
+  // that runs the model (the engine takes the earliest predicted finish, SEL's rule).
+  for (const auto& tp : fixed.plan(s, e).tasks) {
+    CHECK(tp.routing == Routing::planned);
+    CHECK(tp.alternatives.empty());
+  }
+  const Plan bp = band.plan(s, e);
+  int offered = 0;
+  for (int t = 0; t < e.num_tasks(); ++t) {
+    const TaskPlan& tp = bp.tasks[t];
+    CHECK(tp.routing == Routing::earliest_finish);
+    std::set<int> procs{tp.placement.processor.front()};
+    for (const auto& pl : tp.alternatives) {
+      CHECK(std::all_of(pl.processor.begin(), pl.processor.end(), [&](int x) { return x == pl.processor.front(); }));
+      CHECK(procs.insert(pl.processor.front()).second);
+    }
+    for (int p = 0; p < e.num_processors(); ++p) {
+      bool runs = optimizer::usable(s, p);
+      for (int b = 0; b < e.num_blocks(t) && runs; ++b) runs = e.can_place(t, b, tp.variant.choice[b], p);
+      CHECK(procs.contains(p) == runs);
+    }
+    offered += static_cast<int>(tp.alternatives.size());
+  }
+  CHECK(offered > 0);
 }
 
 TEST_CASE("Baselines.Fixed.KeepsItsConfigurationAndOnlyMovesOffADeadProcessor") {

@@ -385,3 +385,65 @@ TEST_CASE("Optimizer.SparsityAware.DeviceBudgetRespected") {
     CHECK_FALSE(evaluate_plan(s, e, free).within_budget);  // the model sees the old plan over it
   }
 }
+
+TEST_CASE("Optimizer.SparsityAware.OffersPerRequestRoutesWithoutABudget") {
+  // A served task's stitch, whole on each other usable processor that runs every block of it,
+  // is offered for per-request routing (earliest finish by default); under a memory budget
+  // none is (the plan model does not count the copies), nor with the option off.
+  SyntheticEstimator e(SyntheticConfig{.seed = 2});
+  SystemState s = make_state(e, 0.4, 1.5, 2.0, 2);
+  optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.route_below_attainment = 2}> opt;  // every task
+  const Plan plan = opt.plan(s, e);
+  int offered = 0;
+  for (int t = 0; t < e.num_tasks(); ++t) {
+    const TaskPlan& tp = plan.tasks[t];
+    if (optimizer::is_shed(tp)) continue;
+    CHECK(tp.routing == Routing::earliest_finish);
+    std::set<std::vector<int>> want;
+    for (int p = 0; p < e.num_processors(); ++p) {
+      bool runs = optimizer::usable(s, p);
+      for (int b = 0; b < e.num_blocks(t) && runs; ++b) runs = e.can_place(t, b, tp.variant.choice[b], p);
+      std::vector<int> whole(static_cast<std::size_t>(e.num_blocks(t)), p);
+      if (runs && whole != tp.placement.processor) want.insert(whole);
+    }
+    std::set<std::vector<int>> got;
+    for (const auto& pl : tp.alternatives) got.insert(pl.processor);
+    CHECK(got == want);
+    CHECK(got.size() == tp.alternatives.size());
+    offered += static_cast<int>(got.size());
+  }
+  CHECK(offered > 0);
+  // A processor out of service is offered to nobody.
+  s.processor_available[1] = false;
+  for (const auto& tp : opt.plan(s, e).tasks)
+    for (const auto& pl : tp.alternatives)
+      for (int p : pl.processor) CHECK(p != 1);
+  s.processor_available[1] = true;
+  s.memory_budget_bytes = 1e12;
+  for (const auto& tp : opt.plan(s, e).tasks) {
+    CHECK(tp.alternatives.empty());
+    CHECK(tp.routing == Routing::planned);
+  }
+  s.memory_budget_bytes = 0;
+  optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.route_per_request = false}> off;
+  for (const auto& tp : off.plan(s, e).tasks) CHECK(tp.alternatives.empty());
+  optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.route_below_attainment = 2, .routing = Routing::overflow}> ovf;
+  for (const auto& tp : ovf.plan(s, e).tasks)
+    if (!optimizer::is_shed(tp)) CHECK(tp.routing == Routing::overflow);
+  // By default only to the tasks predicted to miss more than 0.1 % of their requests.
+  int with = 0, without = 0;
+  for (double load : {0.4, 0.9}) {
+    SystemState h = make_state(e, load, 1.5, 2.0, 2);
+    optimizer::SparsityAware def;
+    const Plan p = def.plan(h, e);
+    const auto ev = evaluate_plan(h, e, p);
+    for (int t = 0; t < e.num_tasks(); ++t) {
+      if (optimizer::is_shed(p.tasks[t])) continue;
+      INFO("load " << load << ", task " << t << ": predicted attainment " << ev.tasks[t].attainment);
+      CHECK((p.tasks[t].routing == Routing::earliest_finish) == (ev.tasks[t].attainment < 0.999));
+      (p.tasks[t].routing == Routing::earliest_finish ? with : without) += 1;
+    }
+  }
+  CHECK(with > 0);
+  CHECK(without > 0);
+}

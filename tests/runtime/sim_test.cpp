@@ -176,6 +176,70 @@ TEST_CASE("Sim.ABlocksFirstRunsDoNotShutItsTaskOut") {
 }
 
 namespace {
+// The greedy plan with a routing: the task's stitch whole on every other processor offered as
+// an alternative (optimizer::offer_alternatives), routed as `routing` says.
+struct RoutedGreedy {
+  sparseloom::Routing routing = sparseloom::Routing::planned;
+  syn::GreedyOptimizer greedy;
+  template <sparseloom::Estimator E>
+  sparseloom::Plan plan(const sparseloom::SystemState& s, const E& e) {
+    auto p = greedy.plan(s, e);
+    if (routing != sparseloom::Routing::planned) sparseloom::optimizer::offer_alternatives(p, s, e, routing);
+    return p;
+  }
+};
+
+// One task of one 2 ms block, due 5 ms after arrival, on two identical processors; the greedy
+// plan puts it on p0. `burst` requests arrive at once.
+rt::EngineMetrics burst(sparseloom::Routing routing, int burst) {
+  syn::Zoo z;
+  z.blocks = 1;
+  z.task_block_ms = {2.0};
+  z.processor_factor = {1.0, 1.0};
+  World w(z);
+  rt::Engine<syn::Runner, syn::Estimator, RoutedGreedy, rt::LoadAllPreloader, rt::DiscreteEvent> eng(
+      w.runner, w.est, RoutedGreedy{routing, {}}, processors(2), {{"t", slo(5, 0, 100)}});
+  CHECK(eng.plan().tasks[0].placement.processor == std::vector<int>{0});
+  // The memory policy holds what the routing may use: the alternative's block too.
+  CHECK(w.runner.is_resident(0, 0, 0, 1) == (routing != sparseloom::Routing::planned));
+  eng.schedule(std::vector<rt::Arrival>(static_cast<std::size_t>(burst), rt::Arrival{0.0, 0}));
+  REQUIRE(eng.drain());
+  return eng.metrics();
+}
+}  // namespace
+
+TEST_CASE("Sim.RoutingTakesTheAlternativesThePlanOffers") {
+  using sparseloom::Routing;
+  // Planned: p0 takes the two that finish by 4 ms; the other two would finish at 6 and 8 ms.
+  const auto planned = burst(Routing::planned, 4);
+  check_accounting(planned);
+  CHECK(planned.overall.count(RequestState::on_time) == 2);
+  CHECK(planned.overall.count(RequestState::rejected) == 2);
+  CHECK(planned.processors[1].blocks == 0);
+  // Overflow: what p0 would reject goes to p1; all four in time.
+  const auto overflow = burst(Routing::overflow, 4);
+  check_accounting(overflow);
+  CHECK(overflow.overall.count(RequestState::on_time) == 4);
+  CHECK(overflow.processors[0].blocks == 2);
+  CHECK(overflow.processors[1].blocks == 2);
+  // Overflow leaves p1 alone while p0 admits: two requests both run on p0 (in time, 2 and 4 ms).
+  const auto two = burst(Routing::overflow, 2);
+  CHECK(two.overall.count(RequestState::on_time) == 2);
+  CHECK(two.processors[1].blocks == 0);
+  // Earliest finish splits them (the second finishes at 2 ms on p1 rather than 4 on p0).
+  const auto split = burst(Routing::earliest_finish, 2);
+  CHECK(split.overall.count(RequestState::on_time) == 2);
+  CHECK(split.processors[0].blocks == 1);
+  CHECK(split.processors[1].blocks == 1);
+  // Past what both processors can do in time, the rest is still rejected, none late.
+  const auto six = burst(Routing::overflow, 6);
+  check_accounting(six);
+  CHECK(six.overall.count(RequestState::on_time) == 4);
+  CHECK(six.overall.count(RequestState::rejected) == 2);
+  CHECK(six.overall.count(RequestState::late) == 0);
+}
+
+namespace {
 // The optimizer's queueing model (optimizer/model.hpp) for one task alone on processor 0 with
 // `blocks` blocks of block_ms each, registered in `load`.
 sparseloom::optimizer::Candidate blocks_on_one(int blocks, double block_ms) {

@@ -71,6 +71,12 @@ int do_plan(const Args& a, const Globals& g) {
     std::vector<std::string> stitch, place;
     for (auto v : tp.variant.choice) stitch.push_back(man.variants.at(static_cast<std::size_t>(v)).name);
     for (auto p : tp.placement.processor) place.push_back(p >= 0 && static_cast<std::size_t>(p) < procs.size() ? procs[p].name : "-");
+    std::vector<std::string> alts;  // other placements the routing may use, "cpu0|cpu0|..."
+    for (const auto& pl : tp.alternatives) {
+      std::string a;
+      for (auto p : pl.processor) a += (a.empty() ? "" : "|") + (p >= 0 && static_cast<std::size_t>(p) < procs.size() ? procs[p].name : "-");
+      alts.push_back(a);
+    }
     feasible = feasible && tp.meets_slo;
     total_bytes += tp.predicted_memory_bytes;
     const auto& slo = m.state.slos[t];
@@ -78,6 +84,7 @@ int do_plan(const Args& a, const Globals& g) {
                           {"predicted_latency_ms", tp.predicted_latency_ms}, {"predicted_memory_bytes", tp.predicted_memory_bytes},
                           {"deadline_ms", slo.deadline_ms}, {"min_accuracy_pct", slo.min_accuracy_pct}, {"rate_rps", slo.rate_rps},
                           {"meets_slo", tp.meets_slo}, {"reason", tp.reason},
+                          {"routing", routing_name(tp.routing)}, {"alternatives", alts},
                           {"explanation", explain(m, static_cast<TaskIndex>(t), tp, procs)}});
     // Predicted load: arrival rate x the time each block keeps its processor busy.
     for (std::size_t b = 0; b < tp.placement.processor.size() && b < tp.variant.choice.size(); ++b)
@@ -104,8 +111,14 @@ int do_plan(const Args& a, const Globals& g) {
     print_table({"task", "stitch (variant per block)", "processor per block", "accuracy", "floor", "latency ms", "deadline ms", "memory", "meets SLO"},
                 rows);
     fmt::print("\nwhy:\n");
-    for (const auto& jt : j["tasks"])
+    for (const auto& jt : j["tasks"]) {
       fmt::print("  {}: {}\n    {}\n", jt["task"].get<std::string>(), jt["reason"].get<std::string>(), jt["explanation"].get<std::string>());
+      if (!jt["alternatives"].empty()) {
+        std::string a;
+        for (const auto& x : jt["alternatives"]) a += (a.empty() ? "" : ", ") + x.get<std::string>();
+        fmt::print("    requests routed {} among the placement and {}\n", jt["routing"].get<std::string>(), a);
+      }
+    }
     std::string loads;
     for (const auto& l : j["processor_load"]) loads += fmt::format(" {} {:.1f} %", l["processor"].get<std::string>(), 100 * l["utilisation"].get<double>());
     fmt::print("\npredicted processor load (rate x busy time):{}\n", loads);

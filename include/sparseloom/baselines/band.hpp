@@ -20,7 +20,14 @@
 // processors for unsupported ops) is not emulated: a processor that cannot run every block of
 // the model is not a candidate for it.
 // plan() reports a nominal placement: the processor a static SEL would give each task (largest
-// latency first, each to its earliest expected finish under the M/G/1 load of those before).
+// latency first, each to its earliest expected finish under the M/G/1 load of those before),
+// with every other processor that runs the model as an alternative and Routing::earliest_finish.
+// In the Engine that is how Band's per-request choice happens: each request goes to the
+// processor whose EDF wait plus expected service (the engine's profile x observed speed) ends
+// first, SEL's rule. The engine keeps no central pending window, so it never calls dispatch():
+// HEFT's idle-only placement and LSF's slack order are not reproduced there (its queues are EDF
+// with admission control for every policy); dispatch() states those schedulers for a runtime
+// that has such a window and is unit-tested on hand-made queues.
 #include <algorithm>
 #include <chrono>
 #include <climits>
@@ -89,6 +96,7 @@ class Band {
       if (choice[t] != optimizer::kShed) load.add(options[t][choice[t]], s.slos[t]);
     }
     Plan plan = optimizer::make_plan(s, options, choice, why, fallback, P);
+    optimizer::offer_alternatives(plan, s, e, Routing::earliest_finish);
     plan.version = ++version_;
     plan.decision_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return plan;

@@ -48,6 +48,20 @@ struct Slo {
   double power_window_s = 1.0;
 };
 
+// How the engine routes each request of a task among the placements its plan offers (the
+// optimizer's call, per task; every placement runs the same stitch).
+enum class Routing : std::uint8_t {
+  planned,          // every request on `placement`
+  overflow,         // `placement`; a request admission would reject there goes to the
+                    // alternative predicted to finish first among those that admit it
+  earliest_finish,  // each request on whichever of `placement` and `alternatives` is predicted
+                    // to finish first (Band's shortest expected latency, per request)
+};
+
+inline const char* routing_name(Routing r) {
+  return r == Routing::overflow ? "overflow" : r == Routing::earliest_finish ? "earliest_finish" : "planned";
+}
+
 struct TaskPlan {
   StitchedVariant variant;
   Placement placement;
@@ -56,6 +70,11 @@ struct TaskPlan {
   double predicted_memory_bytes = 0;
   bool meets_slo = false;            // as the optimizer predicted it
   std::string reason;                // why this choice (for `sparseloom plan`)
+  // Other placements of `variant` the routing may use; memory policies that load the plan
+  // ahead load these too (a request moved to a cold block would wait for its load). Last, so
+  // that positional initialisation of the fields above still compiles.
+  std::vector<Placement> alternatives;
+  Routing routing = Routing::planned;
 };
 
 struct Plan {

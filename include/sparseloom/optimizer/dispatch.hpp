@@ -2,7 +2,12 @@
 // Optional per-request extension of the Optimizer concept, for policies that decide at
 // dispatch time (Band's schedulers) rather than only per plan.
 //
-// Engine protocol (docs/optimizer.md):
+// runtime::Engine does not implement this protocol: it routes each request at admission by its
+// task's TaskPlan::routing (core/types.hpp), which is how Band's per-request choice (SEL's rule)
+// and SparsityAware's per-request routing run there. The protocol below is for a runtime with one central
+// pending window; Band's dispatch() implements it and is tested on hand-made queues.
+//
+// Protocol (docs/optimizer.md):
 //  - An optimizer that models DispatchingOptimizer gets every admitted request in one pending
 //    queue (arrival order) instead of routing it by Plan.placement at submit time.
 //  - On every arrival and every completion the engine calls

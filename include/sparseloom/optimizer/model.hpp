@@ -749,6 +749,28 @@ inline Plan make_plan(const SystemState& s, const std::vector<std::vector<Candid
 // A task the plan sheds: its requests should be rejected by admission control.
 inline bool is_shed(const TaskPlan& tp) { return tp.reason.rfind("shed", 0) == 0 || tp.placement.processor.empty(); }
 
+// Gives every served task of `plan` (those `which` marks, if given) the given routing and, as
+// alternatives, its stitch whole on each other usable processor that can run every block of it
+// (TaskPlan::alternatives).
+template <Estimator E>
+void offer_alternatives(Plan& plan, const SystemState& s, const E& e, Routing routing,
+                        const std::vector<bool>* which = nullptr) {
+  for (std::size_t t = 0; t < plan.tasks.size(); ++t) {
+    TaskPlan& tp = plan.tasks[t];
+    if (is_shed(tp) || (which && (t >= which->size() || !(*which)[t]))) continue;
+    const auto ti = static_cast<TaskIndex>(t);
+    for (ProcessorIndex p = 0; p < e.num_processors(); ++p) {
+      if (!usable(s, p)) continue;
+      bool runs = true;
+      for (std::size_t b = 0; b < tp.variant.choice.size() && runs; ++b)
+        runs = e.can_place(ti, static_cast<BlockIndex>(b), tp.variant.choice[b], p);
+      Placement pl{std::vector<ProcessorIndex>(tp.variant.choice.size(), p)};
+      if (runs && pl != tp.placement) tp.alternatives.push_back(std::move(pl));
+    }
+    tp.routing = routing;
+  }
+}
+
 // Predicts any Plan (any policy's) with the shared model: the common yardstick for comparing
 // policies offline. Shed tasks count as violations and hold nothing. With `switching`, moving
 // a task off the state's plan in force costs what the optimizers charge for it (SwitchPenalty).

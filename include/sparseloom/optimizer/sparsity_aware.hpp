@@ -23,6 +23,13 @@
 //     pair-move local search on predicted criticality-weighted attainment (M/G/1 queueing per
 //     processor), then headroom; the memory budget is a constraint; a task may be shed.
 // Placement is per block. Nothing here enumerates variants^blocks.
+//  3. Per request (`route_per_request`): a served task the model predicts to miss more than
+//     0.1 % of its requests also gets its stitch whole on every other usable processor that
+//     runs it, and Routing::earliest_finish: the engine sends each of its requests to the
+//     placement predicted to finish it first (queueing bursts the M/G/1 model averages away
+//     land where there is room; Routing::overflow, which moves only the requests the planned
+//     placement would reject, is the option). Not under a memory budget: the plan model does
+//     not count the copies the memory policy then holds.
 //
 // Ablations (same code, flags): stitching = false restricts every task to plain variants;
 // sparsity_aware = false plans with blind_table (model.hpp): each processor's speed per block
@@ -57,6 +64,12 @@ struct SparsityAwareOptions {
   // make-before-break wait has to cover. 0 and 0: no stickiness (as before session 10).
   double switch_penalty = SwitchPenalty{}.fixed;
   double switch_penalty_per_mib = SwitchPenalty{}.per_mib;
+  // Per-request routing (3.): whole-stitch alternatives for the tasks whose predicted attainment
+  // is below route_below_attainment (the others rarely need one, and each alternative holds a
+  // copy of the stitch's blocks), used as `routing` says.
+  bool route_per_request = true;
+  double route_below_attainment = 0.999;
+  Routing routing = Routing::earliest_finish;
 };
 
 namespace detail {
@@ -352,16 +365,22 @@ class BasicSparsityAware {
     }
 
     Plan plan;
-    if (Opt.sparsity_aware) {
-      plan = make_plan(s, options, choice, why, fallback, P);
-    } else {
+    std::vector<std::vector<Candidate>> real;
+    if (!Opt.sparsity_aware) {
       // The blind model chose; the plan reports what the estimator predicts for that choice.
-      std::vector<std::vector<Candidate>> real(T);
+      real.resize(T);
       for (int t = 0; t < T; ++t) {
         for (const Candidate& c : options[t])
           real[t].push_back(make_candidate(e, t, truth[t], c.stitch, c.placement, c.accuracy_pct));
       }
-      plan = make_plan(s, real, choice, why, fallback, P);
+    }
+    const auto& predicted = Opt.sparsity_aware ? options : real;
+    plan = make_plan(s, predicted, choice, why, fallback, P);
+    if (Opt.route_per_request && !memory_bound(s)) {
+      const Evaluation ev = evaluate(s, predicted, choice, P);
+      std::vector<bool> tight(T);
+      for (int t = 0; t < T; ++t) tight[t] = choice[t] != kShed && ev.tasks[t].attainment < Opt.route_below_attainment;
+      offer_alternatives(plan, s, e, Opt.routing, &tight);
     }
     plan.version = ++version_;
     plan.decision_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -31,6 +31,7 @@
 #include "sparseloom/core/error.hpp"
 #include "sparseloom/core/types.hpp"
 #include "sparseloom/runtime/block_runner.hpp"
+#include "sparseloom/runtime/preloader.hpp"
 
 namespace sparseloom::preloader {
 
@@ -367,16 +368,12 @@ class Residency {
   std::vector<std::size_t> device_bytes_;    // per processor: sum of held_bytes_ there
 };
 
-// The keys a plan runs: (task, block, its variant, its processor).
+// The keys a plan may run: (task, block, its variant, its processor), each once; alternatives
+// its routing may take included (runtime::for_each_plan_block).
 inline std::vector<Key> plan_keys(const Plan& plan) {
-  std::vector<Key> out;
-  for (std::size_t t = 0; t < plan.tasks.size(); ++t) {
-    const auto& tp = plan.tasks[t];
-    const auto n = std::min(tp.variant.choice.size(), tp.placement.processor.size());
-    for (std::size_t b = 0; b < n; ++b)
-      out.emplace_back(static_cast<TaskIndex>(t), static_cast<BlockIndex>(b), tp.variant.choice[b], tp.placement.processor[b]);
-  }
-  return out;
+  std::set<Key> keys;
+  runtime::for_each_plan_block(plan, [&](TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) { keys.emplace(t, b, v, p); });
+  return {keys.begin(), keys.end()};
 }
 
 }  // namespace sparseloom::preloader

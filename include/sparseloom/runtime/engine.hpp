@@ -457,7 +457,8 @@ class Engine {
   };
   struct Snapshot {
     Plan plan;
-    std::vector<Route> routes;  // one per task
+    std::vector<Route> routes;               // one per task: its plan's placement
+    std::vector<std::vector<Route>> alts;    // per task: its plan's alternatives (TaskPlan::routing)
   };
   struct Job {
     std::shared_ptr<detail::RequestCtl> ctl;
@@ -467,7 +468,8 @@ class Engine {
     std::shared_ptr<const Snapshot> snap;
     BlockIndex next = 0;
     bool started = false;  // a block of the current attempt ran
-    const Route& route() const { return snap->routes[static_cast<std::size_t>(rec.task)]; }
+    const Route* alt = nullptr;  // one of snap->alts[task] admission chose, else the plan's route
+    const Route& route() const { return alt ? *alt : snap->routes[static_cast<std::size_t>(rec.task)]; }
   };
   struct Entry {
     double deadline = 0;
@@ -737,7 +739,13 @@ class Engine {
     plan.decision_ms = decision_ms;
     plan.version = ++version_;
     auto snap = std::make_shared<Snapshot>();
-    for (TaskIndex t = 0; t < static_cast<TaskIndex>(live_.size()); ++t) snap->routes.push_back(make_route(plan, t));
+    for (TaskIndex t = 0; t < static_cast<TaskIndex>(live_.size()); ++t) {
+      snap->routes.push_back(make_route(plan, t));
+      auto& alts = snap->alts.emplace_back();
+      if (static_cast<std::size_t>(t) < plan.tasks.size() && plan.tasks[static_cast<std::size_t>(t)].routing != Routing::planned)
+        for (const auto& pl : plan.tasks[static_cast<std::size_t>(t)].alternatives)
+          if (auto r = make_route(plan, t, &pl); r.valid && r.placement != snap->routes.back().placement) alts.push_back(std::move(r));
+    }
     // Stitch-time work (e.g. the repairs of newly chosen stitches) is done before the plan is
     // adopted, here on the planner thread: requests keep running on the current plan meanwhile.
     if constexpr (requires(TaskIndex t, const StitchedVariant& s) { lib_.prepare(t, s); }) {
@@ -816,22 +824,24 @@ class Engine {
     }
   }
 
-  Route make_route(const Plan& plan, TaskIndex t) const {
+  // Task t's route on its plan's placement, or on `alt` (one of its alternatives).
+  Route make_route(const Plan& plan, TaskIndex t, const Placement* alt = nullptr) const {
     Route r;
     if (static_cast<std::size_t>(t) >= plan.tasks.size()) {
       r.reason = "the plan has no entry for this task";
       return r;
     }
     const auto& tp = plan.tasks[static_cast<std::size_t>(t)];
+    const auto& placement = alt ? *alt : tp.placement;
     const auto nb = static_cast<std::size_t>(lib_.num_blocks(t));
-    if (tp.variant.choice.size() != nb || tp.placement.processor.size() != nb) {
+    if (tp.variant.choice.size() != nb || placement.processor.size() != nb) {
       r.reason = tp.reason.empty() ? "the plan does not cover every block" : tp.reason;
       return r;
     }
     double sum = 0;
     for (std::size_t b = 0; b < nb; ++b) {
       const auto v = tp.variant.choice[b];
-      const auto p = tp.placement.processor[b];
+      const auto p = placement.processor[b];
       if (v < 0 || v >= lib_.num_variants(t) || p < 0 || static_cast<std::size_t>(p) >= procs_.size()) {
         r.reason = "the plan names a variant or processor out of range";
         return r;
@@ -844,7 +854,7 @@ class Engine {
       sum += r.block_ms.back();
     }
     r.variant = tp.variant;
-    r.placement = tp.placement;
+    r.placement = placement;
     // Scale block times so they sum to the estimator's latency (transfers and repairs included).
     const double total = est_.latency_ms(t, r.variant, r.placement);
     if (sum > 0 && total > 0)
@@ -878,9 +888,10 @@ class Engine {
     return std::max(1.0, w.speed);
   }
 
-  // Predicted service time of what is left of a job, at observed processor speeds.
-  double remaining_ms(const Job& j) const {
-    const auto& r = j.route();
+  // Predicted service time of what is left of a job (on route r: its own by default), at
+  // observed processor speeds.
+  double remaining_ms(const Job& j) const { return remaining_ms(j, j.route()); }
+  double remaining_ms(const Job& j, const Route& r) const {
     double ms = 0;
     for (std::size_t b = static_cast<std::size_t>(j.next); b < r.block_ms.size(); ++b)
       ms += r.block_ms[b] * speed(r.placement.processor[b], j.rec.task);
@@ -931,17 +942,80 @@ class Engine {
   }
 
   // --- queues -----------------------------------------------------------------------------
+  // Admits a new request on one of the routes its task's plan offers (TaskPlan::routing), in
+  // route_order: first without shedding anything, then letting each route shed less critical
+  // queued work; rejected with the first route's reason if none admits it.
   void admit(std::unique_ptr<Job> job, double now) {
+    const auto order = route_order(*job, now);
+    std::string why;
+    for (const bool may_shed : {false, true}) {
+      if (may_shed && !opts_.admission_control) break;
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        job->alt = order[i];
+        job->rec.alternative = order[i] != nullptr;
+        std::string w;
+        if (try_admit(job, now, may_shed, w)) return;
+        if (i == 0) why = std::move(w);
+      }
+    }
+    job->alt = order.front();
+    job->rec.alternative = job->alt != nullptr;
+    end(std::move(job), RequestState::rejected, "admission: " + why);
+  }
+
+  // The routes a new request may take, in the order admission tries them (nullptr: the plan's
+  // own): planned, the plan's alone; overflow, the plan's, then the alternatives by predicted
+  // finish; earliest_finish, all by predicted finish (ties keep the plan's first).
+  std::vector<const Route*> route_order(const Job& j, double now) {
+    const auto t = static_cast<std::size_t>(j.rec.task);
+    const Snapshot& snap = *j.snap;
+    std::vector<const Route*> order{nullptr};
+    const Routing routing = t < snap.plan.tasks.size() ? snap.plan.tasks[t].routing : Routing::planned;
+    if (routing == Routing::planned || snap.alts[t].empty()) return order;
+    std::vector<std::pair<double, const Route*>> ranked;
+    if (routing == Routing::earliest_finish) ranked.emplace_back(predicted_finish(j, snap.routes[t], now), nullptr);
+    for (const Route& r : snap.alts[t])
+      if (route_usable(r)) ranked.emplace_back(predicted_finish(j, r, now), &r);
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (routing == Routing::earliest_finish) order.clear();
+    for (const auto& [f, r] : ranked) order.push_back(r);
+    return order;
+  }
+
+  // When a new request on route r would finish: the wait on its first processor (EDF, as
+  // admission counts it), or the backlog of another processor it uses if longer, plus its
+  // service time at observed speeds.
+  double predicted_finish(const Job& j, const Route& r, double now) {
+    auto& pr = *procs_[static_cast<std::size_t>(r.placement.processor.front())];
+    double wait = 0;
+    {
+      std::lock_guard lk(pr.mu);
+      wait = wait_locked(pr, j.rec.deadline_ms, now);
+    }
+    return now + std::max(wait, others_backlog_ms(r)) + remaining_ms(j, r);
+  }
+
+  // The longest backlog among the processors route r uses after its first: a new request
+  // waits behind those too.
+  double others_backlog_ms(const Route& r) const {
+    const ProcessorIndex p0 = r.placement.processor.front();
+    double others = 0;
+    for (auto q : r.placement.processor)
+      if (q != p0) others = std::max(others, procs_[static_cast<std::size_t>(q)]->backlog_ms.load());
+    return others;
+  }
+
+  // Admission of a new request on job->route(): pushed to its first processor if it can meet
+  // its deadline there (with may_shed, also if shedding less critical queued work makes room),
+  // the queue has room and it breaks no promise. True if admitted (job moved); else `why`.
+  bool try_admit(std::unique_ptr<Job>& job, double now, bool may_shed, std::string& why) {
     const auto& r = job->route();
     const ProcessorIndex p0 = r.placement.processor.front();
     auto& pr = *procs_[static_cast<std::size_t>(p0)];
     const double service = remaining_ms(*job);
-    double others = 0;  // the request also waits behind the other processors it uses
-    for (auto q : r.placement.processor)
-      if (q != p0) others = std::max(others, procs_[static_cast<std::size_t>(q)]->backlog_ms.load());
+    const double others = others_backlog_ms(r);
     const double deadline = job->rec.deadline_ms;
     std::vector<std::unique_ptr<Job>> shed;
-    std::string why;
     bool admitted = false;
     {
       std::lock_guard lk(pr.mu);
@@ -954,7 +1028,7 @@ class Engine {
       if (pr.stop) {
         why = "the engine is shut down";
       } else if (promises && (fits(wait, pr.heap.size()) ||
-                              (opts_.admission_control && shed_for(pr, *job, now, wait, service, others, shed)))) {
+                              (may_shed && opts_.admission_control && shed_for(pr, *job, now, wait, service, others, shed)))) {
         push_locked(p0, std::move(job), now);
         admitted = true;
       } else {
@@ -967,7 +1041,7 @@ class Engine {
     }
     if (admitted) kick(p0);
     for (auto& v : shed) end(std::move(v), RequestState::rejected, "shed: a more critical request needed " + pr.spec.name);
-    if (!admitted) end(std::move(job), RequestState::rejected, "admission: " + why);
+    return admitted;
   }
 
   // What a new request due at `deadline` waits on pr before its first block starts (pr.mu
@@ -1253,6 +1327,8 @@ class Engine {
       j->started = false;
     }
     j->snap = std::move(snap);
+    j->alt = nullptr;
+    j->rec.alternative = false;
     if (clock_.now_ms() + remaining_ms(*j) > j->rec.deadline_ms) {
       end(std::move(j), bad, why + "; no time left to retry");
       return;

@@ -63,6 +63,7 @@ struct RequestRecord {
   double load_stall_ms = 0; // waiting for cold block loads, inside its latency
   double queue_ms = 0;      // waiting in processor queues (with idle queues: the handoff latency)
   int attempts = 1;         // > 1 when retried on a new plan after a device failure
+  bool alternative = false; // admitted on one of its plan's alternative placements (TaskPlan::routing)
   std::uint64_t plan_version = 0;
   double accuracy_pct = 0;  // predicted accuracy of the stitch that served it
   std::string reason;       // why it was rejected / failed / late
@@ -85,6 +86,7 @@ struct TaskMetrics {
   double load_stall_ms = 0;       // total
   std::uint64_t load_violations = 0;  // late requests that would have met their deadline without the stall
   std::uint64_t retries = 0;      // requests that ran on a second plan
+  std::uint64_t alternative_routes = 0;  // requests admitted on an alternative placement of their plan
 };
 
 struct ProcessorMetrics {
@@ -181,6 +183,7 @@ class MetricsCollector {
     ++t.m.by_state[state_slot(r.state)];
     ++t.m.accounted;
     if (r.attempts > 1) ++t.m.retries;
+    if (r.alternative) ++t.m.alternative_routes;
     if (r.state != RequestState::cancelled) {
       const auto b = static_cast<std::size_t>(std::clamp(r.finish_ms / SloTimeline::kBucketMs, 0.0,
                                                          static_cast<double>(SloTimeline::kMaxBuckets - 1)));
@@ -247,6 +250,7 @@ class MetricsCollector {
       out.overall.load_stall_ms += m.load_stall_ms;
       out.overall.load_violations += m.load_violations;
       out.overall.retries += m.retries;
+      out.overall.alternative_routes += m.alternative_routes;
     }
     finish(out.overall, all, wall_s);
     for (auto& p : processors)

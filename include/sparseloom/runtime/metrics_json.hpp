@@ -23,6 +23,7 @@ inline nlohmann::json to_json(const TaskMetrics& m) {
   j["load_stall_ms"] = m.load_stall_ms;
   j["load_violations"] = m.load_violations;
   j["retries"] = m.retries;
+  j["alternative_routes"] = m.alternative_routes;
   return j;
 }
 

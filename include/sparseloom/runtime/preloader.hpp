@@ -15,6 +15,7 @@
 //    evicts after the repair).
 // All four may be called from several threads at once; the policy serialises its calls into
 // the runner's load/unload/is_resident/resident_bytes.
+#include <algorithm>
 #include <cstddef>
 #include <map>
 #include <mutex>
@@ -35,6 +36,24 @@ concept Preloader = BlockRunner<L> && requires(P& pre, L& lib, const Plan& plan,
   { pre.acquire(lib, t, b, v, p) } -> std::convertible_to<bool>;
   pre.release(lib, t, b, v, p);
 };
+
+// Calls f(task, block, variant, processor) for every block a plan may run: each task's
+// placement and, where its routing may take them, its alternatives (a block they share is
+// visited once per placement naming it).
+template <class F>
+void for_each_plan_block(const Plan& plan, F&& f) {
+  for (std::size_t t = 0; t < plan.tasks.size(); ++t) {
+    const auto& tp = plan.tasks[t];
+    const auto visit = [&](const Placement& pl) {
+      const auto n = std::min(tp.variant.choice.size(), pl.processor.size());
+      for (std::size_t b = 0; b < n; ++b)
+        f(static_cast<TaskIndex>(t), static_cast<BlockIndex>(b), tp.variant.choice[b], pl.processor[b]);
+    };
+    visit(tp.placement);
+    if (tp.routing != Routing::planned)
+      for (const auto& pl : tp.alternatives) visit(pl);
+  }
+}
 
 // Loads every block the plan uses; under a budget, evicts unpinned blocks the plan does not
 // use (then unpinned ones it does) to make room, and never exceeds the budget. No hotness, no
@@ -62,13 +81,7 @@ class LoadAllPreloader {
   void on_plan(L& lib, const Plan& plan) {
     std::lock_guard lk(mu_);
     in_plan_.clear();
-    for (std::size_t t = 0; t < plan.tasks.size(); ++t) {
-      const auto& tp = plan.tasks[t];
-      const auto n = std::min(tp.variant.choice.size(), tp.placement.processor.size());
-      for (std::size_t b = 0; b < n; ++b)
-        in_plan_.insert({static_cast<TaskIndex>(t), static_cast<BlockIndex>(b), tp.variant.choice[b],
-                         tp.placement.processor[b]});
-    }
+    for_each_plan_block(plan, [&](TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) { in_plan_.insert({t, b, v, p}); });
     for (const auto& k : in_plan_) {
       const auto& [t, b, v, p] = k;
       if (lib.is_resident(t, b, v, p)) continue;
