@@ -315,6 +315,15 @@ struct GeneratorPriority {
 };
 
 // How late the load generator called submit (ms): p50 / p99 / max over the run's arrivals.
+// One task's entry of a result's final_plan (real and simulated runs alike).
+inline json::Json task_plan_json(const TaskPlan& tp) {
+  std::vector<std::vector<int>> alts;
+  for (const auto& pl : tp.alternatives) alts.push_back(pl.processor);
+  return {{"stitch", tp.variant.choice},  {"placement", tp.placement.processor}, {"accuracy_pct", tp.predicted_accuracy_pct},
+          {"latency_ms", tp.predicted_latency_ms}, {"reason", tp.reason},     {"routing", routing_name(tp.routing)},
+          {"alternatives", alts}};
+}
+
 inline json::Json lag_summary(std::vector<double> lag) {
   if (lag.empty()) return json::Json();
   const double p50 = runtime::detail::percentile(lag, 0.5), p99 = runtime::detail::percentile(lag, 0.99);
@@ -460,14 +469,7 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
   r.metrics["requests_accounted"] = m.overall.accounted;
   r.metrics["alternative_routes"] = m.overall.alternative_routes;
   json::Json plan;
-  for (const auto& tp : eng.plan().tasks) {
-    std::vector<std::vector<int>> alts;
-    for (const auto& pl : tp.alternatives) alts.push_back(pl.processor);
-    plan.push_back({{"stitch", tp.variant.choice}, {"placement", tp.placement.processor}, {"accuracy_pct", tp.predicted_accuracy_pct},
-                    {"latency_ms", tp.predicted_latency_ms}, {"reason", tp.reason},
-                    {"routing", routing_name(tp.routing)},
-                    {"alternatives", alts}});
-  }
+  for (const auto& tp : eng.plan().tasks) plan.push_back(task_plan_json(tp));
   r.metrics["final_plan"] = plan;
   return r;
 }

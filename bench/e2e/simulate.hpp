@@ -185,6 +185,7 @@ SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, dou
   r.metrics["throughput_rps"] = nullptr;  // run_simulation's search fills it in
   r.metrics["requests_issued"] = o.issued;
   r.metrics["requests_accounted"] = o.accounted;
+  r.metrics["alternative_routes"] = o.alternative_routes;
   r.metrics["energy_j_per_request"] = sr.energy_per_request;
   r.metrics["energy_source"] = "modelled (processor profile)";
   r.metrics["energy_j_per_request_incl_idle"] = sr.energy_incl_idle;
@@ -209,9 +210,9 @@ SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, dou
   for (const auto& tp : eng.plan().tasks) {
     json::Json procs = json::Json::array();
     for (auto p : tp.placement.processor) procs.push_back(st.procs.at(static_cast<std::size_t>(p)).name);
-    plan.push_back({{"stitch", tp.variant.choice}, {"placement", tp.placement.processor}, {"processors", procs},
-                    {"accuracy_pct", tp.predicted_accuracy_pct}, {"latency_ms", tp.predicted_latency_ms},
-                    {"reason", tp.reason}});
+    auto j = task_plan_json(tp);
+    j["processors"] = procs;
+    plan.push_back(std::move(j));
   }
   r.metrics["final_plan"] = plan;
   return sr;
