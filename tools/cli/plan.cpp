@@ -68,13 +68,14 @@ int do_plan(const Args& a, const Globals& g) {
   for (std::size_t t = 0; t < plan.tasks.size(); ++t) {
     const auto& tp = plan.tasks[t];
     const auto& man = m.manifests[t];
+    const auto proc_name = [&](int p) { return p >= 0 && static_cast<std::size_t>(p) < procs.size() ? procs[p].name : std::string("-"); };
     std::vector<std::string> stitch, place;
     for (auto v : tp.variant.choice) stitch.push_back(man.variants.at(static_cast<std::size_t>(v)).name);
-    for (auto p : tp.placement.processor) place.push_back(p >= 0 && static_cast<std::size_t>(p) < procs.size() ? procs[p].name : "-");
+    for (auto p : tp.placement.processor) place.push_back(proc_name(p));
     std::vector<std::string> alts;  // other placements the routing may use, "cpu0|cpu0|..."
     for (const auto& pl : tp.alternatives) {
       std::string a;
-      for (auto p : pl.processor) a += (a.empty() ? "" : "|") + (p >= 0 && static_cast<std::size_t>(p) < procs.size() ? procs[p].name : "-");
+      for (auto p : pl.processor) a += (a.empty() ? "" : "|") + proc_name(p);
       alts.push_back(a);
     }
     feasible = feasible && tp.meets_slo;

@@ -699,11 +699,15 @@ inline std::vector<double> blind_task_cost(const BlockTable& bt, const SystemSta
 }
 
 // Builds the Plan from one option per task; shed tasks keep their least-memory option so the
-// engine still knows what they would run, flagged meets_slo = false.
+// engine still knows what they would run, flagged meets_slo = false. `evaluation`, if given,
+// receives the model's evaluation of the choice (per-task attainment and all).
 inline Plan make_plan(const SystemState& s, const std::vector<std::vector<Candidate>>& options,
                       const std::vector<int>& choice, const std::vector<std::string>& why,
-                      const std::vector<StitchedVariant>& fallback_variant, int processors) {
-  Evaluation ev = evaluate(s, options, choice, processors);
+                      const std::vector<StitchedVariant>& fallback_variant, int processors,
+                      Evaluation* evaluation = nullptr) {
+  Evaluation local;
+  Evaluation& ev = evaluation ? *evaluation : local;
+  ev = evaluate(s, options, choice, processors);
   Plan plan;
   plan.tasks.resize(choice.size());
   for (std::size_t i = 0; i < choice.size(); ++i) {

@@ -374,10 +374,9 @@ class BasicSparsityAware {
           real[t].push_back(make_candidate(e, t, truth[t], c.stitch, c.placement, c.accuracy_pct));
       }
     }
-    const auto& predicted = Opt.sparsity_aware ? options : real;
-    plan = make_plan(s, predicted, choice, why, fallback, P);
+    Evaluation ev;
+    plan = make_plan(s, Opt.sparsity_aware ? options : real, choice, why, fallback, P, &ev);
     if (Opt.route_per_request && !memory_bound(s)) {
-      const Evaluation ev = evaluate(s, predicted, choice, P);
       std::vector<bool> tight(T);
       for (int t = 0; t < T; ++t) tight[t] = choice[t] != kShed && ev.tasks[t].attainment < Opt.route_below_attainment;
       offer_alternatives(plan, s, e, Opt.routing, &tight);

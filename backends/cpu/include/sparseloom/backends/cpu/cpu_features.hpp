@@ -4,6 +4,8 @@
 #include <fstream>
 #include <string>
 
+#include "sparseloom/core/cpu_name.hpp"
+
 namespace sparseloom::cpu {
 
 // Kernel families, ordered: a higher value can run everything a lower one can.
@@ -83,26 +85,6 @@ inline const CpuFeatures& cpu_features() noexcept {
   return f;
 }
 
-// "AMD EPYC (family 26, model 2)" etc. from /proc/cpuinfo ("unknown CPU" where there is none).
-// The family and model tell a Zen 4 from a Zen 5 that KVM names alike (their dense GEMM differs
-// 2x): the format cache's tag and the benchmarks' machine names carry them.
-inline std::string cpu_model_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line, name, family, model;
-  auto value = [&line] {
-    const auto pos = line.find(':');
-    if (pos == std::string::npos) return std::string();
-    auto s = line.substr(pos + 1);
-    s.erase(0, s.find_first_not_of(" \t"));
-    return s;
-  };
-  while (std::getline(in, line)) {  // the first of each (every core repeats them)
-    if (name.empty() && (line.rfind("model name", 0) == 0 || line.rfind("Model", 0) == 0)) name = value();
-    else if (family.empty() && line.rfind("cpu family", 0) == 0) family = value();
-    else if (model.empty() && line.rfind("model\t", 0) == 0) model = value();
-  }
-  if (name.empty()) name = "unknown CPU";
-  return family.empty() ? name : name + " (family " + family + ", model " + model + ")";
-}
+using sparseloom::cpu_model_name;  // core/cpu_name.hpp: keys the format cache (format_cache_file.hpp)
 
 }  // namespace sparseloom::cpu
