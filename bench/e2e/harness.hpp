@@ -507,10 +507,11 @@ inline Row mean_of_runs(const std::vector<Row>& runs) {
 }
 
 // The systems of the main table, ours first, then its ablations, then the baselines (from
-// index 3), each with its own memory policy: SparseLoom (and its ablations) with the Engine's
-// default preloader::Hotness, Band with its one-model-per-task residency, the others load every
-// planned block. f(name, make_policy, make_preloader, memory_policy_name) per system, in that
+// index kFirstBaseline), each with its own memory policy: SparseLoom (and its ablations) with
+// the Engine's default preloader::Hotness, Band with its one-model-per-task residency, the
+// others load every planned block. f(name, make_policy, make_preloader, memory_policy_name) per system, in that
 // order; the real run (main.cpp) and the simulation (simulate.hpp) share it.
+inline constexpr std::size_t kFirstBaseline = 4;
 template <class F>
 void for_each_system(F&& f) {
   const auto hotness = [] { return preloader::Hotness{}; };
@@ -519,6 +520,7 @@ void for_each_system(F&& f) {
   f("SparseLoom", [] { return optimizer::SparsityAware{}; }, hotness, "Hotness");
   f("SparseLoom-no-stitching", [] { return optimizer::SparsityAwareNoStitching{}; }, hotness, "Hotness");
   f("SparseLoom-sparsity-blind", [] { return optimizer::SparsityAwareBlind{}; }, hotness, "Hotness");
+  f("SparseLoom-no-routing", [] { return optimizer::SparsityAwareNoRouting{}; }, hotness, "Hotness");
   f("Fixed", [] { return baselines::Fixed{}; }, load_all, "LoadAll");
   f("Band-SEL", [] { return baselines::BandSEL{}; }, one_model, "OneModelPerTask");
   f("Band-LSF", [] { return baselines::BandLSF{}; }, one_model, "OneModelPerTask");

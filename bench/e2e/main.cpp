@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
     double best_baseline = 1e9, best_tput = -1, reduction = 0, tput_ratio = NAN;
     std::string best_name, best_tput_name;
     if (compare) {
-      for (std::size_t i = 3; i < rows.size(); ++i) {
+      for (std::size_t i = kFirstBaseline; i < rows.size(); ++i) {
         if (rows[i].violation < best_baseline) { best_baseline = rows[i].violation; best_name = rows[i].policy; }
         if (search && tput[i].offered_rps > best_tput) { best_tput = tput[i].offered_rps; best_tput_name = rows[i].policy; }
       }

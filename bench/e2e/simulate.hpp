@@ -265,7 +265,7 @@ inline int run_simulation(const std::string& scenario_path, const std::string& p
   }
   double best = 1e9, best_tput = -1;
   std::string best_name, best_tput_name;
-  for (std::size_t i = 3; i < rows.size(); ++i) {
+  for (std::size_t i = kFirstBaseline; i < rows.size(); ++i) {
     if (rows[i].row.violation < best) best = rows[i].row.violation, best_name = rows[i].row.policy;
     if (search && tput[i].offered_rps > best_tput) best_tput = tput[i].offered_rps, best_tput_name = rows[i].row.policy;
   }

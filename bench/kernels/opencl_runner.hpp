@@ -57,19 +57,10 @@ inline Timing summarize(std::vector<double> t) {
 }
 
 // Host wall time per call including completion under `mode` (automatic: the wait the backend
-// uses on this device, Context::resolve), median of `reps` after warm-up.
+// uses on this device, Context::resolve), median/min/max of `reps` after warm-up.
 template <class Op>
 Timing host_time(Context& ctx, const Op& op, int warmup, int reps, Completion mode = Completion::automatic) {
-  mode = ctx.resolve(mode);
-  for (int i = 0; i < warmup; ++i) op.enqueue();
-  ctx.finish();
-  std::vector<double> t(static_cast<std::size_t>(std::max(1, reps)));
-  for (auto& v : t) {
-    const auto t0 = std::chrono::steady_clock::now();
-    call_and_wait(ctx, op, mode);
-    v = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  }
-  return summarize(std::move(t));
+  return summarize(call_times_ms(ctx, op, warmup, reps, mode));
 }
 
 template <class Op>

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <set>
+#include <utility>
 
 #include "sparseloom/optimizer/optimizer.hpp"
 #include "synthetic_estimator.hpp"
@@ -430,20 +431,39 @@ TEST_CASE("Optimizer.SparsityAware.OffersPerRequestRoutesWithoutABudget") {
   optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.route_below_attainment = 2, .routing = Routing::overflow}> ovf;
   for (const auto& tp : ovf.plan(s, e).tasks)
     if (!optimizer::is_shed(tp)) CHECK(tp.routing == Routing::overflow);
-  // By default only to the tasks predicted to miss more than 0.1 % of their requests.
-  int with = 0, without = 0;
-  for (double load : {0.4, 0.9}) {
-    SystemState h = make_state(e, load, 1.5, 2.0, 2);
-    optimizer::SparsityAware def;
-    const Plan p = def.plan(h, e);
+  // The tasks predicted to miss more than 0.1 % of their requests or placed on a processor the
+  // model predicts at least half busy get routes; by default (route_all_when_any), once one
+  // does, every served task does.
+  optimizer::SparsityAware def;
+  optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.route_all_when_any = false}> each;
+  int with = 0, without = 0, by_utilisation = 0, states_with = 0, states_without = 0;
+  // (generous deadlines at high load: met on average, on busy processors)
+  for (auto [load, slo_scale] : {std::pair{0.1, 8.0}, std::pair{0.4, 1.5}, std::pair{0.9, 1.5}, std::pair{2.5, 8.0}}) {
+    SystemState h = make_state(e, load, slo_scale, 2.0, 2);
+    const Plan p = each.plan(h, e);
     const auto ev = evaluate_plan(h, e, p);
+    bool any = false;
     for (int t = 0; t < e.num_tasks(); ++t) {
       if (optimizer::is_shed(p.tasks[t])) continue;
-      INFO("load " << load << ", task " << t << ": predicted attainment " << ev.tasks[t].attainment);
-      CHECK((p.tasks[t].routing == Routing::earliest_finish) == (ev.tasks[t].attainment < 0.999));
-      (p.tasks[t].routing == Routing::earliest_finish ? with : without) += 1;
+      double rho = 0;
+      for (int q : p.tasks[t].placement.processor) rho = std::max(rho, ev.rho[static_cast<std::size_t>(q)]);
+      INFO("load " << load << ", slo scale " << slo_scale << ", task " << t << ": predicted attainment " << ev.tasks[t].attainment << ", utilisation " << rho);
+      const bool qualifies = ev.tasks[t].attainment < 0.999 || rho >= 0.5;
+      CHECK((p.tasks[t].routing == Routing::earliest_finish) == qualifies);
+      (qualifies ? with : without) += 1;
+      by_utilisation += ev.tasks[t].attainment >= 0.999 && rho >= 0.5;
+      any = any || qualifies;
     }
+    const Plan d = def.plan(h, e);
+    for (int t = 0; t < e.num_tasks(); ++t) {
+      INFO("load " << load << ", slo scale " << slo_scale << ", task " << t);
+      if (!optimizer::is_shed(d.tasks[t])) CHECK((d.tasks[t].routing == Routing::earliest_finish) == any);
+    }
+    (any ? states_with : states_without) += 1;
   }
   CHECK(with > 0);
   CHECK(without > 0);
+  CHECK(by_utilisation > 0);
+  CHECK(states_with > 0);
+  CHECK(states_without > 0);
 }

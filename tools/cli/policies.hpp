@@ -11,7 +11,7 @@
 namespace sparseloom::cli {
 
 inline const std::vector<std::string>& policy_names() {
-  static const std::vector<std::string> n{"sparseloom", "no-stitching", "sparsity-blind", "fixed", "band-sel", "band-heft", "band-lsf", "infaas"};
+  static const std::vector<std::string> n{"sparseloom", "no-stitching", "sparsity-blind", "no-routing", "fixed", "band-sel", "band-heft", "band-lsf", "infaas"};
   return n;
 }
 
@@ -20,6 +20,7 @@ decltype(auto) visit_policy(const std::string& name, F&& f) {
   if (name == "sparseloom") return f("SparseLoom", optimizer::SparsityAware{});
   if (name == "no-stitching") return f("SparseLoom-no-stitching", optimizer::SparsityAwareNoStitching{});
   if (name == "sparsity-blind") return f("SparseLoom-sparsity-blind", optimizer::SparsityAwareBlind{});
+  if (name == "no-routing") return f("SparseLoom-no-routing", optimizer::SparsityAwareNoRouting{});
   if (name == "fixed") return f("Fixed", baselines::Fixed{});
   if (name == "band-sel") return f("Band-SEL", baselines::BandSEL{});
   if (name == "band-heft") return f("Band-HEFT", baselines::BandHEFT{});

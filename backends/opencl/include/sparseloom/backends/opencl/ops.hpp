@@ -493,10 +493,10 @@ void call_and_wait(Context& ctx, const Op& op, Completion mode = Completion::aut
   complete_call(ctx, ctx.resolve(mode), [&](cl_event* ev) { op.enqueue(0, ev); });
 }
 
-// Host wall time per call including completion, median of `reps` after `warmup` calls: the
+// Host wall time of each of `reps` calls including completion, after `warmup` calls: the
 // same clock the GPU peers are timed with (host wall time per call, torch.cuda.synchronize).
 template <class Op>
-double time_per_call_ms(Context& ctx, const Op& op, int warmup, int reps, Completion mode = Completion::automatic) {
+std::vector<double> call_times_ms(Context& ctx, const Op& op, int warmup, int reps, Completion mode = Completion::automatic) {
   mode = ctx.resolve(mode);
   for (int i = 0; i < warmup; ++i) op.enqueue();
   ctx.finish();
@@ -506,6 +506,13 @@ double time_per_call_ms(Context& ctx, const Op& op, int warmup, int reps, Comple
     call_and_wait(ctx, op, mode);
     v = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
+  return t;
+}
+
+// Their median.
+template <class Op>
+double time_per_call_ms(Context& ctx, const Op& op, int warmup, int reps, Completion mode = Completion::automatic) {
+  std::vector<double> t = call_times_ms(ctx, op, warmup, reps, mode);
   std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
   return t[t.size() / 2];
 }
