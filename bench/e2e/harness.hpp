@@ -509,8 +509,8 @@ inline Row mean_of_runs(const std::vector<Row>& runs) {
 // The systems of the main table, ours first, then its ablations, then the baselines (from
 // index kFirstBaseline), each with its own memory policy: SparseLoom (and its ablations) with
 // the Engine's default preloader::Hotness, Band with its one-model-per-task residency, the
-// others load every planned block. f(name, make_policy, make_preloader, memory_policy_name) per system, in that
-// order; the real run (main.cpp) and the simulation (simulate.hpp) share it.
+// others load every planned block. f(name, make_policy, make_preloader, memory_policy_name)
+// per system, in that order; the real run (main.cpp) and the simulation (simulate.hpp) share it.
 inline constexpr std::size_t kFirstBaseline = 4;
 template <class F>
 void for_each_system(F&& f) {

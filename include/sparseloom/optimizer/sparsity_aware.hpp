@@ -24,9 +24,9 @@
 //     processor), then headroom; the memory budget is a constraint; a task may be shed.
 // Placement is per block. Nothing here enumerates variants^blocks.
 //  3. Per request (`route_per_request`): a served task the model predicts to miss more than
-//     0.1 % of its requests, or placed on a processor it predicts at least half busy, also gets
-//     its stitch whole on every other usable processor that runs it, and
-//     Routing::earliest_finish: the engine sends each of its requests to the
+//     0.1 % of its requests, or placed on a processor it predicts at least half busy (and then
+//     every served task), also gets its stitch whole on every other usable processor that runs
+//     it, and Routing::earliest_finish: the engine sends each of its requests to the
 //     placement predicted to finish it first (queueing bursts the M/G/1 model averages away
 //     land where there is room; Routing::overflow, which moves only the requests the planned
 //     placement would reject, is the option). Not under a memory budget: the plan model does
@@ -76,8 +76,8 @@ struct SparsityAwareOptions {
   double route_above_utilisation = 0.5;
   // ... and, once one task has routes, every served task: a routed task's requests land on the
   // others' processors, where a task without routes has no way around them (steady latency-scale
-  // run, session 20: MobileNetV2, not routed, 4 of 329 requests rejected behind the routed
-  // tasks' blocks; none without routing).
+  // run, session 20: MobileNetV2, not routed, had 4 of 329 requests rejected behind the routed
+  // tasks' blocks).
   bool route_all_when_any = true;
   Routing routing = Routing::earliest_finish;
 };
