@@ -388,14 +388,9 @@ class BasicSparsityAware {
     plan = make_plan(s, Opt.sparsity_aware ? options : real, choice, why, fallback, P, &ev);
     if (Opt.route_per_request && !memory_bound(s)) {
       std::vector<bool> tight(T);
-      for (int t = 0; t < T; ++t) {
-        if (choice[t] == kShed) continue;
-        const Candidate& c = (Opt.sparsity_aware ? options : real)[t][static_cast<std::size_t>(choice[t])];
-        double rho = 0;
-        for (std::size_t p = 0; p < c.busy_ms.size() && p < ev.rho.size(); ++p)
-          if (c.busy_ms[p] > 0) rho = std::max(rho, ev.rho[p]);
-        tight[t] = ev.tasks[t].attainment < Opt.route_below_attainment || rho >= Opt.route_above_utilisation;
-      }
+      for (int t = 0; t < T; ++t)
+        tight[t] = choice[t] != kShed && (ev.tasks[t].attainment < Opt.route_below_attainment ||
+                                          ev.tasks[t].utilisation >= Opt.route_above_utilisation);
       if (Opt.route_all_when_any && std::find(tight.begin(), tight.end(), true) != tight.end())
         for (int t = 0; t < T; ++t) tight[t] = choice[t] != kShed;
       offer_alternatives(plan, s, e, Opt.routing, &tight);
