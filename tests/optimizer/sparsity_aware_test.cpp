@@ -389,8 +389,8 @@ TEST_CASE("Optimizer.SparsityAware.DeviceBudgetRespected") {
 
 TEST_CASE("Optimizer.SparsityAware.OffersPerRequestRoutesWithoutABudget") {
   // A served task's stitch, whole on each other usable processor that runs every block of it,
-  // is offered for per-request routing (earliest finish by default); under a memory budget
-  // none is (the plan model does not count the copies), nor with the option off.
+  // is offered for per-request routing (earliest finish by default); none with the option off.
+  // (Under a memory budget: RoutesWithinTheMemoryBudget.)
   SyntheticEstimator e(SyntheticConfig{.seed = 2});
   SystemState s = make_state(e, 0.4, 1.5, 2.0, 2);
   optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.route_below_attainment = 2}> opt;  // every task
@@ -420,12 +420,6 @@ TEST_CASE("Optimizer.SparsityAware.OffersPerRequestRoutesWithoutABudget") {
     for (const auto& pl : tp.alternatives)
       for (int p : pl.processor) CHECK(p != 1);
   s.processor_available[1] = true;
-  s.memory_budget_bytes = 1e12;
-  for (const auto& tp : opt.plan(s, e).tasks) {
-    CHECK(tp.alternatives.empty());
-    CHECK(tp.routing == Routing::planned);
-  }
-  s.memory_budget_bytes = 0;
   optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.route_per_request = false}> off;
   for (const auto& tp : off.plan(s, e).tasks) CHECK(tp.alternatives.empty());
   optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.route_below_attainment = 2, .routing = Routing::overflow}> ovf;
@@ -466,4 +460,65 @@ TEST_CASE("Optimizer.SparsityAware.OffersPerRequestRoutesWithoutABudget") {
   CHECK(by_utilisation > 0);
   CHECK(states_with > 0);
   CHECK(states_without > 0);
+}
+
+TEST_CASE("Optimizer.SparsityAware.RoutesWithinTheMemoryBudget") {
+  // Each alternative holds another copy of its task's stitch: under a memory budget the plan's
+  // predicted memory plus its alternatives' copies stays within the budget; a budget that fits
+  // them all gets every route, one that fits only the plan gets none, and the task predicted
+  // to miss most is routed first.
+  SyntheticEstimator e(SyntheticConfig{.seed = 2});
+  SystemState s = make_state(e, 0.4, 1.5, 2.0, 2);
+  optimizer::BasicSparsityAware<optimizer::SparsityAwareOptions{.route_below_attainment = 2}> opt;  // every task at risk
+  s.memory_budget_bytes = 1e15;
+  const Plan roomy = opt.plan(s, e);
+  double plan_bytes = 0, copies = 0;
+  int served = 0;
+  for (int t = 0; t < e.num_tasks(); ++t) {
+    const TaskPlan& tp = roomy.tasks[t];
+    if (optimizer::is_shed(tp)) continue;
+    ++served;
+    plan_bytes += tp.predicted_memory_bytes;
+    copies += static_cast<double>(tp.alternatives.size()) * tp.predicted_memory_bytes;
+    CHECK(tp.routing == Routing::earliest_finish);
+  }
+  REQUIRE(served > 1);
+  REQUIRE(copies > 0);
+  const auto offered = [&](const Plan& p) {
+    double bytes = 0;
+    int n = 0;
+    for (const auto& tp : p.tasks) {
+      if (optimizer::is_shed(tp)) continue;
+      bytes += (1.0 + static_cast<double>(tp.alternatives.size())) * tp.predicted_memory_bytes;
+      n += static_cast<int>(tp.alternatives.size());
+      CHECK(tp.alternatives.empty() == (tp.routing == Routing::planned));
+    }
+    return std::pair{bytes, n};
+  };
+  int last = -1;
+  for (const double f : {0.0, 0.25, 0.5, 0.75, 1.0}) {
+    s.memory_budget_bytes = plan_bytes + f * copies;
+    const Plan p = opt.plan(s, e);
+    const auto [bytes, n] = offered(p);
+    INFO("budget: the plan + " << f << " of its alternatives' copies");
+    CHECK(bytes <= s.memory_budget_bytes * (1 + 1e-9));
+    CHECK(n >= last);
+    if (f == 0.0) CHECK(n == 0);
+    if (f == 1.0) CHECK(n == offered(roomy).second);
+    last = n;
+  }
+  // Room for exactly one copy of the task predicted to miss most: it gets the routes.
+  const auto ev = evaluate_plan(s, e, roomy);
+  int worst = -1;  // lowest predicted attainment, then the busiest processor (the optimizer's order)
+  const auto before = [&](int a, int b) {
+    const auto &x = ev.tasks[a], &y = ev.tasks[b];
+    return x.attainment != y.attainment ? x.attainment < y.attainment : x.utilisation > y.utilisation;
+  };
+  for (int t = 0; t < e.num_tasks(); ++t)
+    if (!optimizer::is_shed(roomy.tasks[t]) && (worst < 0 || before(t, worst))) worst = t;
+  REQUIRE(worst >= 0);
+  REQUIRE(!roomy.tasks[worst].alternatives.empty());
+  s.memory_budget_bytes = plan_bytes + 1.0001 * roomy.tasks[worst].predicted_memory_bytes;
+  const Plan one = opt.plan(s, e);
+  CHECK(one.tasks[worst].alternatives.size() == 1);
 }

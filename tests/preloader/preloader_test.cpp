@@ -511,6 +511,50 @@ TEST_CASE("Preloader.EngineBudgetHoldsUnderLoad") {
   CHECK(m.overall.load_stalls > 0);
 }
 
+// Blocks another party left resident in the library (a profiler, an earlier engine on the same
+// library) count in a new engine's budget and can be evicted: before, its memory policy knew
+// nothing of them, no load could make room past them and every request failed (the e2e
+// throughput probes under a budget, session 21).
+namespace {
+template <class P>
+void adopts_blocks_already_resident() {
+  const syn::Zoo z = two_tasks_two_blocks();
+  syn::Runner runner(z);
+  syn::Estimator est(z);
+  int all = 0;
+  for (int t = 0; t < runner.num_tasks(); ++t)
+    for (int b = 0; b < runner.num_blocks(t); ++b)
+      for (int v = 0; v < runner.num_variants(t); ++v)
+        for (int p = 0; p < runner.num_processors(); ++p) runner.load(t, b, v, p), ++all;
+  rt::EngineOptions o;
+  o.memory_budget_bytes = 3 * z.block_bytes;
+  REQUIRE(runner.resident_bytes() > o.memory_budget_bytes);
+  std::vector<rt::ProcessorSpec> ps{{"p0", rt::ProcessorKind::cpu, 1, 256}, {"p1", rt::ProcessorKind::cpu, 1, 256}};
+  sparseloom::Slo slo;
+  slo.deadline_ms = 5000;
+  std::vector<rt::TaskSpec> ts{{"a", slo}, {"b", slo}};
+  rt::Engine<syn::Runner, syn::Estimator, syn::GreedyOptimizer, P> eng(runner, est, syn::GreedyOptimizer{}, ps, ts, o,
+                                                                        P(o.memory_budget_bytes));
+  CHECK(runner.resident_bytes() <= o.memory_budget_bytes);  // down to the budget before the first request
+  const int done = serve_two_clients(eng, 20);
+  REQUIRE(eng.drain(5s));
+  const auto m = eng.metrics();
+  CHECK(done == 40);
+  CHECK(m.overall.count(rt::RequestState::failed) == 0);
+  CHECK(m.peak_resident_bytes <= o.memory_budget_bytes);
+  if constexpr (requires { eng.preloader().stats(); })
+    CHECK(eng.preloader().stats().evictions >= static_cast<std::uint64_t>(all - 3));
+}
+}  // namespace
+
+TEST_CASE("Preloader.EngineAdoptsBlocksAlreadyResident") {
+  SUBCASE("Hotness") { adopts_blocks_already_resident<pl::Hotness>(); }
+  SUBCASE("OneModelPerTask") { adopts_blocks_already_resident<pl::OneModelPerTask>(); }
+  SUBCASE("OnDemandLru") { adopts_blocks_already_resident<pl::OnDemandLru>(); }
+  SUBCASE("ClockworkLike") { adopts_blocks_already_resident<pl::ClockworkLike>(); }
+  SUBCASE("LoadAllPreloader") { adopts_blocks_already_resident<rt::LoadAllPreloader>(); }
+}
+
 namespace {
 // Requests run on two tasks while the budget is lowered from unlimited to two blocks, then an
 // impossible budget is refused, then it is raised again: no request is dropped, resident bytes

@@ -775,6 +775,42 @@ void offer_alternatives(Plan& plan, const SystemState& s, const E& e, Routing ro
   }
 }
 
+// Under a memory budget: each alternative holds another copy of its task's stitch on that
+// processor, so alternatives are offered only while the plan's predicted memory (ev's totals)
+// with them still fits every budget, in the order of `order` (the tasks that need routes most
+// first). Returns how many were offered; a task gets its routing once it has one.
+template <Estimator E>
+int offer_alternatives_within_budget(Plan& plan, const SystemState& s, const E& e, Routing routing,
+                                     const std::vector<int>& order, const Evaluation& ev) {
+  double memory = ev.memory_bytes;
+  std::vector<double> device = ev.device_bytes;
+  device.resize(static_cast<std::size_t>(e.num_processors()), 0.0);
+  int offered = 0;
+  for (const int t : order) {
+    TaskPlan& tp = plan.tasks.at(static_cast<std::size_t>(t));
+    if (is_shed(tp)) continue;
+    for (ProcessorIndex p = 0; p < e.num_processors(); ++p) {
+      if (!usable(s, p)) continue;
+      bool runs = true;
+      for (std::size_t b = 0; b < tp.variant.choice.size() && runs; ++b)
+        runs = e.can_place(t, static_cast<BlockIndex>(b), tp.variant.choice[b], p);
+      Placement pl{std::vector<ProcessorIndex>(tp.variant.choice.size(), p)};
+      if (!runs || pl == tp.placement) continue;
+      const double bytes = tp.predicted_memory_bytes;
+      device[static_cast<std::size_t>(p)] += bytes;
+      if (budget_overage(s, memory + bytes, device) > 0) {
+        device[static_cast<std::size_t>(p)] -= bytes;
+        continue;
+      }
+      memory += bytes;
+      tp.alternatives.push_back(std::move(pl));
+      tp.routing = routing;
+      ++offered;
+    }
+  }
+  return offered;
+}
+
 // Predicts any Plan (any policy's) with the shared model: the common yardstick for comparing
 // policies offline. Shed tasks count as violations and hold nothing. With `switching`, moving
 // a task off the state's plan in force costs what the optimizers charge for it (SwitchPenalty).

@@ -29,8 +29,9 @@
 //     it, and Routing::earliest_finish: the engine sends each of its requests to the
 //     placement predicted to finish it first (queueing bursts the M/G/1 model averages away
 //     land where there is room; Routing::overflow, which moves only the requests the planned
-//     placement would reject, is the option). Not under a memory budget: the plan model does
-//     not count the copies the memory policy then holds.
+//     placement would reject, is the option). Under a memory budget every alternative is
+//     another copy of the stitch's blocks: routes go to as many tasks as fit beside the plan
+//     (offer_alternatives_within_budget: those at risk first).
 //
 // Ablations (same code, flags): stitching = false restricts every task to plain variants;
 // sparsity_aware = false plans with blind_table (model.hpp): each processor's speed per block
@@ -386,14 +387,29 @@ class BasicSparsityAware {
     }
     Evaluation ev;
     plan = make_plan(s, Opt.sparsity_aware ? options : real, choice, why, fallback, P, &ev);
-    if (Opt.route_per_request && !memory_bound(s)) {
+    if (Opt.route_per_request) {
       std::vector<bool> tight(T);
       for (int t = 0; t < T; ++t)
         tight[t] = choice[t] != kShed && (ev.tasks[t].attainment < Opt.route_below_attainment ||
                                           ev.tasks[t].utilisation >= Opt.route_above_utilisation);
-      if (Opt.route_all_when_any && std::find(tight.begin(), tight.end(), true) != tight.end())
-        for (int t = 0; t < T; ++t) tight[t] = choice[t] != kShed;
-      offer_alternatives(plan, s, e, Opt.routing, &tight);
+      const bool any = std::find(tight.begin(), tight.end(), true) != tight.end();
+      if (!memory_bound(s)) {
+        if (Opt.route_all_when_any && any)
+          for (int t = 0; t < T; ++t) tight[t] = choice[t] != kShed;
+        offer_alternatives(plan, s, e, Opt.routing, &tight);
+      } else if (any) {
+        // Under a budget, routes for as many tasks as fit: those at risk first (lowest predicted
+        // attainment, then busiest processor), then, with route_all_when_any, the others.
+        std::vector<int> order;
+        for (int t = 0; t < T; ++t)
+          if (choice[t] != kShed && (tight[t] || Opt.route_all_when_any)) order.push_back(t);
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+          if (tight[a] != tight[b]) return static_cast<bool>(tight[a]);
+          if (ev.tasks[a].attainment != ev.tasks[b].attainment) return ev.tasks[a].attainment < ev.tasks[b].attainment;
+          return ev.tasks[a].utilisation > ev.tasks[b].utilisation;
+        });
+        offer_alternatives_within_budget(plan, s, e, Opt.routing, order, ev);
+      }
     }
     plan.version = ++version_;
     plan.decision_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -103,6 +103,28 @@ class Residency {
     std::lock_guard lk(mu_);
     return stats_;
   }
+  // Blocks the library already holds that we do not (another party loaded them: a profiler, an
+  // earlier engine on the same library) become ours, least recently used, so that the budget
+  // counts them and can evict them: otherwise no load could make room past them. Called
+  // without locks held; the Engine calls it before its first plan.
+  template <runtime::BlockRunner L>
+  int adopt_resident(const L& lib) {
+    std::unique_lock load_lock(load_mu_);
+    std::lock_guard lk(mu_);
+    int adopted = 0;
+    for (int t = 0; t < lib.num_tasks(); ++t)
+      for (int b = 0; b < lib.num_blocks(t); ++b)
+        for (int v = 0; v < lib.num_variants(t); ++v)
+          for (int p = 0; p < lib.num_processors(); ++p) {
+            const Key k{t, b, v, p};
+            if (resident_.contains(k) || !lib.is_resident(t, b, v, p)) continue;
+            hold(k, lib.block_bytes(t, b, v, p));
+            resident_[k] = 0;  // older than anything we load
+            ++adopted;
+          }
+    return adopted;
+  }
+
   // Keys we hold resident (tests and reports).
   std::set<Key> resident() const {
     std::lock_guard lk(mu_);

@@ -214,6 +214,12 @@ class Engine {
     if (opts_.plan_for_budget)
       for (std::size_t b : device_budgets_) state_.device_budget_bytes.push_back(static_cast<double>(b));
     if constexpr (requires { pre_.set_memory_budget(std::size_t{}); }) pre_.set_memory_budget(opts_.memory_budget_bytes);
+    // Blocks already resident in the library (a profiler's, an earlier engine's) join the memory
+    // policy's residency, least recently used, and go down to the budget before the first plan.
+    if constexpr (requires { pre_.adopt_resident(lib_); }) {
+      if (pre_.adopt_resident(lib_) > 0)
+        if constexpr (requires { pre_.shrink_to_budget(lib_); }) pre_.shrink_to_budget(lib_);
+    }
     replan("start");
     if constexpr (!kSim) {
       for (std::size_t p = 0; p < procs_.size(); ++p)

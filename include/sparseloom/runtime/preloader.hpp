@@ -116,6 +116,20 @@ class LoadAllPreloader {
     unpin({t, b, v, p});
   }
 
+  // Blocks the library already holds that we did not load (a profiler's, an earlier engine's)
+  // become ours, so that the budget can evict them (preloader::Residency::adopt_resident).
+  template <BlockRunner L>
+  int adopt_resident(const L& lib) {
+    std::lock_guard lk(mu_);
+    int adopted = 0;
+    for (int t = 0; t < lib.num_tasks(); ++t)
+      for (int b = 0; b < lib.num_blocks(t); ++b)
+        for (int v = 0; v < lib.num_variants(t); ++v)
+          for (int p = 0; p < lib.num_processors(); ++p)
+            if (!loaded_.contains(Key{t, b, v, p}) && lib.is_resident(t, b, v, p)) note_loaded(lib, Key{t, b, v, p}), ++adopted;
+    return adopted;
+  }
+
   // After the budget was lowered: evicts unpinned blocks (not-in-plan first). True if they fit
   // (pinned blocks are not waited for here).
   template <BlockRunner L>
