@@ -350,10 +350,7 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
   // own stitch repairs (cached repairs would hand a later policy the first one's stitch time).
   if (ro.fresh_library) st.lib->clear_repairs();
   if (ro.fresh_library)
-    for (int t = 0; t < st.lib->num_tasks(); ++t)
-      for (int b = 0; b < st.lib->num_blocks(t); ++b)
-        for (int v = 0; v < st.lib->num_variants(t); ++v)
-          for (int p = 0; p < st.lib->num_processors(); ++p) st.lib->unload(t, b, v, p);
+    runtime::for_each_block_slot(*st.lib, [&](TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) { st.lib->unload(t, b, v, p); });
   runtime::EngineOptions eo;
   eo.memory_budget_bytes = ro.memory_budget_bytes.value_or(static_cast<std::size_t>(st.sc.memory_budget_bytes));
   eo.plan_for_budget = ro.plan_for_budget;

@@ -753,6 +753,21 @@ inline Plan make_plan(const SystemState& s, const std::vector<std::vector<Candid
 // A task the plan sheds: its requests should be rejected by admission control.
 inline bool is_shed(const TaskPlan& tp) { return tp.reason.rfind("shed", 0) == 0 || tp.placement.processor.empty(); }
 
+// Task t's stitch whole on each other usable processor that runs every block of it.
+template <Estimator E>
+std::vector<Placement> whole_alternatives(const TaskPlan& tp, TaskIndex t, const SystemState& s, const E& e) {
+  std::vector<Placement> out;
+  for (ProcessorIndex p = 0; p < e.num_processors(); ++p) {
+    if (!usable(s, p)) continue;
+    bool runs = true;
+    for (std::size_t b = 0; b < tp.variant.choice.size() && runs; ++b)
+      runs = e.can_place(t, static_cast<BlockIndex>(b), tp.variant.choice[b], p);
+    Placement pl{std::vector<ProcessorIndex>(tp.variant.choice.size(), p)};
+    if (runs && pl != tp.placement) out.push_back(std::move(pl));
+  }
+  return out;
+}
+
 // Gives every served task of `plan` (those `which` marks, if given) the given routing and, as
 // alternatives, its stitch whole on each other usable processor that can run every block of it
 // (TaskPlan::alternatives).
@@ -762,15 +777,7 @@ void offer_alternatives(Plan& plan, const SystemState& s, const E& e, Routing ro
   for (std::size_t t = 0; t < plan.tasks.size(); ++t) {
     TaskPlan& tp = plan.tasks[t];
     if (is_shed(tp) || (which && (t >= which->size() || !(*which)[t]))) continue;
-    const auto ti = static_cast<TaskIndex>(t);
-    for (ProcessorIndex p = 0; p < e.num_processors(); ++p) {
-      if (!usable(s, p)) continue;
-      bool runs = true;
-      for (std::size_t b = 0; b < tp.variant.choice.size() && runs; ++b)
-        runs = e.can_place(ti, static_cast<BlockIndex>(b), tp.variant.choice[b], p);
-      Placement pl{std::vector<ProcessorIndex>(tp.variant.choice.size(), p)};
-      if (runs && pl != tp.placement) tp.alternatives.push_back(std::move(pl));
-    }
+    for (auto& pl : whole_alternatives(tp, static_cast<TaskIndex>(t), s, e)) tp.alternatives.push_back(std::move(pl));
     tp.routing = routing;
   }
 }
@@ -789,17 +796,12 @@ int offer_alternatives_within_budget(Plan& plan, const SystemState& s, const E& 
   for (const int t : order) {
     TaskPlan& tp = plan.tasks.at(static_cast<std::size_t>(t));
     if (is_shed(tp)) continue;
-    for (ProcessorIndex p = 0; p < e.num_processors(); ++p) {
-      if (!usable(s, p)) continue;
-      bool runs = true;
-      for (std::size_t b = 0; b < tp.variant.choice.size() && runs; ++b)
-        runs = e.can_place(t, static_cast<BlockIndex>(b), tp.variant.choice[b], p);
-      Placement pl{std::vector<ProcessorIndex>(tp.variant.choice.size(), p)};
-      if (!runs || pl == tp.placement) continue;
-      const double bytes = tp.predicted_memory_bytes;
-      device[static_cast<std::size_t>(p)] += bytes;
+    const double bytes = tp.predicted_memory_bytes;
+    for (auto& pl : whole_alternatives(tp, t, s, e)) {
+      auto& on = device[static_cast<std::size_t>(pl.processor.front())];
+      on += bytes;
       if (budget_overage(s, memory + bytes, device) > 0) {
-        device[static_cast<std::size_t>(p)] -= bytes;
+        on -= bytes;
         continue;
       }
       memory += bytes;

@@ -112,16 +112,13 @@ class Residency {
     std::unique_lock load_lock(load_mu_);
     std::lock_guard lk(mu_);
     int adopted = 0;
-    for (int t = 0; t < lib.num_tasks(); ++t)
-      for (int b = 0; b < lib.num_blocks(t); ++b)
-        for (int v = 0; v < lib.num_variants(t); ++v)
-          for (int p = 0; p < lib.num_processors(); ++p) {
-            const Key k{t, b, v, p};
-            if (resident_.contains(k) || !lib.is_resident(t, b, v, p)) continue;
-            hold(k, lib.block_bytes(t, b, v, p));
-            resident_[k] = 0;  // older than anything we load
-            ++adopted;
-          }
+    runtime::for_each_block_slot(lib, [&](TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+      const Key k{t, b, v, p};
+      if (resident_.contains(k) || !lib.is_resident(t, b, v, p)) return;
+      hold(k, lib.block_bytes(t, b, v, p));
+      resident_[k] = 0;  // older than anything we load
+      ++adopted;
+    });
     return adopted;
   }
 

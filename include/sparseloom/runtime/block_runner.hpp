@@ -46,6 +46,15 @@ concept BlockRunner = requires(L& lib, const L& clib, TaskIndex t, BlockIndex b,
   { clib.block_bytes(t, b, v, p) } -> std::convertible_to<std::size_t>;
 };
 
+// Calls f(t, b, v, p) for every block slot of the library (resident or not).
+template <class L, class F>
+void for_each_block_slot(const L& lib, F&& f) {
+  for (int t = 0; t < lib.num_tasks(); ++t)
+    for (int b = 0; b < lib.num_blocks(t); ++b)
+      for (int v = 0; v < lib.num_variants(t); ++v)
+        for (int p = 0; p < lib.num_processors(); ++p) f(t, b, v, p);
+}
+
 // Optional: a runner that can stand in for run() in simulated time (a cost model).
 // simulate(t, s, b, p) checks the same faults run() would (throws the same errors) and returns
 // the modelled time of the block in ms, without running it. The discrete-event mode of the

@@ -122,11 +122,9 @@ class LoadAllPreloader {
   int adopt_resident(const L& lib) {
     std::lock_guard lk(mu_);
     int adopted = 0;
-    for (int t = 0; t < lib.num_tasks(); ++t)
-      for (int b = 0; b < lib.num_blocks(t); ++b)
-        for (int v = 0; v < lib.num_variants(t); ++v)
-          for (int p = 0; p < lib.num_processors(); ++p)
-            if (!loaded_.contains(Key{t, b, v, p}) && lib.is_resident(t, b, v, p)) note_loaded(lib, Key{t, b, v, p}), ++adopted;
+    for_each_block_slot(lib, [&](TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
+      if (!loaded_.contains(Key{t, b, v, p}) && lib.is_resident(t, b, v, p)) note_loaded(lib, Key{t, b, v, p}), ++adopted;
+    });
     return adopted;
   }
 
