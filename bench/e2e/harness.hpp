@@ -348,9 +348,10 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
         "the scenario has no opencl processor to lose");
   // Each policy starts from an empty library: memory figures are its own, and it computes its
   // own stitch repairs (cached repairs would hand a later policy the first one's stitch time).
-  if (ro.fresh_library) st.lib->clear_repairs();
-  if (ro.fresh_library)
+  if (ro.fresh_library) {
+    st.lib->clear_repairs();
     runtime::for_each_block_slot(*st.lib, [&](TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) { st.lib->unload(t, b, v, p); });
+  }
   runtime::EngineOptions eo;
   eo.memory_budget_bytes = ro.memory_budget_bytes.value_or(static_cast<std::size_t>(st.sc.memory_budget_bytes));
   eo.plan_for_budget = ro.plan_for_budget;

@@ -122,8 +122,9 @@ def cost(s, ad):
     if ad is not None:
         for i in range(1, B):
             if s[i] != s[i - 1] and s[i - 1] != "base":
-                sh = shapes[i - 1]; C = sh[1]; sp = int(np.prod(sh[2:])) if len(sh) == 4 else sh[1]
+                sh = shapes[i - 1]
                 if len(sh) == 4:
+                    C, sp = sh[1], int(np.prod(sh[2:]))
                     c += (C * C if ad[(i - 1, s[i - 1])][0] == "full" else C) * sp
                 else:
                     d = sh[-1]; c += sh[1] * d * d

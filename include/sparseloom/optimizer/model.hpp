@@ -785,14 +785,13 @@ void offer_alternatives(Plan& plan, const SystemState& s, const E& e, Routing ro
 // Under a memory budget: each alternative holds another copy of its task's stitch on that
 // processor, so alternatives are offered only while the plan's predicted memory (ev's totals)
 // with them still fits every budget, in the order of `order` (the tasks that need routes most
-// first). Returns how many were offered; a task gets its routing once it has one.
+// first). A task gets its routing once it has one.
 template <Estimator E>
-int offer_alternatives_within_budget(Plan& plan, const SystemState& s, const E& e, Routing routing,
+void offer_alternatives_within_budget(Plan& plan, const SystemState& s, const E& e, Routing routing,
                                      const std::vector<int>& order, const Evaluation& ev) {
   double memory = ev.memory_bytes;
   std::vector<double> device = ev.device_bytes;
   device.resize(static_cast<std::size_t>(e.num_processors()), 0.0);
-  int offered = 0;
   for (const int t : order) {
     TaskPlan& tp = plan.tasks.at(static_cast<std::size_t>(t));
     if (is_shed(tp)) continue;
@@ -807,10 +806,8 @@ int offer_alternatives_within_budget(Plan& plan, const SystemState& s, const E& 
       memory += bytes;
       tp.alternatives.push_back(std::move(pl));
       tp.routing = routing;
-      ++offered;
     }
   }
-  return offered;
 }
 
 // Predicts any Plan (any policy's) with the shared model: the common yardstick for comparing
