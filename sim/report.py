@@ -13,8 +13,15 @@ METRICS = ["slo_violation_rate", "served_rps", "goodput_rps", "p99_ms"]
 
 
 def load(name):
-    with open(os.path.join(R, name)) as f:
-        return json.load(f)
+    """A result file; "FILE#runs[K]" is run K of a --repeat file (each policy's figures from its
+    runs[K], the rest as in the file)."""
+    path, _, run = name.partition("#runs[")
+    with open(os.path.join(R, path)) as f:
+        d = json.load(f)
+    if run:
+        k = int(run.rstrip("]"))
+        d["policies"] = [dict(p, **p["runs"][k]) for p in d["policies"]]
+    return d
 
 
 def within(m, real, sim):

@@ -70,6 +70,29 @@ sim::BlockStats pruned_block(double sparsity, sim::Format f) {
 
 }  // namespace
 
+// Every fitted profile committed (this machine's, the GPU machine's): it parses, says it is
+// fitted, carries its measured blocks and engine overhead, and survives the writer.
+TEST_CASE("Sim.FittedProfilesParse") {
+  int n = 0;
+  bool gpu = false;
+  for (const auto& e : std::filesystem::directory_iterator(kRoot / "sim/profiles")) {
+    const auto name = e.path().filename().string();
+    if (name.rfind("fitted-", 0) != 0) continue;
+    CAPTURE(name);
+    const auto p = sim::load_profile(e.path());
+    ++n;
+    CHECK(p.fitted);
+    CHECK(!p.measured_block_ms.empty());
+    CHECK(p.engine.has_value());
+    for (const auto& m : p.processors) gpu = gpu || m.kind == "gpu";
+    const auto again = sim::parse_profile(sim::to_json(p), "<round trip>");
+    CHECK(again.measured_block_ms.size() == p.measured_block_ms.size());
+    CHECK(again.processors.size() == p.processors.size());
+  }
+  CHECK(n >= 2);
+  CHECK(gpu);  // fitted-h200-cpu-gpu.json: the GPU machine's CPU group and H200 (session 22)
+}
+
 TEST_CASE("Sim.ShippedProfilesParse") {
   for (const char* n : {"orin-agx", "orin-nano", "core-ultra"}) {
     CAPTURE(n);
