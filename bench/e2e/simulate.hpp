@@ -752,8 +752,21 @@ inline int fit_profile(const std::string& scenario_path, const std::string& out_
           const auto c = sim::block_cost(soc, soc.processors[p], stats[t][b][v]);
           err += std::abs(c.ms - m.median_ms) / m.median_ms;
           ++n;
-          soc.measured_block_ms[{st.zoos[t]->manifest.task, static_cast<int>(b), st.zoos[t]->manifest.variants[v].name,
-                                 soc.processors[p].name}] = m.median_ms;
+          const sim::MeasuredBlockKey key{st.zoos[t]->manifest.task, static_cast<int>(b), st.zoos[t]->manifest.variants[v].name,
+                                          soc.processors[p].name};
+          soc.measured_block_ms[key] = m.median_ms;
+          const auto ti = static_cast<TaskIndex>(t);
+          const auto bi = static_cast<BlockIndex>(b);
+          const auto vi = static_cast<VariantIndex>(v);
+          const auto pi = static_cast<ProcessorIndex>(p);
+          // Known since the profiler loaded the block (BlockLibrary::block_bytes): no compile here.
+          soc.measured_resident_bytes[key] = static_cast<double>(st.lib->block_bytes(ti, bi, vi, pi));
+          // A cold load as the engine's memory policies do it (read, import, pack), then freed.
+          st.lib->unload(ti, bi, vi, pi);
+          const auto l0 = std::chrono::steady_clock::now();
+          st.lib->load(ti, bi, vi, pi);
+          soc.measured_load_ms[key] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - l0).count();
+          st.lib->unload(ti, bi, vi, pi);
           auto& bv = by_variant[st.zoos[t]->manifest.variants[v].name];
           bv.first += (c.ms - m.median_ms) / m.median_ms;
           bv.second++;

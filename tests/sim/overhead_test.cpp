@@ -9,6 +9,7 @@
 
 #include "sparseloom/estimator/from_zoo.hpp"
 #include "sparseloom/optimizer/optimizer.hpp"
+#include "sparseloom/preloader/preloader.hpp"
 #include "sparseloom/runtime/engine.hpp"
 #include "sparseloom/sim/estimator.hpp"
 #include "sparseloom/sim/measure_overhead.hpp"
@@ -299,6 +300,37 @@ TEST_CASE("SimOverhead.BlockTimeFitRecoversScaleAndFixedCosts") {
   CHECK(sim::block_position(4, 5) == sim::BlockPosition::last);
 }
 
+// A fitted profile's measured cold-load time is what a demand load stalls a request for in the
+// discrete-event engine (the default, 0.5 ms per MiB, is a fraction of a millisecond here).
+TEST_CASE("SimOverhead.MeasuredLoadTimesStallDemandLoads") {
+  const auto& d = digits();
+  auto stall = [&](bool measured) {
+    auto doc = json::load(kRoot / "sim/profiles/orin-agx.json");
+    doc["measured_blocks"] = json::Json::array();
+    for (std::size_t b = 0; b < d.z.manifest.blocks.size(); ++b)
+      for (const auto& v : d.z.manifest.variants) {
+        json::Json e{{"task", d.model.name}, {"block", static_cast<int>(b)}, {"variant", v.name}, {"processor", "cpu"}, {"ms", 0.5}};
+        if (measured) e["load_ms"] = 40.0;
+        doc["measured_blocks"].push_back(std::move(e));
+      }
+    sim::SimRunner r({d.model}, sim::parse_profile(doc, "p.json"), {"cpu"});
+    const sim::ModelEstimator est(r, {d.acc});
+    Slo slo;
+    slo.deadline_ms = 1000, slo.rate_rps = 50, slo.min_accuracy_pct = 90;
+    runtime::Engine<sim::SimRunner, sim::ModelEstimator, optimizer::SparsityAware, preloader::OnDemandLru, runtime::DiscreteEvent>
+        eng(r, est, optimizer::SparsityAware{}, {{"cpu", runtime::ProcessorKind::cpu}}, {{"digits", slo}}, {}, preloader::OnDemandLru{});
+    eng.schedule(runtime::poisson_arrivals({slo}, 1000, 7));
+    REQUIRE(eng.drain());
+    return eng.metrics().overall;
+  };
+  const auto with = stall(true), without = stall(false);
+  REQUIRE(with.load_stalls > 0);
+  // Every demand load of a block costs 40 ms; a request may wait for several.
+  CHECK(with.load_stall_ms >= 40.0 * static_cast<double>(with.load_stalls) - 1e-6);
+  CHECK(without.load_stalls == with.load_stalls);
+  CHECK(without.load_stall_ms < 5.0);
+}
+
 TEST_CASE("SimOverhead.PositionCostsInTheDes") {
   // With no other overhead and a factor of 1, block 0 takes its modelled time x scale plus the
   // first block's fixed cost, a middle block x scale plus the middle one's.
@@ -322,18 +354,27 @@ TEST_CASE("SimOverhead.MeasuredBlocksReplaceTheRoofline") {
   const auto roofline = sim::SimRunner({d.model}, sim::parse_profile(doc, "p.json"), {"cpu"});
   const std::string base = d.z.manifest.variants[static_cast<std::size_t>(d.model.base)].name;
   doc["measured_blocks"] = json::Json::array();
-  doc["measured_blocks"].push_back({{"task", d.model.name}, {"block", 1}, {"variant", base}, {"processor", "cpu"}, {"ms", 0.777}});
+  doc["measured_blocks"].push_back(
+      {{"task", d.model.name}, {"block", 1}, {"variant", base}, {"processor", "cpu"}, {"ms", 0.777}, {"resident_bytes", 123456}, {"load_ms", 42.5}});
   doc["measured_blocks"].push_back({{"task", "no_such_task"}, {"block", 0}, {"variant", base}, {"processor", "cpu"}, {"ms", 1.0}});
   const auto soc = sim::parse_profile(doc, "p.json");
   sim::SimRunner r({d.model}, soc, {"cpu"});
   CHECK(r.measured_blocks_used() == 1);
   CHECK(r.cost(0, 1, d.model.base, 0).ms == 0.777);
   CHECK(r.cost(0, 0, d.model.base, 0).ms == roofline.cost(0, 0, d.model.base, 0).ms);
+  // Its measured resident bytes replace the manifest's stored bytes in memory (the runner's and
+  // the estimator's); the other blocks keep theirs.
+  CHECK(r.block_bytes(0, 1, d.model.base, 0) == 123456);
+  CHECK(r.load_ms(0, 1, d.model.base, 0) == 42.5);
+  CHECK(r.load_ms(0, 0, d.model.base, 0) < 0);  // not measured: the engine's default
+  CHECK(r.cost(0, 0, d.model.base, 0).weight_bytes == roofline.cost(0, 0, d.model.base, 0).weight_bytes);
   // The estimator plans with the same time.
   const sim::ModelEstimator est(r, {d.acc});
   CHECK(est.block_latency_ms(0, 1, d.model.base, 0) == 0.777);
   // Round trip, and errors naming the entry.
   CHECK(sim::parse_profile(sim::to_json(soc), "<rt>").measured_block_ms == soc.measured_block_ms);
+  CHECK(sim::parse_profile(sim::to_json(soc), "<rt>").measured_resident_bytes == soc.measured_resident_bytes);
+  CHECK(sim::parse_profile(sim::to_json(soc), "<rt>").measured_load_ms == soc.measured_load_ms);
   auto bad = doc;
   bad["measured_blocks"][0]["processor"] = "tpu";
   auto msg = parse_error(bad);
@@ -351,6 +392,12 @@ TEST_CASE("SimOverhead.MeasuredBlocksReplaceTheRoofline") {
   bad = doc;
   bad["measured_blocks"][0]["engine_ms"] = 0.0;
   CHECK(contains(parse_error(bad), "measured_blocks[0].engine_ms"));
+  bad = doc;
+  bad["measured_blocks"][0]["resident_bytes"] = -1.0;
+  CHECK(contains(parse_error(bad), "measured_blocks[0].resident_bytes"));
+  bad = doc;
+  bad["measured_blocks"][0]["load_ms"] = -3.0;
+  CHECK(contains(parse_error(bad), "measured_blocks[0].load_ms"));
 
   // A block's in-engine median, where the fit ran it, replaces scale and fixed cost for it.
   auto with_engine = doc;

@@ -1643,6 +1643,9 @@ class Engine {
       const auto b = j->next;
       const auto v = j->route().variant.choice[static_cast<std::size_t>(b)];
       stall = static_cast<double>(lib_.block_bytes(j->rec.task, b, v, p)) / (1024.0 * 1024.0) * opts_.sim_load_ms_per_mib;
+      // A runner that models load times (a fitted profile's measured loads) overrides the default.
+      if constexpr (requires { lib_.load_ms(j->rec.task, b, v, p); })
+        if (const double m = lib_.load_ms(j->rec.task, b, v, p); m >= 0) stall = m;
       j->rec.load_stall_ms += stall;
     }
     double ms = 0;

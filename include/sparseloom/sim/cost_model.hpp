@@ -154,6 +154,7 @@ struct BlockCost {
   std::string dtype;         // precision it runs in
   double speedup = 1;        // taken on the pruned layers
   double engine_ms = 0;      // measured median inside the engine (a fitted profile's measured_blocks); 0: none
+  double load_ms = -1;       // measured cold load (a fitted profile's measured_blocks); < 0: none
 };
 
 // Whether processor p can run the block, and in which precision.

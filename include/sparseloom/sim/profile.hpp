@@ -106,6 +106,17 @@ struct SocProfile {
   // executed it (measured_blocks[].engine_ms); the simulator uses it instead of
   // engine_overhead's scale and fixed costs for that block.
   std::map<MeasuredBlockKey, double> measured_engine_ms;
+  // Optional with it: the bytes the block held resident on that processor in the fit's real
+  // library (packed weights and what the backend keeps; measured_blocks[].resident_bytes). The
+  // simulator charges them to memory instead of the manifest's stored weight bytes: packed
+  // formats differ from the manifest's CSR-or-dense estimate (latency-scale SparseLoom plan:
+  // 103 MB by the manifest, 328 MB packed), so a memory budget binds as it does for real.
+  std::map<MeasuredBlockKey, double> measured_resident_bytes;
+  // Optional with it: the block's cold load time in the fit's real library (file read, import,
+  // pack; measured_blocks[].load_ms). The discrete-event engine stalls a demand load for it
+  // instead of EngineOptions::sim_load_ms_per_mib x its bytes (0.5 ms/MiB; the latency-scale
+  // blocks load at 5-10 ms/MiB for real, so a thrashing policy's stalls were 20x too short).
+  std::map<MeasuredBlockKey, double> measured_load_ms;
 
   int index_of(const std::string& name) const {
     for (std::size_t i = 0; i < processors.size(); ++i)
@@ -240,6 +251,8 @@ inline SocProfile parse_profile(const json::Field& root) {
       const double ms = detail::positive(e, "ms", 1e6);
       const MeasuredBlockKey key{task, block, variant, proc};
       if (e.has("engine_ms")) s.measured_engine_ms[key] = detail::positive(e, "engine_ms", 1e6);
+      if (e.has("resident_bytes")) s.measured_resident_bytes[key] = detail::rate(e, "resident_bytes", 1e13);
+      if (e.has("load_ms")) s.measured_load_ms[key] = detail::rate(e, "load_ms", 1e6);
       check(s.measured_block_ms.emplace(key, ms).second, ErrorCode::parse, e.where(),
             "duplicate block " + task + " block " + std::to_string(block) + " variant " + variant + " on " + proc);
     }
@@ -291,6 +304,8 @@ inline json::Json to_json(const SocProfile& s) {
     const auto& [task, block, variant, proc] = key;
     json::Json e{{"task", task}, {"block", block}, {"variant", variant}, {"processor", proc}, {"ms", ms}};
     if (const auto it = s.measured_engine_ms.find(key); it != s.measured_engine_ms.end()) e["engine_ms"] = it->second;
+    if (const auto it = s.measured_resident_bytes.find(key); it != s.measured_resident_bytes.end()) e["resident_bytes"] = it->second;
+    if (const auto it = s.measured_load_ms.find(key); it != s.measured_load_ms.end()) e["load_ms"] = it->second;
     j["measured_blocks"].push_back(std::move(e));
   }
   return j;

@@ -93,6 +93,9 @@ class SimRunner {
             c.ms = it->second;
             ++measured_blocks_used_;
             if (const auto e = soc_.measured_engine_ms.find(it->first); e != soc_.measured_engine_ms.end()) c.engine_ms = e->second;
+            if (const auto m = soc_.measured_resident_bytes.find(it->first); m != soc_.measured_resident_bytes.end())
+              c.weight_bytes = m->second;
+            if (const auto l = soc_.measured_load_ms.find(it->first); l != soc_.measured_load_ms.end()) c.load_ms = l->second;
           }
     }
   }
@@ -219,6 +222,9 @@ class SimRunner {
   std::size_t block_bytes(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
     return static_cast<std::size_t>(cost(t, b, v, p).weight_bytes);
   }
+  // Modelled time of a cold load of the block (the discrete-event engine's demand-load stall);
+  // < 0: not measured, the engine's bytes-based default applies.
+  double load_ms(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const { return cost(t, b, v, p).load_ms; }
 
   // --- energy accounting (of what simulate/run ran) ---
   double energy_j(TaskIndex t) const { return energy_j_.at(t); }
