@@ -13,31 +13,21 @@ import os
 import sys
 
 import numpy as np
-import onnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import onnxio  # noqa: E402
 import stitch  # noqa: E402
+from committed import CommittedTask  # noqa: E402
 
-task = sys.argv[1]
+ct = CommittedTask(sys.argv[1])
+task = ct.manifest["task"]
 modes = sys.argv[2].split(",") if len(sys.argv) > 2 else ["bn", "cmap", "bn+cmap"]
-Z = f"models/zoo/{task}"
-m = json.load(open(f"{Z}/manifest.json"))
-pre = m["input"]["preprocess"]
-def prep(raw): return ((raw.astype(np.float32) * pre["scale"] - pre["mean"]) / pre["std"]).astype(np.float32)
-xte, yte, xcal = prep(np.load(f"{Z}/test_x.npy")), np.load(f"{Z}/test_y.npy"), prep(np.load(f"{Z}/calib_x.npy"))
-B = len(m["blocks"]); names = ["input"] + [c["name"] for c in m["cut_points"]] + ["logits"]
-order = [v["name"] for v in m["variants"]]
-vacc = {v["name"]: v["accuracy_pct"] for v in m["variants"]}
-vcost = {v["name"]: v["macs"] for v in m["variants"]}
-bmacs = {v["name"]: v["block_macs"] for v in m["variants"]}
+m = ct.manifest
+xte, yte, xcal, B, order, vacc, vcost = ct.xte, ct.yte, ct.xcal, ct.B, ct.order, ct.vacc, ct.vcost
 blocks = {}
 for v in order:
-    full = onnx.load(f"{Z}/{v}.onnx")
     bl = []
-    for i in range(B):
-        e = onnx.utils.Extractor(full).extract_model([names[i]], [names[i + 1]])
-        e = onnxio.set_batch(e, "N")
+    for i, e in enumerate(ct.blocks(v)):
         r = m["blocks"][i].get("repair")
         if r and r["kind"] == "bn_affine":
             e = onnxio.with_repair_inputs(e, r["tensor"], r["channels"])
@@ -114,11 +104,10 @@ def run(stitches, bn, ad):
         if len(cache) > 4000: cache.clear()
     return out
 
-sample = [tuple(s["variants"]) for s in m["stitch_check"]["repair"]["stitches"]]
-sample = sorted(sample)
+sample = ct.sample
 shapes = [c["shape"] for c in m["cut_points"]]
 def cost(s, ad):
-    c = sum(bmacs[v][i] for i, v in enumerate(s))
+    c = ct.macs(s)
     if ad is not None:
         for i in range(1, B):
             if s[i] != s[i - 1] and s[i - 1] != "base":
