@@ -330,6 +330,19 @@ inline json::Json lag_summary(std::vector<double> lag) {
   return {{"p50", p50}, {"p99", p99}, {"max", *std::max_element(lag.begin(), lag.end())}};
 }
 
+// The memory policy's own counters where it keeps them (null otherwise): loads, demand loads,
+// evictions, load time. Real and simulated runs report the same fields.
+template <class Eng>
+json::Json preloader_stats_json(Eng& eng) {
+  if constexpr (requires { eng.preloader().stats(); }) {
+    const auto ps = eng.preloader().stats();
+    return {{"loads", ps.loads},         {"demand_loads", ps.demand_loads}, {"ahead_loads", ps.ahead_loads},
+            {"evictions", ps.evictions}, {"failed_loads", ps.failed_loads}, {"load_ms", ps.load_ms}};
+  } else {
+    return json::Json();
+  }
+}
+
 struct RunOptions {
   double rate_scale = 1;      // every task's rate, planned and offered, x this
   bool slo_changes = true;    // apply the scenario's mid-run SLO changes
@@ -448,12 +461,8 @@ Row run_policy(Setup& st, const std::string& name, Policy policy, double duratio
   // Memory (issue 10): the engine samples on loads, re-plans and every monitor tick; the
   // preloader's own maximum after each of its loads covers background loads between samples.
   std::size_t peak = m.peak_resident_bytes;
-  if constexpr (requires { eng.preloader().stats(); }) {
-    const auto ps = eng.preloader().stats();
-    peak = std::max(peak, ps.max_resident_bytes);
-    r.metrics["preloader"] = {{"loads", ps.loads},           {"demand_loads", ps.demand_loads}, {"ahead_loads", ps.ahead_loads},
-                              {"evictions", ps.evictions},   {"failed_loads", ps.failed_loads}, {"load_ms", ps.load_ms}};
-  }
+  if constexpr (requires { eng.preloader().stats(); }) peak = std::max(peak, eng.preloader().stats().max_resident_bytes);
+  r.metrics["preloader"] = preloader_stats_json(eng);
   r.peak = static_cast<double>(peak);
   r.put_summary();
   r.metrics["mean_memory_bytes"] = m.mean_resident_bytes;

@@ -367,6 +367,16 @@ TEST_CASE("SimOverhead.MeasuredBlocksReplaceTheRoofline") {
   CHECK(r.block_bytes(0, 1, d.model.base, 0) == 123456);
   CHECK(r.load_ms(0, 1, d.model.base, 0) == 42.5);
   CHECK(r.load_ms(0, 0, d.model.base, 0) < 0);  // not measured: the engine's default
+  // What loads cost the engine: measured times summed, unmeasured blocks by their bytes; a block
+  // already resident costs nothing; taking the loads clears them.
+  r.take_loads();
+  r.load(0, 1, d.model.base, 0);
+  r.load(0, 0, d.model.base, 0);
+  r.load(0, 1, d.model.base, 0);
+  const auto c = r.take_loads();
+  CHECK(c.ms == 42.5);
+  CHECK(c.unmeasured_bytes == r.cost(0, 0, d.model.base, 0).weight_bytes);
+  CHECK(r.take_loads().ms == 0);
   CHECK(r.cost(0, 0, d.model.base, 0).weight_bytes == roofline.cost(0, 0, d.model.base, 0).weight_bytes);
   // The estimator plans with the same time.
   const sim::ModelEstimator est(r, {d.acc});

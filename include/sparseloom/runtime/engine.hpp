@@ -1637,15 +1637,23 @@ class Engine {
     const double now = clock_.now_ms();
     if (!ready(p, j, now)) return;
     bool loaded = false;
+    // A runner that models its loads reports every block loaded while this one was acquired (a
+    // memory policy may load more than the block asked for); what it loaded before (a plan's
+    // blocks, prefetches) costs no request time.
+    constexpr bool priced = requires { lib_.take_loads(); };
+    if constexpr (priced) lib_.take_loads();
     if (!acquire(p, j, loaded)) return;
     double stall = 0;
     if (loaded) {
-      const auto b = j->next;
-      const auto v = j->route().variant.choice[static_cast<std::size_t>(b)];
-      stall = static_cast<double>(lib_.block_bytes(j->rec.task, b, v, p)) / (1024.0 * 1024.0) * opts_.sim_load_ms_per_mib;
-      // A runner that models load times (a fitted profile's measured loads) overrides the default.
-      if constexpr (requires { lib_.load_ms(j->rec.task, b, v, p); })
-        if (const double m = lib_.load_ms(j->rec.task, b, v, p); m >= 0) stall = m;
+      constexpr double kMiB = 1024.0 * 1024.0;
+      if constexpr (priced) {
+        const auto c = lib_.take_loads();
+        stall = c.ms + c.unmeasured_bytes / kMiB * opts_.sim_load_ms_per_mib;
+      } else {
+        const auto b = j->next;
+        const auto v = j->route().variant.choice[static_cast<std::size_t>(b)];
+        stall = static_cast<double>(lib_.block_bytes(j->rec.task, b, v, p)) / kMiB * opts_.sim_load_ms_per_mib;
+      }
       j->rec.load_stall_ms += stall;
     }
     double ms = 0;

@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "sparseloom/core/error.hpp"
@@ -207,7 +208,10 @@ class SimRunner {
   }
   void load(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     const auto& c = checked(t, b, v, p);
-    if (resident_.insert({t, b, v, p}).second) bytes_ += static_cast<std::size_t>(c.weight_bytes);
+    if (!resident_.insert({t, b, v, p}).second) return;
+    bytes_ += static_cast<std::size_t>(c.weight_bytes);
+    if (c.load_ms >= 0) pending_load_.ms += c.load_ms;
+    else pending_load_.unmeasured_bytes += c.weight_bytes;
   }
   void unload(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     if (resident_.erase({t, b, v, p})) bytes_ -= static_cast<std::size_t>(cost(t, b, v, p).weight_bytes);
@@ -222,9 +226,17 @@ class SimRunner {
   std::size_t block_bytes(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
     return static_cast<std::size_t>(cost(t, b, v, p).weight_bytes);
   }
-  // Modelled time of a cold load of the block (the discrete-event engine's demand-load stall);
-  // < 0: not measured, the engine's bytes-based default applies.
+  // Modelled time of a cold load of the block; < 0: not measured.
   double load_ms(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const { return cost(t, b, v, p).load_ms; }
+  // What load() loaded since the last call: the measured load times, and the bytes of blocks
+  // without one (the engine prices those at EngineOptions::sim_load_ms_per_mib). The
+  // discrete-event engine charges a request's demand load with it, which covers every block a
+  // memory policy loads for it (one-model-per-task loads the whole model at once).
+  struct LoadCost {
+    double ms = 0;
+    double unmeasured_bytes = 0;
+  };
+  LoadCost take_loads() { return std::exchange(pending_load_, LoadCost{}); }
 
   // --- energy accounting (of what simulate/run ran) ---
   double energy_j(TaskIndex t) const { return energy_j_.at(t); }
@@ -262,6 +274,7 @@ class SimRunner {
     for (auto& l : last_end_) std::fill(l.begin(), l.end(), -1.0);
     resident_.clear();
     bytes_ = 0;
+    pending_load_ = {};
     energy_j_.assign(tasks_.size(), 0.0);
     for (auto& l : last_proc_) std::fill(l.begin(), l.end(), -1);
     blocks_run_ = 0;
@@ -286,6 +299,7 @@ class SimRunner {
   std::vector<double> energy_j_;
   std::set<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>> resident_;
   std::size_t bytes_ = 0;
+  LoadCost pending_load_;
   std::uint64_t blocks_run_ = 0;
   int measured_blocks_used_ = 0;
   SplitMix64 rng_;
