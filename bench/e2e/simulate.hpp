@@ -125,8 +125,9 @@ SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, dou
   const auto w0 = std::chrono::steady_clock::now();
   runtime::EngineOptions eo;
   eo.memory_budget_bytes = static_cast<std::size_t>(st.sc.memory_budget_bytes);
-  eo.rate_change_ratio = 1e9;  // as in the real harness (run_policy): every policy the same setting
-  eo.slowdown_ratio = 1e9;
+  // As in the real harness (run_policy): rate- and slow-down-triggered re-planning on, rates
+  // judged over 1 s; every policy the same setting.
+  eo.rate_window_ms = 1000;
   auto tasks = st.tasks;
   for (auto& t : tasks) t.slo.rate_rps *= ro.rate_scale;
   runtime::Engine<sim::SimRunner, sim::ModelEstimator, Policy, Pre, runtime::DiscreteEvent> eng(
