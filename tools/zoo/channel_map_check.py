@@ -93,9 +93,7 @@ def run(stitches, bn, ad):
                 ht, hc = apply(A, ht), apply(A, hc)
             if sw and bn and rep_ch[i]:
                 _, raw = R._run(v, i, hc)
-                m_st, s_st = R._stats(raw); m_nat, s_nat = R.nat[v][i]
-                af = s_nat / (s_st + 1e-5)
-                a = af.astype(np.float32).reshape(1, -1, 1, 1); c = (m_nat - m_st * af).astype(np.float32).reshape(1, -1, 1, 1)
+                a, c = stitch.bn_affine(stitch.channel_stats(raw), R.nat[v][i])
             ht2, _ = R._run(v, i, ht, a, c)
             hc2 = R._run(v, i, hc, a, c)[0] if i < B - 1 else None
             ht, hc = ht2, hc2

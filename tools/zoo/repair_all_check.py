@@ -77,15 +77,12 @@ def main():
         outs = onnxio.run_batched(s, feeds)
         return outs[0], outs[1:]
 
-    def stats(raw):
-        return raw.mean(axis=(0, 2, 3), dtype=np.float64), raw.std(axis=(0, 2, 3), dtype=np.float64)
-
     nat = {}
     for v in order:
         h, nat[v] = xcal, []
         for i in range(B):
             h, raws = run(v, i, h)
-            nat[v].append([stats(r) for r in raws])
+            nat[v].append([stitch.channel_stats(r) for r in raws])
 
     def repairs(v, i, hc, which):
         """Per-conv affine of block i fed hc: each conv in node order measured with the
@@ -93,11 +90,7 @@ def main():
         reps = {}
         for k in which:
             _, raws = run(v, i, hc, reps)
-            m_st, s_st = stats(raws[k])
-            m_nat, s_nat = nat[v][i][k]
-            af = s_nat / (s_st + 1e-5)
-            reps[k] = (af.astype(np.float32).reshape(1, -1, 1, 1),
-                       (m_nat - m_st * af).astype(np.float32).reshape(1, -1, 1, 1))
+            reps[k] = stitch.bn_affine(stitch.channel_stats(raws[k]), nat[v][i][k])
         return reps
 
     def score(stitches, mode):

@@ -15,6 +15,21 @@ import numpy as np
 import onnxio
 
 
+def channel_stats(raw):
+    """Per-channel mean and population std over (N, H, W), in float64."""
+    ax = (0, 2, 3)
+    return raw.mean(axis=ax, dtype=np.float64), raw.std(axis=ax, dtype=np.float64)
+
+
+def bn_affine(stitched, native):
+    """The bn_affine repair y' = y * a + c mapping stitched statistics (mean, std) onto native
+    ones, as (1, C, 1, 1) float32 arrays a, c."""
+    (m_st, s_st), (m_nat, s_nat) = stitched, native
+    af = s_nat / (s_st + 1e-5)
+    return (af.astype(np.float32).reshape(1, -1, 1, 1),
+            (m_nat - m_st * af).astype(np.float32).reshape(1, -1, 1, 1))
+
+
 class BlockRunner:
     """Sessions of every (variant, block) and the helpers to run stitches."""
 
@@ -40,11 +55,6 @@ class BlockRunner:
         outs = onnxio.run_batched(self.sess[v][i], feeds)
         return outs[0], (outs[1] if ch is not None else None)
 
-    @staticmethod
-    def _stats(raw):
-        ax = (0, 2, 3)
-        return raw.mean(axis=ax, dtype=np.float64), raw.std(axis=ax, dtype=np.float64)
-
     def _native_stats(self, v):
         if self.kind != "bn_affine":
             return None
@@ -52,7 +62,7 @@ class BlockRunner:
         h = self.xcal
         for i in range(self.nblocks):
             h, raw = self._run(v, i, h)
-            st.append(self._stats(raw) if raw is not None else None)
+            st.append(channel_stats(raw) if raw is not None else None)
         return st
 
     def run_all(self, stitches, repair, log=None):
@@ -76,11 +86,7 @@ class BlockRunner:
                 switch = i > 0 and s[i] != s[i - 1]
                 if repair and switch and self.kind == "bn_affine" and self.rep_channels[i]:
                     _, raw = self._run(v, i, h_c)
-                    m_st, s_st = self._stats(raw)
-                    m_nat, s_nat = self.nat[v][i]
-                    af = s_nat / (s_st + 1e-5)
-                    a = af.astype(np.float32).reshape(1, -1, 1, 1)
-                    c = (m_nat - m_st * af).astype(np.float32).reshape(1, -1, 1, 1)
+                    a, c = bn_affine(channel_stats(raw), self.nat[v][i])
                 if repair and switch and self.kind == "residual_map" and s[i - 1] != self.base:
                     W, b = self.adapters[(i - 1, s[i - 1])]
                     h_t = (h_t @ W + b).astype(np.float32)
