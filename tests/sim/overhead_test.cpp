@@ -365,8 +365,8 @@ TEST_CASE("SimOverhead.MeasuredBlocksReplaceTheRoofline") {
   // Its measured resident bytes replace the manifest's stored bytes in memory (the runner's and
   // the estimator's); the other blocks keep theirs.
   CHECK(r.block_bytes(0, 1, d.model.base, 0) == 123456);
-  CHECK(r.load_ms(0, 1, d.model.base, 0) == 42.5);
-  CHECK(r.load_ms(0, 0, d.model.base, 0) < 0);  // not measured: the engine's default
+  CHECK(r.cost(0, 1, d.model.base, 0).load_ms == 42.5);
+  CHECK(r.cost(0, 0, d.model.base, 0).load_ms < 0);  // not measured: the engine's default
   // What loads cost the engine: measured times summed, unmeasured blocks by their bytes; a block
   // already resident costs nothing; taking the loads clears them.
   r.take_loads();

@@ -226,8 +226,6 @@ class SimRunner {
   std::size_t block_bytes(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const {
     return static_cast<std::size_t>(cost(t, b, v, p).weight_bytes);
   }
-  // Modelled time of a cold load of the block; < 0: not measured.
-  double load_ms(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) const { return cost(t, b, v, p).load_ms; }
   // What load() loaded since the last call: the measured load times, and the bytes of blocks
   // without one (the engine prices those at EngineOptions::sim_load_ms_per_mib). The
   // discrete-event engine charges a request's demand load with it, which covers every block a
