@@ -348,3 +348,24 @@ TEST_CASE("Sim.OptimizerAttainmentTracksTheEngine") {
   INFO("mean error " << 100 * err / n << " pp");
   CHECK(err / n < 0.02);
 }
+
+// The load channel: demand loads serialise (the real preloader loads under one lock) and pass
+// ahead loads between blocks, waiting only for the ahead block in progress.
+TEST_CASE("Sim.LoadChannelSerialisesLoads") {
+  rt::SimLoadChannel c;
+  CHECK(c.demand(0, 40) == 40);   // free: its own time
+  CHECK(c.demand(10, 40) == 70);  // behind the first (done at 40): 40 - 10 + 40
+  CHECK(c.demand(200, 5) == 5);   // free again
+  // Ahead loads: three 10 ms blocks issued at 300 run back to back...
+  c.ahead(300, 30, 3);
+  CHECK(c.ahead_backlog_ms() == 30);
+  // ...a demand load at 305 waits for the block in progress (until 310), not for all three.
+  CHECK(c.demand(305, 20) == doctest::Approx(25));
+  // The other two resume after it (330..350); a demand load at 335 waits for the one in progress.
+  CHECK(c.demand(335, 1) == doctest::Approx(6));
+  CHECK(c.ahead_backlog_ms() == doctest::Approx(10));  // the last block, after 341
+  CHECK(c.demand(400, 1) == 1);                         // all done by 351
+  CHECK(c.ahead_backlog_ms() == 0);
+  c.ahead(500, 0, 0);  // nothing loaded: nothing queued
+  CHECK(c.demand(500, 2) == 2);
+}

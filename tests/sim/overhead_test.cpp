@@ -376,7 +376,16 @@ TEST_CASE("SimOverhead.MeasuredBlocksReplaceTheRoofline") {
   const auto c = r.take_loads();
   CHECK(c.ms == 42.5);
   CHECK(c.unmeasured_bytes == r.cost(0, 0, d.model.base, 0).weight_bytes);
+  CHECK(c.blocks == 2);
   CHECK(r.take_loads().ms == 0);
+  // The run's total (the simulated preloader's load time) survives taking, and reset() clears it.
+  CHECK(r.loads_total().ms >= 42.5);
+  r.reset();
+  CHECK(r.loads_total().blocks == 0);
+  r.load(0, 1, d.model.base, 0);
+  r.take_loads();
+  CHECK(r.loads_total().ms == 42.5);
+  CHECK(r.loads_total().blocks == 1);
   CHECK(r.cost(0, 0, d.model.base, 0).weight_bytes == roofline.cost(0, 0, d.model.base, 0).weight_bytes);
   // The estimator plans with the same time.
   const sim::ModelEstimator est(r, {d.acc});

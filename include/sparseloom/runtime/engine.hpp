@@ -46,6 +46,7 @@
 #include "sparseloom/runtime/block_runner.hpp"
 #include "sparseloom/runtime/clock.hpp"
 #include "sparseloom/runtime/metrics.hpp"
+#include "sparseloom/runtime/sim_load_channel.hpp"
 #include "sparseloom/preloader/hotness.hpp"
 #include "sparseloom/runtime/preloader.hpp"
 #include "sparseloom/runtime/request.hpp"
@@ -429,6 +430,9 @@ class Engine {
     requires kSim
   {
     const double base = clock_.now_ms();
+    // Loads before the first arrivals (the initial plan's blocks) are setup, not run time.
+    if constexpr (requires { lib_.take_loads(); })
+      if (!std::exchange(sim_scheduled_, true)) lib_.take_loads();
     for (const auto& a : arrivals) {
       Event ev;
       ev.kind = EventKind::arrival;
@@ -1614,6 +1618,23 @@ class Engine {
         break;
       }
     }
+    sim_queue_loads();
+  }
+
+  // Load times of a runner that models its loads (SimRunner::take_loads): blocks it loaded since
+  // the last call, measured times plus unmeasured bytes at sim_load_ms_per_mib.
+  template <class C>
+  double sim_load_cost_ms(const C& c) const {
+    return c.ms + c.unmeasured_bytes / (1024.0 * 1024.0) * opts_.sim_load_ms_per_mib;
+  }
+  // Loads that happened outside a request's acquire (a re-plan's blocks, prefetches) go on the
+  // load channel as ahead loads: no request waits for them, but demand loads queue behind the
+  // one in progress.
+  void sim_queue_loads() {
+    if constexpr (requires { lib_.take_loads(); }) {
+      const auto c = lib_.take_loads();
+      sim_loads_.ahead(clock_.now_ms(), sim_load_cost_ms(c), c.blocks);
+    }
   }
 
   void sim_dispatch(ProcessorIndex p) {
@@ -1638,21 +1659,20 @@ class Engine {
     if (!ready(p, j, now)) return;
     bool loaded = false;
     // A runner that models its loads reports every block loaded while this one was acquired (a
-    // memory policy may load more than the block asked for); what it loaded before (a plan's
-    // blocks, prefetches) costs no request time.
+    // memory policy may load more than the block asked for); the request waits for them on the
+    // load channel (SimLoadChannel).
     constexpr bool priced = requires { lib_.take_loads(); };
-    if constexpr (priced) lib_.take_loads();
+    if constexpr (priced) sim_queue_loads();
     if (!acquire(p, j, loaded)) return;
     double stall = 0;
     if (loaded) {
-      constexpr double kMiB = 1024.0 * 1024.0;
       if constexpr (priced) {
-        const auto c = lib_.take_loads();
-        stall = c.ms + c.unmeasured_bytes / kMiB * opts_.sim_load_ms_per_mib;
+        stall = sim_loads_.demand(now, sim_load_cost_ms(lib_.take_loads()));
       } else {
         const auto b = j->next;
         const auto v = j->route().variant.choice[static_cast<std::size_t>(b)];
-        stall = static_cast<double>(lib_.block_bytes(j->rec.task, b, v, p)) / kMiB * opts_.sim_load_ms_per_mib;
+        stall = sim_loads_.demand(now, static_cast<double>(lib_.block_bytes(j->rec.task, b, v, p)) / (1024.0 * 1024.0) *
+                                           opts_.sim_load_ms_per_mib);
       }
       j->rec.load_stall_ms += stall;
     }
@@ -1734,6 +1754,8 @@ class Engine {
   std::uint64_t rate_plan_version_ = 0;
 
   std::vector<Event> events_;  // discrete-event mode: a heap
+  SimLoadChannel sim_loads_;       // discrete-event mode: block loads, serialised as for real
+  bool sim_scheduled_ = false;     // discrete-event mode: arrivals were scheduled once
   std::size_t busy_events_ = 0;
 };
 

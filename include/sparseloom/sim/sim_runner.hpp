@@ -210,8 +210,11 @@ class SimRunner {
     const auto& c = checked(t, b, v, p);
     if (!resident_.insert({t, b, v, p}).second) return;
     bytes_ += static_cast<std::size_t>(c.weight_bytes);
-    if (c.load_ms >= 0) pending_load_.ms += c.load_ms;
-    else pending_load_.unmeasured_bytes += c.weight_bytes;
+    for (LoadCost* l : {&pending_load_, &loads_total_}) {
+      ++l->blocks;
+      if (c.load_ms >= 0) l->ms += c.load_ms;
+      else l->unmeasured_bytes += c.weight_bytes;
+    }
   }
   void unload(TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
     if (resident_.erase({t, b, v, p})) bytes_ -= static_cast<std::size_t>(cost(t, b, v, p).weight_bytes);
@@ -233,8 +236,11 @@ class SimRunner {
   struct LoadCost {
     double ms = 0;
     double unmeasured_bytes = 0;
+    int blocks = 0;
   };
   LoadCost take_loads() { return std::exchange(pending_load_, LoadCost{}); }
+  // Every load since reset(), the setup's included (a real run's preloader counts those too).
+  const LoadCost& loads_total() const { return loads_total_; }
 
   // --- energy accounting (of what simulate/run ran) ---
   double energy_j(TaskIndex t) const { return energy_j_.at(t); }
@@ -273,6 +279,7 @@ class SimRunner {
     resident_.clear();
     bytes_ = 0;
     pending_load_ = {};
+    loads_total_ = {};
     energy_j_.assign(tasks_.size(), 0.0);
     for (auto& l : last_proc_) std::fill(l.begin(), l.end(), -1);
     blocks_run_ = 0;
@@ -297,7 +304,7 @@ class SimRunner {
   std::vector<double> energy_j_;
   std::set<std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>> resident_;
   std::size_t bytes_ = 0;
-  LoadCost pending_load_;
+  LoadCost pending_load_, loads_total_;
   std::uint64_t blocks_run_ = 0;
   int measured_blocks_used_ = 0;
   SplitMix64 rng_;
