@@ -98,6 +98,8 @@ def validation_mean(out_name, note, sim_file, real_files):
 
     def searches(q):
         scales = q.get("throughput_searches") or []
+        if scales and not any(scales):  # every search sustained nothing
+            return [0.0] * len(scales)
         if not scales or not q.get("max_rate_scale"):
             return [q["throughput_rps"]]
         return [q["throughput_rps"] * s / q["max_rate_scale"] for s in scales]
@@ -115,7 +117,7 @@ def validation_mean(out_name, note, sim_file, real_files):
             mean = sum(vals) / len(vals)
             rel, ok = within(m, mean, sp[name][m])
             loo = []
-            for i, v in enumerate(vals):
+            for i, v in enumerate(vals if len(vals) > 1 else []):  # a lone value has no others
                 others = vals[:i] + vals[i + 1:]
                 r_i, ok_i = within(m, sum(others) / len(others), v)
                 loo.append({"rel_error": r_i, "within_target": ok_i})

@@ -327,6 +327,37 @@ TEST_CASE("Preloader.ClockworkEvictionOrder") {
   pre.release(r, 0, 0, 0, 0);
 }
 
+// A request whose block is loaded does not wait for another processor's load: the load-all
+// baseline held its one mutex across the runner's load, so on a thrashing budget every
+// processor stalled behind the one loading (session 23: INFaaS-like's 60 ms waits).
+TEST_CASE("Preloader.LoadAllAcquiresALoadedBlockDuringAnotherLoad") {
+  Runner r(2, 1, 1, 2, 100);
+  rt::LoadAllPreloader pre(1000);
+  CHECK(pre.acquire(r, 0, 0, 0, 0));  // loaded and ours
+  pre.release(r, 0, 0, 0, 0);
+  r.gate({1, 0, 0, 1});
+  std::thread loader([&] {
+    CHECK(pre.acquire(r, 1, 0, 0, 1));
+    pre.release(r, 1, 0, 0, 1);
+  });
+  REQUIRE(pretest::eventually([&] { return r.loads_in_progress() == 1; }));
+  // The other processor's block is loaded: acquired while that load is still in progress (in a
+  // thread of its own, so that a policy that waits fails here instead of hanging the test).
+  std::atomic<bool> acquired{false};
+  std::thread other([&] {
+    CHECK_FALSE(pre.acquire(r, 0, 0, 0, 0));
+    acquired = true;
+    pre.release(r, 0, 0, 0, 0);
+  });
+  CHECK(pretest::eventually([&] { return acquired.load(); }));
+  CHECK(r.loads_in_progress() == 1);
+  r.open({1, 0, 0, 1});
+  loader.join();
+  other.join();
+  CHECK(r.max_concurrent_loads() == 1);
+  CHECK(r.resident() == std::set<pretest::Key>{{0, 0, 0, 0}, {1, 0, 0, 1}});
+}
+
 TEST_CASE("Preloader.ClockworkLoadsMostDemandedFirstAndWholeModels") {
   Runner r(3, 2, 1, 1, 100);
   pl::ClockworkLike pre;

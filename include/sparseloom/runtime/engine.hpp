@@ -551,7 +551,7 @@ class Engine {
       criticality.store(s.criticality);
     }
   };
-  enum class EventKind : std::uint8_t { arrival, dispatch, block_end, monitor };
+  enum class EventKind : std::uint8_t { arrival, dispatch, block_end, monitor, loaded };
   struct Event {
     double t = 0;
     std::uint64_t seq = 0;
@@ -1412,8 +1412,10 @@ class Engine {
 
   // Records the predicted end of j's next block on p, started at t0 (admission's wait).
   void mark_running(ProcessorIndex p, double t0, const Job& j) {
-    const double ms = j.route().block_ms[static_cast<std::size_t>(j.next)] * speed(p, j.rec.task);
-    procs_[static_cast<std::size_t>(p)]->running_until_ms.store(t0 + ms);
+    procs_[static_cast<std::size_t>(p)]->running_until_ms.store(t0 + predicted_block_ms(p, j));
+  }
+  double predicted_block_ms(ProcessorIndex p, const Job& j) const {
+    return j.route().block_ms[static_cast<std::size_t>(j.next)] * speed(p, j.rec.task);
   }
 
   void monitor_loop() {
@@ -1607,6 +1609,7 @@ class Engine {
         schedule_monitor();
         break;
       case EventKind::dispatch: sim_dispatch(ev.p); break;
+      case EventKind::loaded: procs_[static_cast<std::size_t>(ev.p)]->running_until_ms.store(ev.t_start); break;
       case EventKind::block_end: {
         auto& pr = *procs_[static_cast<std::size_t>(ev.p)];
         release(ev.p, *ev.job);
@@ -1695,7 +1698,18 @@ class Engine {
       return;
     }
     --procs_[static_cast<std::size_t>(p)]->idle_slots;
-    procs_[static_cast<std::size_t>(p)]->running_until_ms.store(now + stall + ms);
+    // Admission's view of the running block is the threaded engine's: nothing while the block
+    // loads (release() cleared it), then its predicted time from the load's end (mark_running).
+    if (stall > 0) {
+      Event le;
+      le.kind = EventKind::loaded;
+      le.p = p;
+      le.t = now + stall;
+      le.t_start = now + stall + predicted_block_ms(p, *j);
+      push_event(std::move(le));
+    } else {
+      mark_running(p, now, *j);
+    }
     Event ev;
     ev.kind = EventKind::block_end;
     ev.p = p;

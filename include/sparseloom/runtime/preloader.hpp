@@ -58,11 +58,15 @@ void for_each_plan_block(const Plan& plan, F&& f) {
 // Loads every block the plan uses; under a budget, evicts unpinned blocks the plan does not
 // use (then unpinned ones it does) to make room, and never exceeds the budget. No hotness, no
 // prediction: the baseline until the hot-subgraph preloader lands.
+// Locking: every call into the runner is made under load_mu_ (one load at a time, as the
+// residency manager does); mu_ guards our own state and is never held across a load, so a
+// request whose block is already loaded pins it without waiting for another processor's load.
+// Lock order: load_mu_ before mu_.
 class LoadAllPreloader {
  public:
   LoadAllPreloader() = default;
   explicit LoadAllPreloader(std::size_t budget_bytes) : budget_(budget_bytes) {}
-  // Movable before use (the Engine takes it by value); the state moves, the mutex does not.
+  // Movable before use (the Engine takes it by value); the state moves, the mutexes do not.
   LoadAllPreloader(LoadAllPreloader&& o) noexcept
       : budget_(o.budget_), device_budget_(std::move(o.device_budget_)), in_plan_(std::move(o.in_plan_)),
         loaded_(std::move(o.loaded_)), held_on_(std::move(o.held_on_)), pins_(std::move(o.pins_)) {}
@@ -79,24 +83,30 @@ class LoadAllPreloader {
 
   template <BlockRunner L>
   void on_plan(L& lib, const Plan& plan) {
-    std::lock_guard lk(mu_);
+    std::lock_guard load_lock(load_mu_);
+    std::unique_lock lk(mu_);
     in_plan_.clear();
     for_each_plan_block(plan, [&](TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) { in_plan_.insert({t, b, v, p}); });
-    for (const auto& k : in_plan_) {
+    const std::vector<Key> keys(in_plan_.begin(), in_plan_.end());
+    for (const auto& k : keys) {
       const auto& [t, b, v, p] = k;
       if (lib.is_resident(t, b, v, p)) continue;
       if (!make_room(lib, lib.block_bytes(t, b, v, p), p, /*allow_in_plan=*/false)) continue;  // acquire retries
-      lib.load(t, b, v, p);
-      note_loaded(lib, k);
+      load_unlocked(lib, lk, k);
     }
   }
 
   template <BlockRunner L>
   bool acquire(L& lib, TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
-    std::lock_guard lk(mu_);
     const Key k{t, b, v, p};
-    ++pins_[k];
-    if (lib.is_resident(t, b, v, p)) return false;
+    {
+      std::lock_guard lk(mu_);
+      ++pins_[k];
+      if (loaded_.contains(k)) return false;  // ours and resident: no runner call, no wait
+    }
+    std::lock_guard load_lock(load_mu_);
+    std::unique_lock lk(mu_);
+    if (loaded_.contains(k) || lib.is_resident(t, b, v, p)) return false;  // loaded meanwhile, or not ours
     if (!make_room(lib, lib.block_bytes(t, b, v, p), p, /*allow_in_plan=*/true)) {
       unpin(k);
       throw Error(ErrorCode::infeasible, "LoadAllPreloader",
@@ -105,8 +115,12 @@ class LoadAllPreloader {
                       ") does not fit the memory budget of " + std::to_string(budget_) + " bytes or processor " +
                       std::to_string(p) + "'s device budget of " + std::to_string(device_budget(p)) + " bytes");
     }
-    lib.load(t, b, v, p);
-    note_loaded(lib, k);
+    try {
+      load_unlocked(lib, lk, k);
+    } catch (...) {
+      unpin(k);  // lk is held again
+      throw;
+    }
     return true;
   }
 
@@ -120,6 +134,7 @@ class LoadAllPreloader {
   // become ours, so that the budget can evict them (preloader::Residency::adopt_resident).
   template <BlockRunner L>
   int adopt_resident(const L& lib) {
+    std::lock_guard load_lock(load_mu_);
     std::lock_guard lk(mu_);
     int adopted = 0;
     for_each_block_slot(lib, [&](TaskIndex t, BlockIndex b, VariantIndex v, ProcessorIndex p) {
@@ -132,6 +147,7 @@ class LoadAllPreloader {
   // (pinned blocks are not waited for here).
   template <BlockRunner L>
   bool shrink_to_budget(L& lib) {
+    std::lock_guard load_lock(load_mu_);
     std::lock_guard lk(mu_);
     bool fits = make_room(lib, 0, -1, /*allow_in_plan=*/true);
     for (std::size_t p = 0; p < device_budget_.size(); ++p) fits = make_room(lib, 0, static_cast<ProcessorIndex>(p), true) && fits;
@@ -142,6 +158,7 @@ class LoadAllPreloader {
   // load in between. True if they fit (else committed anyway: the stitch must run).
   template <BlockRunner L, class F>
   bool admit(L& lib, std::size_t bytes, F&& commit) {
+    std::lock_guard load_lock(load_mu_);
     std::lock_guard lk(mu_);
     const bool fits = make_room(lib, bytes, -1, /*allow_in_plan=*/true);
     commit();
@@ -150,6 +167,22 @@ class LoadAllPreloader {
 
  private:
   using Key = std::tuple<TaskIndex, BlockIndex, VariantIndex, ProcessorIndex>;
+
+  // Loads k with mu_ (lk) released, so that acquires of loaded blocks go on; load_mu_ held by
+  // the caller keeps every other runner call out. Returns with lk held.
+  template <class L>
+  void load_unlocked(L& lib, std::unique_lock<std::mutex>& lk, const Key& k) {
+    const auto& [t, b, v, p] = k;
+    lk.unlock();
+    try {
+      lib.load(t, b, v, p);
+    } catch (...) {
+      lk.lock();
+      throw;
+    }
+    lk.lock();
+    note_loaded(lib, k);
+  }
 
   void unpin(const Key& k) {
     auto it = pins_.find(k);
@@ -197,7 +230,8 @@ class LoadAllPreloader {
     return global_fits() && device_fits();
   }
 
-  std::mutex mu_;
+  std::mutex load_mu_;  // every runner call; before mu_
+  std::mutex mu_;       // the state below
   std::size_t budget_ = 0;  // 0 = unlimited
   std::vector<std::size_t> device_budget_;  // per processor, 0 = none
   std::set<Key> in_plan_;
