@@ -184,10 +184,8 @@ SimRow simulate_policy(SimSetup& st, const std::string& name, Policy policy, dou
   r.metrics["load_stall_ms"] = o.load_stall_ms;
   r.metrics["load_violations"] = o.load_violations;
   r.metrics["preloader"] = preloader_stats_json(eng);
-  if (r.metrics["preloader"].is_object()) {  // simulated load time, as the engine charged it (not wall time)
-    const auto& lt = st.runner->loads_total();
-    r.metrics["preloader"]["load_ms"] = lt.ms + lt.unmeasured_bytes / (1024.0 * 1024.0) * eo.sim_load_ms_per_mib;
-  }
+  if (r.metrics["preloader"].is_object())  // simulated load time, as the engine charged it (not wall time)
+    r.metrics["preloader"]["load_ms"] = st.runner->loads_total().total_ms(eo.sim_load_ms_per_mib);
   r.metrics["throughput_rps"] = nullptr;  // run_simulation's search fills it in
   r.metrics["requests_issued"] = o.issued;
   r.metrics["requests_accounted"] = o.accounted;

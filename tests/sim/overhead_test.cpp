@@ -377,6 +377,7 @@ TEST_CASE("SimOverhead.MeasuredBlocksReplaceTheRoofline") {
   CHECK(c.ms == 42.5);
   CHECK(c.unmeasured_bytes == r.cost(0, 0, d.model.base, 0).weight_bytes);
   CHECK(c.blocks == 2);
+  CHECK(c.total_ms(2.0) == doctest::Approx(42.5 + c.unmeasured_bytes / (1024.0 * 1024.0) * 2.0));
   CHECK(r.take_loads().ms == 0);
   // The run's total (the simulated preloader's load time) survives taking, and reset() clears it.
   CHECK(r.loads_total().ms >= 42.5);

@@ -176,6 +176,8 @@ template <BlockRunner L, sparseloom::Estimator E, sparseloom::Optimizer<E> O, Pr
 class Engine {
   using ClockT = typename Exec::clock_type;
   static constexpr bool kSim = Exec::discrete_event;
+  // A runner that models its loads (SimRunner::take_loads): the discrete-event mode prices them.
+  static constexpr bool kPricedLoads = requires(L& l) { l.take_loads(); };
 
  public:
   Engine(L& lib, const E& estimator, O optimizer, std::vector<ProcessorSpec> processors, std::vector<TaskSpec> tasks,
@@ -431,7 +433,7 @@ class Engine {
   {
     const double base = clock_.now_ms();
     // Loads before the first arrivals (the initial plan's blocks) are setup, not run time.
-    if constexpr (requires { lib_.take_loads(); })
+    if constexpr (kPricedLoads)
       if (!std::exchange(sim_scheduled_, true)) lib_.take_loads();
     for (const auto& a : arrivals) {
       Event ev;
@@ -1624,19 +1626,13 @@ class Engine {
     sim_queue_loads();
   }
 
-  // Load times of a runner that models its loads (SimRunner::take_loads): blocks it loaded since
-  // the last call, measured times plus unmeasured bytes at sim_load_ms_per_mib.
-  template <class C>
-  double sim_load_cost_ms(const C& c) const {
-    return c.ms + c.unmeasured_bytes / (1024.0 * 1024.0) * opts_.sim_load_ms_per_mib;
-  }
   // Loads that happened outside a request's acquire (a re-plan's blocks, prefetches) go on the
   // load channel as ahead loads: no request waits for them, but demand loads queue behind the
   // one in progress.
   void sim_queue_loads() {
-    if constexpr (requires { lib_.take_loads(); }) {
+    if constexpr (kPricedLoads) {
       const auto c = lib_.take_loads();
-      sim_loads_.ahead(clock_.now_ms(), sim_load_cost_ms(c), c.blocks);
+      sim_loads_.ahead(clock_.now_ms(), c.total_ms(opts_.sim_load_ms_per_mib), c.blocks);
     }
   }
 
@@ -1664,13 +1660,12 @@ class Engine {
     // A runner that models its loads reports every block loaded while this one was acquired (a
     // memory policy may load more than the block asked for); the request waits for them on the
     // load channel (SimLoadChannel).
-    constexpr bool priced = requires { lib_.take_loads(); };
-    if constexpr (priced) sim_queue_loads();
+    sim_queue_loads();
     if (!acquire(p, j, loaded)) return;
     double stall = 0;
     if (loaded) {
-      if constexpr (priced) {
-        stall = sim_loads_.demand(now, sim_load_cost_ms(lib_.take_loads()));
+      if constexpr (kPricedLoads) {
+        stall = sim_loads_.demand(now, lib_.take_loads().total_ms(opts_.sim_load_ms_per_mib));
       } else {
         const auto b = j->next;
         const auto v = j->route().variant.choice[static_cast<std::size_t>(b)];

@@ -237,6 +237,8 @@ class SimRunner {
     double ms = 0;
     double unmeasured_bytes = 0;
     int blocks = 0;
+    // The time it takes, with the unmeasured bytes at `ms_per_mib`.
+    double total_ms(double ms_per_mib) const { return ms + unmeasured_bytes / (1024.0 * 1024.0) * ms_per_mib; }
   };
   LoadCost take_loads() { return std::exchange(pending_load_, LoadCost{}); }
   // Every load since reset(), the setup's included (a real run's preloader counts those too).
